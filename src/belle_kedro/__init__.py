@@ -1,0 +1,4 @@
+"""belle-kedro
+"""
+
+__version__ = "0.1"

@@ -1,0 +1,1 @@
+"""Custom Kedro datasets for BELLE's formats and the append-only response journal."""

@@ -1,0 +1,27 @@
+"""Project settings: config patterns, resolvers and hooks."""
+
+import os
+from pathlib import Path
+
+from omegaconf.resolvers import oc
+
+from belle_kedro.hooks import SecretRedactionHook, VariantChildRunHook
+
+# Telemetry off before any plugin can phone home (this machine has no network anyway).
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+# The checkout this package is installed from (editable install), so the default MLflow
+# store lands in the project root even when a notebook runs from notebooks/.
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+HOOKS = (SecretRedactionHook(), VariantChildRunHook())
+
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+    # oc.env lets mlflow.yml and catalogs read e.g. MLFLOW_TRACKING_URI, so tests and
+    # CI can point the whole project at a temporary store without editing conf.
+    "custom_resolvers": {"oc.env": oc.env, "project_root": lambda: str(PROJECT_ROOT)},
+}
