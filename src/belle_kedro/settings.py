@@ -1,6 +1,7 @@
 """Project settings: config patterns, resolvers and hooks."""
 
 import os
+import warnings
 from pathlib import Path
 
 from omegaconf.resolvers import oc
@@ -15,6 +16,10 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 # The checkout this package is installed from (editable install), so the default MLflow
 # store lands in the project root even when a notebook runs from notebooks/.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+# "<variant>.train_data" names are how variants meet across pipelines (dataset factories);
+# Kedro warns about dots in names outside a namespace, which is exactly our intent here.
+warnings.filterwarnings("ignore", message="One or more dataset names contain")
 
 HOOKS = (SecretRedactionHook(), VariantChildRunHook())
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from rapidfuzz.distance import LCS
+from rapidfuzz.distance import LCSseq
 
 _WHITESPACE = re.compile(r"\s+")
 
@@ -33,7 +33,7 @@ def rouge_l_f(a: str, b: str) -> float:
     total = len(a) + len(b)
     if total == 0:
         return 0.0
-    return 2.0 * LCS.similarity(a, b) / total
+    return 2.0 * LCSseq.similarity(a, b) / total
 
 
 def rouge_l(a: str, b: str) -> float:

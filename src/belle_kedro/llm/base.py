@@ -1,12 +1,16 @@
 """The one small interface every LLM backend speaks (generate and the judge share it).
 
-Owner: generate helper. The evaluate pipeline's judge uses exactly these types plus the
+Owner: generate engineer. The evaluate pipeline's judge uses exactly these types plus the
 concurrent, resumable runner in ``belle_kedro.llm.runner``.
+
+A backend does one attempt per ``complete`` call and reports failures by raising
+``LLMError``; the runner owns retries, so every retry is observable and honours
+``Retry-After``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
 ApiKind = Literal["chat", "completion"]
@@ -25,7 +29,12 @@ class LLMRequest:
 
 @dataclass(frozen=True)
 class LLMResponse:
-    """What came back for one request: everything needed to parse it again later."""
+    """What came back for one request: everything needed to parse it again later.
+
+    ``error`` is set (and ``text`` empty) when the request failed for good after the
+    runner's retries; such a response is stored but not counted as done, so a rerun
+    asks again.
+    """
 
     request_id: str
     text: str
@@ -35,6 +44,41 @@ class LLMResponse:
     started_at: float
     finished_at: float
     attempts: int = 1
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the model answered (a truncated answer still counts)."""
+        return self.error is None
+
+    def to_record(self) -> dict[str, Any]:
+        """A JSON-ready dict (the journal's record body)."""
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> LLMResponse:
+        """Rebuild from a journal record, ignoring the extra keys the journal adds."""
+        usage = record.get("usage") or {}
+        return cls(
+            request_id=str(record["request_id"]),
+            text=str(record.get("text") or ""),
+            finish_reason=record.get("finish_reason"),
+            model=str(record.get("model") or ""),
+            usage={str(k): int(v) for k, v in usage.items() if isinstance(v, int | float)},
+            started_at=float(record.get("started_at") or 0.0),
+            finished_at=float(record.get("finished_at") or 0.0),
+            attempts=int(record.get("attempts") or 1),
+            error=record.get("error"),
+        )
+
+
+class LLMError(Exception):
+    """One failed attempt. ``retryable`` says whether the runner should try again."""
+
+    def __init__(self, message: str, *, retryable: bool, retry_after_s: float | None = None):
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after_s = retry_after_s
 
 
 class LLMBackend(Protocol):
