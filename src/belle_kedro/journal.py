@@ -49,7 +49,10 @@ class ResponseJournal:
         """Write one record durably (flushed and fsynced) before returning."""
         if "request_id" not in record:
             raise ValueError("a journal record needs a 'request_id'")
-        line = json.dumps(record, ensure_ascii=False, sort_keys=True).encode("utf-8") + b"\n"
+        line = (
+            json.dumps(record, ensure_ascii=False, sort_keys=True).encode("utf-8")
+            + b"\n"
+        )
         with self._lock:
             handle = self._open_for_append()
             handle.write(line)
@@ -72,7 +75,9 @@ class ResponseJournal:
             try:
                 record = json.loads(raw)
             except (json.JSONDecodeError, UnicodeDecodeError) as error:
-                raise FormatError(self.path, number, None, f"not a JSON record ({error})") from None
+                raise FormatError(
+                    self.path, number, None, f"not a JSON record ({error})"
+                ) from None
             if not isinstance(record, dict) or "request_id" not in record:
                 raise FormatError(self.path, number, "request_id", "missing")
             records.append(record)

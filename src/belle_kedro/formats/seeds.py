@@ -15,7 +15,14 @@ import pandas as pd
 
 from belle_kedro.formats.errors import FormatError
 
-SEED_TASK_COLUMNS = ["id", "name", "instruction", "instances", "is_classification", "category"]
+SEED_TASK_COLUMNS = [
+    "id",
+    "name",
+    "instruction",
+    "instances",
+    "is_classification",
+    "category",
+]
 SEED_SOURCE = "seed"
 
 
@@ -23,7 +30,9 @@ def _require_string(
     value: Any, path: Path, line: int, field: str, *, allow_empty: bool
 ) -> str:
     if not isinstance(value, str):
-        raise FormatError(path, line, field, f"must be a string, got {type(value).__name__}")
+        raise FormatError(
+            path, line, field, f"must be a string, got {type(value).__name__}"
+        )
     if not allow_empty and not value.strip():
         raise FormatError(path, line, field, "must not be empty")
     return value
@@ -31,19 +40,27 @@ def _require_string(
 
 def _parse_instances(raw: Any, path: Path, line: int) -> list[dict[str, str]]:
     if not isinstance(raw, list) or not raw:
-        raise FormatError(path, line, "instances", "must be a non-empty list of {input, output} objects")
+        raise FormatError(
+            path,
+            line,
+            "instances",
+            "must be a non-empty list of {input, output} objects",
+        )
     instances = []
     for index, instance in enumerate(raw):
         field = f"instances[{index}]"
         if not isinstance(instance, dict):
-            raise FormatError(path, line, field, f"must be an object, got {type(instance).__name__}")
+            raise FormatError(
+                path, line, field, f"must be an object, got {type(instance).__name__}"
+            )
         parsed = {}
         for key in ("input", "output"):
             if key not in instance:
                 raise FormatError(path, line, f"{field}.{key}", "is missing")
-            # An empty input is BELLE's "no input"; an empty output teaches nothing.
+            # Empty strings are legal: an empty input is BELLE's "no input", and an
+            # empty output is left for the clean pipeline to judge, not the loader.
             parsed[key] = _require_string(
-                instance[key], path, line, f"{field}.{key}", allow_empty=key == "input"
+                instance[key], path, line, f"{field}.{key}", allow_empty=True
             )
         instances.append(parsed)
     return instances
@@ -51,15 +68,23 @@ def _parse_instances(raw: Any, path: Path, line: int) -> list[dict[str, str]]:
 
 def _parse_record(record: Any, path: Path, line: int) -> dict[str, Any]:
     if not isinstance(record, dict):
-        raise FormatError(path, line, None, f"must be a JSON object, got {type(record).__name__}")
+        raise FormatError(
+            path, line, None, f"must be a JSON object, got {type(record).__name__}"
+        )
     if "id" not in record:
         raise FormatError(path, line, "id", "is missing")
     task_id = record["id"]
-    if not isinstance(task_id, str | int) or isinstance(task_id, bool) or not str(task_id).strip():
+    if (
+        not isinstance(task_id, str | int)
+        or isinstance(task_id, bool)
+        or not str(task_id).strip()
+    ):
         raise FormatError(path, line, "id", "must be a non-empty string or integer")
     if "instruction" not in record:
         raise FormatError(path, line, "instruction", "is missing")
-    instruction = _require_string(record["instruction"], path, line, "instruction", allow_empty=False)
+    instruction = _require_string(
+        record["instruction"], path, line, "instruction", allow_empty=False
+    )
     name = record.get("name", "")
     if name is None:
         name = ""
@@ -70,11 +95,16 @@ def _parse_record(record: Any, path: Path, line: int) -> dict[str, Any]:
     is_classification = record.get("is_classification", False)
     if not isinstance(is_classification, bool):
         raise FormatError(
-            path, line, "is_classification", f"must be true or false, got {is_classification!r}"
+            path,
+            line,
+            "is_classification",
+            f"must be true or false, got {is_classification!r}",
         )
     category = record.get("category")
     if category is not None:
-        category = _require_string(category, path, line, "category", allow_empty=False).strip()
+        category = _require_string(
+            category, path, line, "category", allow_empty=False
+        ).strip()
     return {
         "id": str(task_id),
         "name": name,
@@ -97,7 +127,12 @@ def load_seed_tasks(path: str | Path) -> pd.DataFrame:
     except FileNotFoundError:
         raise FormatError(path, None, None, "file not found") from None
     except UnicodeDecodeError as error:
-        raise FormatError(path, None, None, f"is not UTF-8 text ({error.reason} at byte {error.start})") from None
+        raise FormatError(
+            path,
+            None,
+            None,
+            f"is not UTF-8 text ({error.reason} at byte {error.start})",
+        ) from None
 
     rows: list[dict[str, Any]] = []
     first_line_of_id: dict[str, int] = {}
@@ -108,7 +143,10 @@ def load_seed_tasks(path: str | Path) -> pd.DataFrame:
             record = json.loads(line)
         except json.JSONDecodeError as error:
             raise FormatError(
-                path, line_number, None, f"is not valid JSON ({error.msg} at column {error.colno})"
+                path,
+                line_number,
+                None,
+                f"is not valid JSON ({error.msg} at column {error.colno})",
             ) from None
         row = _parse_record(record, path, line_number)
         if row["id"] in first_line_of_id:
@@ -142,4 +180,6 @@ def seed_tasks_as_instructions(seed_tasks: pd.DataFrame) -> pd.DataFrame:
         for task in seed_tasks.itertuples(index=False)
         for instance in task.instances
     ]
-    return pd.DataFrame(records, columns=["instruction", "input", "output", "category", "source"])
+    return pd.DataFrame(
+        records, columns=["instruction", "input", "output", "category", "source"]
+    )

@@ -23,8 +23,12 @@ class LLMRequest:
     request_id: str
     prompt: str  # the user message (chat) or the whole prompt text (completion)
     system: str | None = None  # chat only
-    params: dict[str, Any] = field(default_factory=dict)  # temperature, max_tokens, top_p, stop, seed
-    meta: dict[str, Any] = field(default_factory=dict)  # e.g. seed ids; stored, never sent
+    params: dict[str, Any] = field(
+        default_factory=dict
+    )  # temperature, max_tokens, top_p, stop, seed
+    meta: dict[str, Any] = field(
+        default_factory=dict
+    )  # e.g. seed ids; stored, never sent
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,9 @@ class LLMResponse:
             text=str(record.get("text") or ""),
             finish_reason=record.get("finish_reason"),
             model=str(record.get("model") or ""),
-            usage={str(k): int(v) for k, v in usage.items() if isinstance(v, int | float)},
+            usage={
+                str(k): int(v) for k, v in usage.items() if isinstance(v, int | float)
+            },
             started_at=float(record.get("started_at") or 0.0),
             finished_at=float(record.get("finished_at") or 0.0),
             attempts=int(record.get("attempts") or 1),
@@ -75,7 +81,9 @@ class LLMResponse:
 class LLMError(Exception):
     """One failed attempt. ``retryable`` says whether the runner should try again."""
 
-    def __init__(self, message: str, *, retryable: bool, retry_after_s: float | None = None):
+    def __init__(
+        self, message: str, *, retryable: bool, retry_after_s: float | None = None
+    ):
         super().__init__(message)
         self.retryable = retryable
         self.retry_after_s = retry_after_s
@@ -90,3 +98,16 @@ class LLMBackend(Protocol):
     async def complete(self, request: LLMRequest) -> LLMResponse: ...
 
     async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How the runner retries a retryable failure: exponential backoff with jitter.
+
+    Attempt ``n`` (1-based) waits ``min(max, base * 2**(n-1))`` scaled by a random factor
+    in [0.5, 1.0]; a server's ``Retry-After`` wins when it asks for longer.
+    """
+
+    max_retries: int = 6
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0

@@ -1,0 +1,354 @@
+"""Send many requests concurrently, retry what can be retried, journal every answer.
+
+``collect_responses`` is the only way generate and the evaluate judge talk to a model:
+
+* at most ``max_in_flight`` requests are outstanding at once (a fixed pool of workers);
+* optional requests/minute and tokens/minute budgets (token buckets);
+* retryable failures (429 with ``Retry-After``, 5xx, connection errors, timeouts,
+  malformed bodies) are retried with exponential backoff and jitter;
+* each answer is appended to the journal (fsynced) the moment it arrives, so a killed
+  run loses nothing it received, and ids already in the journal are never sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from belle_kedro.journal import ResponseJournal
+from belle_kedro.llm.base import (
+    LLMBackend,
+    LLMError,
+    LLMRequest,
+    LLMResponse,
+    RetryPolicy,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class RunProgress:
+    """A live bar: requests done, items parsed, tokens, retries and errors.
+
+    Pass one instance to several ``collect_responses`` calls to keep one bar across
+    them; ``count_items`` turns a response into the number of items it yields.
+    """
+
+    def __init__(
+        self,
+        description: str,
+        total: int | None = None,
+        *,
+        count_items: Callable[[LLMResponse], int] | None = None,
+        items_label: str = "parsed",
+    ):
+        self.bar = tqdm(total=total, desc=description, unit="req", dynamic_ncols=True)
+        self.count_items = count_items
+        self.items_label = items_label
+        self.items = 0
+        self.tokens = 0
+        self.retries = 0
+        self.errors = 0
+
+    def add_total(self, count: int) -> None:
+        """Grow the bar's total when a new batch of requests is planned."""
+        self.bar.total = (self.bar.total or 0) + count
+        self.bar.refresh()
+
+    def record(self, response: LLMResponse, *, stored: bool = False) -> None:
+        """Count one response (``stored``: found in the journal, not sent now)."""
+        if response.ok:
+            self.tokens += int(response.usage.get("total_tokens", 0))
+            if self.count_items is not None:
+                self.items += self.count_items(response)
+        else:
+            self.errors += 1
+        self.bar.update(1)
+        self._postfix()
+
+    def retried(self) -> None:
+        """Count one retry."""
+        self.retries += 1
+        self._postfix()
+
+    def _postfix(self) -> None:
+        postfix: dict[str, Any] = {}
+        if self.count_items is not None:
+            postfix[self.items_label] = self.items
+        postfix.update(tokens=self.tokens, retries=self.retries, errors=self.errors)
+        self.bar.set_postfix(postfix, refresh=False)
+
+    def close(self) -> None:
+        """Finish the bar."""
+        self.bar.close()
+
+
+class TokenBucket:
+    """``per_minute`` units refilled continuously; ``acquire`` waits for enough of them."""
+
+    def __init__(self, per_minute: float):
+        if per_minute <= 0:
+            raise ValueError("a per-minute budget must be positive")
+        self.capacity = float(per_minute)
+        self.level = float(per_minute)
+        self.rate_per_s = per_minute / 60.0
+        self._stamp = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self.level = min(
+            self.capacity, self.level + (now - self._stamp) * self.rate_per_s
+        )
+        self._stamp = now
+
+    async def acquire(self, amount: float) -> None:
+        """Take ``amount`` (capped at the capacity), waiting in arrival order."""
+        amount = min(float(amount), self.capacity)
+        async with self._lock:
+            self._refill()
+            while self.level < amount:
+                await asyncio.sleep((amount - self.level) / self.rate_per_s)
+                self._refill()
+            self.level -= amount
+
+    def settle(self, extra: float) -> None:
+        """Charge (or refund) the difference between an estimate and the real usage."""
+        self._refill()
+        self.level = min(self.capacity, self.level - extra)
+
+
+def estimated_tokens(request: LLMRequest) -> int:
+    """A pessimistic token estimate (about one token per CJK character) plus the answer."""
+    prompt_chars = len(request.prompt) + len(request.system or "")
+    return prompt_chars + int(request.params.get("max_tokens") or 256)
+
+
+def backoff_s(
+    attempt: int, policy: RetryPolicy, retry_after_s: float | None, rng: random.Random
+) -> float:
+    """Exponential backoff with jitter; a longer ``Retry-After`` wins."""
+    exponential = min(policy.backoff_max_s, policy.backoff_base_s * 2 ** (attempt - 1))
+    jittered = exponential * rng.uniform(0.5, 1.0)
+    return max(jittered, retry_after_s or 0.0)
+
+
+def journal_record(
+    request: LLMRequest, response: LLMResponse, api: str
+) -> dict[str, Any]:
+    """What the journal keeps for one answer: the response plus how it was asked for."""
+    return {
+        **response.to_record(),
+        "api": api,
+        "params": dict(request.params),
+        "meta": dict(request.meta),
+        "prompt_sha256": hashlib.sha256(
+            f"{request.system or ''}\x00{request.prompt}".encode()
+        ).hexdigest(),
+        "recorded_at": time.time(),
+    }
+
+
+def stored_responses(journal: ResponseJournal, ids: set[str]) -> dict[str, LLMResponse]:
+    """Latest stored answer per id among ``ids``; an answer beats a stored failure."""
+    found: dict[str, LLMResponse] = {}
+    for record in journal.records():
+        request_id = str(record["request_id"])
+        if request_id not in ids:
+            continue
+        response = LLMResponse.from_record(record)
+        previous = found.get(request_id)
+        if previous is not None and previous.ok and not response.ok:
+            continue
+        found[request_id] = response
+    return found
+
+
+async def _attempt_until_done(
+    backend: LLMBackend,
+    request: LLMRequest,
+    *,
+    policy: RetryPolicy,
+    budgets: tuple[TokenBucket | None, TokenBucket | None],
+    progress: RunProgress | None,
+    rng: random.Random,
+) -> LLMResponse:
+    requests_budget, tokens_budget = budgets
+    started = time.time()
+    attempt = 0
+    while True:
+        attempt += 1
+        estimate = estimated_tokens(request)
+        if requests_budget is not None:
+            await requests_budget.acquire(1)
+        if tokens_budget is not None:
+            await tokens_budget.acquire(estimate)
+        try:
+            response = await backend.complete(request)
+        except LLMError as error:
+            failure: LLMError = error
+        except Exception as error:  # a backend bug must not lose the other answers
+            failure = LLMError(f"{type(error).__name__}: {error}", retryable=False)
+        else:
+            if tokens_budget is not None:
+                tokens_budget.settle(
+                    int(response.usage.get("total_tokens", estimate)) - estimate
+                )
+            return LLMResponse(**{**response.to_record(), "attempts": attempt})
+        if failure.retryable and attempt <= policy.max_retries:
+            delay = backoff_s(attempt, policy, failure.retry_after_s, rng)
+            logger.info(
+                "request %s attempt %d failed (%s); retrying in %.2fs",
+                request.request_id,
+                attempt,
+                failure,
+                delay,
+            )
+            if progress is not None:
+                progress.retried()
+            await asyncio.sleep(delay)
+            continue
+        logger.warning(
+            "request %s failed after %d attempt(s): %s",
+            request.request_id,
+            attempt,
+            failure,
+        )
+        return LLMResponse(
+            request_id=request.request_id,
+            text="",
+            finish_reason=None,
+            model=backend.model,
+            usage={},
+            started_at=started,
+            finished_at=time.time(),
+            attempts=attempt,
+            error=str(failure),
+        )
+
+
+async def collect_responses_async(
+    backend: LLMBackend,
+    requests: Sequence[LLMRequest],
+    journal: ResponseJournal,
+    *,
+    max_in_flight: int,
+    requests_per_minute: float | None = None,
+    tokens_per_minute: float | None = None,
+    progress: str | RunProgress | None = None,
+    retry_policy: RetryPolicy | None = None,
+) -> dict[str, LLMResponse]:
+    """The coroutine behind ``collect_responses`` (for callers already in a loop)."""
+    if max_in_flight < 1:
+        raise ValueError("max_in_flight must be at least 1")
+    unique: dict[str, LLMRequest] = {}
+    for request in requests:
+        unique.setdefault(request.request_id, request)
+    results = stored_responses(journal, set(unique))
+    pending = [
+        r
+        for r in unique.values()
+        if not (r.request_id in results and results[r.request_id].ok)
+    ]
+    policy = retry_policy or getattr(backend, "retry_policy", None) or RetryPolicy()
+    budgets = (
+        TokenBucket(requests_per_minute) if requests_per_minute else None,
+        TokenBucket(tokens_per_minute) if tokens_per_minute else None,
+    )
+    owns_bar = isinstance(progress, str)
+    bar = (
+        RunProgress(progress, total=len(unique))
+        if isinstance(progress, str)
+        else progress
+    )
+    if bar is not None:
+        for response in results.values():
+            if response.ok:
+                bar.record(response, stored=True)
+    queue: asyncio.Queue[LLMRequest] = asyncio.Queue()
+    for request in pending:
+        queue.put_nowait(request)
+    rng = random.Random()
+
+    async def worker() -> None:
+        while True:
+            try:
+                request = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            response = await _attempt_until_done(
+                backend, request, policy=policy, budgets=budgets, progress=bar, rng=rng
+            )
+            # Durable before anything else looks at it: a kill after this line loses nothing.
+            journal.append(journal_record(request, response, backend.api))
+            results[request.request_id] = response
+            if bar is not None:
+                bar.record(response)
+
+    try:
+        await asyncio.gather(
+            *(worker() for _ in range(min(max_in_flight, len(pending))))
+        )
+    finally:
+        if owns_bar and bar is not None:
+            bar.close()
+    return {request_id: results[request_id] for request_id in unique}
+
+
+def collect_responses(
+    backend: LLMBackend,
+    requests: Sequence[LLMRequest],
+    journal: ResponseJournal,
+    *,
+    max_in_flight: int,
+    requests_per_minute: float | None = None,
+    tokens_per_minute: float | None = None,
+    progress: str | RunProgress | None = None,
+    retry_policy: RetryPolicy | None = None,
+) -> dict[str, LLMResponse]:
+    """Answers for every request id (stored ones plus new ones), sending only the new.
+
+    Never raises for a failed or malformed answer: after the retries it is returned
+    (and journaled) with ``error`` set, and a later call asks for it again.
+    """
+    coroutine = collect_responses_async(
+        backend,
+        requests,
+        journal,
+        max_in_flight=max_in_flight,
+        requests_per_minute=requests_per_minute,
+        tokens_per_minute=tokens_per_minute,
+        progress=progress,
+        retry_policy=retry_policy,
+    )
+    return _run_coroutine(coroutine)
+
+
+def _run_coroutine(coroutine: Any) -> Any:
+    """``asyncio.run`` that also works when a loop is already running (Jupyter)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = asyncio.run(coroutine)
+        except BaseException as error:  # re-raised in the caller's thread
+            outcome["error"] = error
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]

@@ -1,0 +1,450 @@
+"""Evaluate nodes: answer the eval set, judge and score the answers, report, crown a champion.
+
+Per variant (namespaced like train): ``answer_questions`` -> ``judge_answers`` ->
+``score_answers`` -> ``variant_metrics``. Across variants: ``build_score_tables`` ->
+``plot_scaling`` / ``choose_champion`` -> ``assign_champion_alias`` -> ``write_report``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from belle_kedro import judging, metrics, reporting
+from belle_kedro.formats.eval import prompt_for_class
+from belle_kedro.templates import build_prompt
+
+logger = logging.getLogger(__name__)
+
+# At or below this temperature sampling is indistinguishable from argmax, so decode
+# greedily (BELLE's evals used 0.001) and make answers exactly reproducible.
+GREEDY_BELOW_TEMPERATURE = 0.01
+
+JUDGE_COLUMNS = [
+    "question_id",
+    "judge_model",
+    "judge_samples",
+    "judge_parsed_samples",
+    "judge_score",
+    "judge_parsed",
+    "judge_replies",
+]
+
+
+def _question_id(cls: str, question: str) -> str:
+    return hashlib.sha256(f"{cls}\x1f{question}".encode()).hexdigest()[:16]
+
+
+def select_questions(
+    eval_set: pd.DataFrame, selection: Mapping[str, Any]
+) -> pd.DataFrame:
+    """The questions every variant answers: all, or a seeded sample of ``max_per_class``.
+
+    Adds ``question_id`` (a hash of class and question), stable across runs and variants.
+    """
+    questions = eval_set.copy()
+    questions["question_id"] = [
+        _question_id(cls, question)
+        for cls, question in zip(questions["class"], questions["question"], strict=True)
+    ]
+    duplicated = questions["question_id"].duplicated()
+    if duplicated.any():
+        logger.warning(
+            "Dropping %d repeated questions from the eval set", int(duplicated.sum())
+        )
+        questions = questions[~duplicated]
+    max_per_class = selection.get("max_per_class")
+    if max_per_class:
+        questions = questions.groupby("class", group_keys=False, sort=False).apply(
+            lambda part: part.sample(
+                n=min(len(part), int(max_per_class)),
+                random_state=int(selection.get("seed", 0)),
+            )
+        )
+    return questions.reset_index(drop=True)[
+        ["question_id", "class", "question", "std_answer"]
+    ]
+
+
+def answer_questions(
+    questions: pd.DataFrame,
+    model_version: Mapping[str, Any],
+    generation: Mapping[str, Any],
+) -> pd.DataFrame:
+    """The registered model's answers through the shared template, plus its NLL on each std answer.
+
+    Loads ``model_version["model_uri"]`` from the MLflow registry, decodes in batches
+    (greedy when the temperature is ~0) and scores the standard answers' likelihood
+    with the same weights, so the model is loaded once per variant.
+    """
+    from belle_kedro.modeling import generate_answers
+    from belle_kedro.registry import load_registered_model
+
+    model, tokenizer = load_registered_model(str(model_version["model_uri"]))
+    temperature = float(generation.get("temperature", 0.001))
+    batch_size = int(generation.get("batch_size", 8))
+    prompts = [build_prompt(question) for question in questions["question"]]
+    torch.manual_seed(int(generation.get("seed", 0)))
+    answers = generate_answers(
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens=int(generation.get("max_new_tokens", 512)),
+        batch_size=batch_size,
+        do_sample=temperature > GREEDY_BELOW_TEMPERATURE,
+        temperature=temperature,
+        top_p=float(generation.get("top_p", 1.0)),
+        progress=f"answer {model_version['variant']}",
+    )
+    nll = metrics.reference_nll(
+        model,
+        tokenizer,
+        prompts,
+        questions["std_answer"].tolist(),
+        batch_size=batch_size,
+    )
+    result = questions.copy()
+    result["answer"] = answers
+    result["reference_nll"] = [value for value, _ in nll]
+    result["reference_tokens"] = [tokens for _, tokens in nll]
+    result["variant"] = str(model_version["variant"])
+    result["train_size"] = int(model_version["train_size"])
+    result["registered_model_name"] = str(model_version["registered_model_name"])
+    result["model_version"] = str(model_version["version"])
+    result["model_uri"] = str(model_version["model_uri"])
+    result["temperature"] = temperature
+    return result
+
+
+def _judge_request_params(judge: Mapping[str, Any]) -> dict[str, Any]:
+    return dict(judge.get("request_params") or {})
+
+
+def _empty_judgements() -> pd.DataFrame:
+    return pd.DataFrame({column: pd.Series(dtype=object) for column in JUDGE_COLUMNS})
+
+
+def class_prompts_for(
+    answers: pd.DataFrame, judge_prompts: Mapping[str, str]
+) -> dict[str, str]:
+    """The judge prompt of every class in ``answers``; a class without one is a clear error."""
+    return {
+        cls: prompt_for_class(judge_prompts, cls)
+        for cls in sorted(answers["class"].unique())
+    }
+
+
+def build_judge_requests(
+    answers: pd.DataFrame,
+    class_prompts: Mapping[str, str],
+    judge: Mapping[str, Any],
+    judge_model: str,
+) -> list[Any]:
+    """One request per (answer, sample); ids from judge model + prompt hash + sample index."""
+    from belle_kedro.llm.base import LLMRequest
+
+    model = judge_model
+    params = _judge_request_params(judge)
+    n_samples = int(judge.get("samples", 3))
+    requests = []
+    rows = answers[
+        ["question_id", "variant", "class", "question", "std_answer", "answer"]
+    ].to_dict("records")
+    for row in rows:
+        prompt = judging.build_judge_prompt(
+            class_prompts[row["class"]],
+            row["question"],
+            row["std_answer"],
+            row["answer"],
+        )
+        for sample, request_id in enumerate(
+            judging.sample_ids(model, prompt, n_samples, params)
+        ):
+            requests.append(
+                LLMRequest(
+                    request_id=request_id,
+                    prompt=prompt,
+                    system=judge.get("system") or None,
+                    params=params,
+                    meta={
+                        "question_id": row["question_id"],
+                        "variant": row["variant"],
+                        "sample": sample,
+                    },
+                )
+            )
+    return requests
+
+
+def judge_answers(
+    answers: pd.DataFrame, judge_prompts: Mapping[str, str], judge: Mapping[str, Any]
+) -> pd.DataFrame:
+    """Judge scores per answer: the mean of ``samples`` parsed judge replies.
+
+    Switched off (``enabled: false``) this returns no rows and the table falls back to
+    the offline score. Requests go through ``collect_responses`` with a journal per
+    variant, so an interrupted run resumes and a re-run with the same judge, prompts
+    and answers sends nothing.
+    """
+    if not judge.get("enabled", False):
+        return _empty_judgements()
+    from belle_kedro.journal import ResponseJournal
+    from belle_kedro.llm.factory import build_backend
+    from belle_kedro.llm.runner import _run_coroutine as run_coroutine
+    from belle_kedro.llm.runner import collect_responses_async
+
+    selected = answers
+    max_answers = judge.get("max_answers")
+    if max_answers:
+        selected = answers.head(int(max_answers))
+    # Checked before the backend loads or anything is paid for.
+    class_prompts = class_prompts_for(selected, judge_prompts)
+    variant = str(answers["variant"].iloc[0]) if len(answers) else "unknown"
+    journal = ResponseJournal(Path(judge["journal_dir"]) / f"{variant}.jsonl")
+    backend = build_backend(judge["backend"])
+    requests = build_judge_requests(selected, class_prompts, judge, backend.model)
+
+    async def judge_all() -> dict[str, Any]:
+        # One event loop for the requests and the close, so pooled connections are
+        # released by the loop that opened them.
+        try:
+            return await collect_responses_async(
+                backend,
+                requests,
+                journal,
+                max_in_flight=int(judge.get("max_in_flight", 8)),
+                requests_per_minute=judge.get("requests_per_minute"),
+                tokens_per_minute=judge.get("tokens_per_minute"),
+                progress=f"judge {variant}",
+            )
+        finally:
+            await backend.aclose()
+            journal.close()
+
+    responses = run_coroutine(judge_all())
+    by_question: dict[str, list[Any]] = {}
+    for request in requests:
+        by_question.setdefault(request.meta["question_id"], []).append(
+            responses.get(request.request_id)
+        )
+    rows = []
+    for question_id, samples in by_question.items():
+        replies = [
+            response.text if response is not None and response.ok else None
+            for response in samples
+        ]
+        average = judging.average_samples(
+            [judging.parse_score(reply) for reply in replies]
+        )
+        unparsed = average.n_samples - average.n_parsed
+        if unparsed:
+            logger.info(
+                "Judge: %d of %d replies for %s had no readable score",
+                unparsed,
+                average.n_samples,
+                question_id,
+            )
+        rows.append(
+            {
+                "question_id": question_id,
+                "judge_model": backend.model,
+                "judge_samples": average.n_samples,
+                "judge_parsed_samples": average.n_parsed,
+                "judge_score": average.score,
+                "judge_parsed": average.parsed,
+                "judge_replies": json.dumps(replies, ensure_ascii=False),
+            }
+        )
+    return pd.DataFrame(rows, columns=JUDGE_COLUMNS) if rows else _empty_judgements()
+
+
+def score_answers(
+    answers: pd.DataFrame, judgements: pd.DataFrame, scoring: Mapping[str, Any]
+) -> pd.DataFrame:
+    """Offline metrics per answer, the judge's score, and the ``score`` the tables use.
+
+    ``score`` is the judge's mean when judging ran, else the offline metric named by
+    ``scoring.offline_score`` (NaN where it is undefined, e.g. no standard answer);
+    ``score_source`` says which, in words, for the report.
+    """
+    number_classes = set(scoring.get("number_match_classes", ["math"]))
+    offline = pd.DataFrame(
+        [
+            metrics.reference_metrics(
+                answer, std_answer, number_match=cls in number_classes
+            )
+            for answer, std_answer, cls in zip(
+                answers["answer"], answers["std_answer"], answers["class"], strict=True
+            )
+        ],
+        index=answers.index,
+    )
+    scored = pd.concat([answers, offline], axis=1)
+    scored["perplexity"] = [
+        math.exp(nll / tokens) if tokens else math.nan
+        for nll, tokens in zip(
+            scored["reference_nll"], scored["reference_tokens"], strict=True
+        )
+    ]
+    judged = judgements.drop_duplicates("question_id")
+    scored = scored.merge(judged, on="question_id", how="left")
+    scored["judge_samples"] = scored["judge_samples"].fillna(0).astype(int)
+    scored["judge_parsed_samples"] = (
+        scored["judge_parsed_samples"].fillna(0).astype(int)
+    )
+    scored["judge_parsed"] = (
+        scored["judge_parsed"].astype("boolean").fillna(False).astype(bool)
+    )
+    scored["judge_score"] = scored["judge_score"].astype(float)
+    if len(judged):
+        judge_model = str(judged["judge_model"].iloc[0])
+        scored["score"] = scored["judge_score"]
+        scored["score_metric"] = "judged score"
+        scored["score_source"] = (
+            f"LLM judge `{judge_model}`: mean of the parsed judge samples per answer "
+            "(replies without a readable `得分` are left out, never counted as 0)"
+        )
+    else:
+        metric = str(scoring.get("offline_score", "rouge_l"))
+        if metric not in offline.columns:
+            raise ValueError(
+                f"scoring.offline_score must be one of {sorted(offline.columns)}, not {metric!r}"
+            )
+        scored["score"] = scored[metric]
+        scored["score_metric"] = f"offline {metric}"
+        scored["score_source"] = (
+            f"offline `{metric}` against the standard answer (judge switched off; "
+            "questions without a standard answer have no score)"
+        )
+    return scored
+
+
+def variant_metrics(scored_answers: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Per-class mean scores and offline means for the variant's MLflow child run."""
+    summary: dict[str, float] = {}
+    for cls, part in scored_answers.groupby("class", sort=True):
+        summary[f"score.{cls.replace(' ', '_')}"] = part["score"].mean()
+    class_means = {key: value for key, value in summary.items()}
+    summary["score.macro"] = reporting.macro_average(class_means)
+    offline = reporting.offline_summary(scored_answers).iloc[0].drop("variant")
+    summary.update({f"offline.{name}": value for name, value in offline.items()})
+    return {
+        key: {"value": float(value), "step": 0}
+        for key, value in summary.items()
+        if not pd.isna(value)
+    }
+
+
+def build_score_tables(
+    report: Mapping[str, Any], *scored_answers: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The class x variant table, the per-variant macro table and the offline summary."""
+    combined = pd.concat(scored_answers, ignore_index=True)
+    table, macro = reporting.score_tables(
+        combined,
+        n_resamples=int(report.get("bootstrap_resamples", 1000)),
+        confidence=float(report.get("confidence", 0.95)),
+        seed=int(report.get("seed", 0)),
+        macro_exclusions=list(report.get("macro_exclusions", ["math", "code"])),
+    )
+    for column in ("score_source", "score_metric"):
+        macro[column] = " / ".join(combined[column].drop_duplicates().tolist())
+    return table, macro, reporting.offline_summary(combined)
+
+
+def _published(report: Mapping[str, Any]) -> tuple[dict[int, float], str]:
+    published = report.get("published") or {}
+    overall = {
+        int(size): float(value)
+        for size, value in (published.get("overall") or {}).items()
+    }
+    return overall, str(published.get("label", "published"))
+
+
+def plot_scaling(
+    table: pd.DataFrame, macro: pd.DataFrame, report: Mapping[str, Any]
+) -> tuple[Any, Any]:
+    """The scaling plot as a matplotlib figure (PNG) and a plotly figure (kedro-viz)."""
+    published, label = _published(report)
+    return reporting.scaling_figures(
+        table,
+        macro,
+        score_label=str(macro["score_metric"].iloc[0]),
+        published=published,
+        published_label=label,
+    )
+
+
+def choose_champion(macro: pd.DataFrame, champion: Mapping[str, Any]) -> dict[str, Any]:
+    """The best variant by ``champion.metric`` (macro by default)."""
+    return reporting.choose_champion(macro, str(champion.get("metric", "macro")))
+
+
+def assign_champion_alias(
+    best: Mapping[str, Any], champion: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Point the registry alias (``champion.alias``) at the best variant's version."""
+    from mlflow.tracking import MlflowClient
+
+    alias = str(champion.get("alias", "champion"))
+    MlflowClient().set_registered_model_alias(
+        best["registered_model_name"], alias, best["version"]
+    )
+    logger.info(
+        "Alias %s -> %s version %s (%s)",
+        alias,
+        best["registered_model_name"],
+        best["version"],
+        best["variant"],
+    )
+    return {
+        **best,
+        "alias": alias,
+        "model_uri_alias": f"models:/{best['registered_model_name']}@{alias}",
+    }
+
+
+def write_report(
+    table: pd.DataFrame,
+    macro: pd.DataFrame,
+    offline: pd.DataFrame,
+    champion: Mapping[str, Any],
+    report: Mapping[str, Any],
+) -> str:
+    """The markdown report for ``08_reporting``."""
+    published, label = _published(report)
+    return reporting.markdown_report(
+        table,
+        macro,
+        offline,
+        champion,
+        score_description=str(macro["score_source"].iloc[0]),
+        macro_exclusions=list(report.get("macro_exclusions", ["math", "code"])),
+        confidence=float(report.get("confidence", 0.95)),
+        published=published,
+        published_label=label,
+    )
+
+
+def report_metrics(
+    macro: pd.DataFrame, champion: Mapping[str, Any]
+) -> dict[str, dict[str, float]]:
+    """Macro scores per variant (and the champion's) for the parent MLflow run."""
+    values: dict[str, float] = {}
+    for row in macro.itertuples(index=False):
+        values[f"macro.{row.variant}"] = row.macro
+        values[f"macro_excl.{row.variant}"] = row.macro_excl
+    values["champion.score"] = champion["score"]
+    return {
+        key: {"value": float(value), "step": 0}
+        for key, value in values.items()
+        if not pd.isna(value)
+    }
