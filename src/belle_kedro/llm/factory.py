@@ -67,6 +67,7 @@ def build_backend(
             api=api,  # type: ignore[arg-type]
             model=config.get("model") or None,
             allow_download=bool(config.get("allow_download", False)),
+            num_threads=config.get("num_threads") or None,
             retry_policy=_retry_policy(config, default_retries=0),
         )
     raise ValueError(f"unknown LLM backend {kind!r}: use 'openai' or 'local'")

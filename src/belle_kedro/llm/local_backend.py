@@ -67,12 +67,15 @@ class LocalBackend:
         api: ApiKind = "chat",
         model: str | None = None,
         allow_download: bool = False,
+        num_threads: int | None = None,
         retry_policy: RetryPolicy | None = None,
     ):
         self.model_path = Path(model_path) if model_path else default_model_path()
         self.api: ApiKind = api
         self.model = model or self.model_path.stem
         self.allow_download = allow_download
+        # On a shared, busy CPU one thread beats two (no spin-waiting between them).
+        self.num_threads = num_threads
         # A local model fails the same way every time: retrying would only waste time.
         self.retry_policy = retry_policy or RetryPolicy(max_retries=0)
         self._lock = threading.Lock()
@@ -115,6 +118,8 @@ class LocalBackend:
 
         started = time.time()
         with self._lock:
+            if self.num_threads:
+                torch.set_num_threads(int(self.num_threads))
             tokenizer, model = self._ensure_loaded()
             input_ids = self._input_ids(tokenizer, request)
             params = request.params

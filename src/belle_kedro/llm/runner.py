@@ -329,10 +329,10 @@ def collect_responses(
         progress=progress,
         retry_policy=retry_policy,
     )
-    return _run_coroutine(coroutine)
+    return run_sync(coroutine)
 
 
-def _run_coroutine(coroutine: Any) -> Any:
+def run_sync(coroutine: Any) -> Any:
     """``asyncio.run`` that also works when a loop is already running (Jupyter)."""
     try:
         asyncio.get_running_loop()

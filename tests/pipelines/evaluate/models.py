@@ -7,21 +7,49 @@ the shared template, so a test can tell whether a consumer applied that template
 
 from __future__ import annotations
 
+import functools
+import tempfile
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import mlflow
 import torch
 
-from belle_kedro.modeling import build_tiny_bloom
+from belle_kedro.modeling import build_tiny_bloom, load_smollm2_tokenizer
 from belle_kedro.registry import log_and_register
 
-TINY = {"n_layer": 1, "hidden_size": 32, "n_head": 2}
+TINY = {"n_layer": 1, "hidden_size": 16, "n_head": 2}
 REGISTERED_MODEL = "belle-eval-test"
 
 
+@functools.cache
+def test_tokenizer() -> Any:
+    """SmolLM2's tokenizer, converted from the GGUF once per machine (outside the checkout)."""
+    return load_smollm2_tokenizer(Path(tempfile.gettempdir()) / "belle_kedro_tests" / "tokenizers")
+
+
+def use_store(tracking_uri: str, artifacts: str | Path) -> None:
+    """Point this process's MLflow at a test store, artifacts under ``artifacts``.
+
+    Set explicitly: an earlier Kedro session in the same process may have set another URI.
+    """
+    mlflow.set_tracking_uri(tracking_uri)
+    name = "belle-eval-tests"
+    if mlflow.get_experiment_by_name(name) is None:
+        mlflow.create_experiment(name, artifact_location=str(artifacts))
+    mlflow.set_experiment(name)
+
+
 def memorising_bloom(
-    tokenizer: Any, pairs: Sequence[tuple[str, str]], *, seed: int = 0, steps: int = 60, tiny: Mapping[str, int] = TINY
+    tokenizer: Any,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    seed: int = 0,
+    max_steps: int = 300,
+    target_loss: float = 0.002,
+    learning_rate: float = 5e-2,
+    tiny: Mapping[str, int] = TINY,
 ) -> Any:
     """A tiny BLOOM that has memorised each ``answer + EOS`` after its exact ``prompt`` text.
 
@@ -40,10 +68,13 @@ def memorising_bloom(
     input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids in sequences])
     labels = torch.tensor([ids + [-100] * (width - len(ids)) for ids in targets])
     attention = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in sequences])
-    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     model.train()
-    for _ in range(steps):
+    for _ in range(max_steps):
         loss = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
+        # Sharp enough that sampling (transformers pipelines sample by default) repeats it.
+        if loss.item() < target_loss:
+            break
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()

@@ -12,7 +12,6 @@ import json
 import logging
 import math
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -20,6 +19,7 @@ import torch
 
 from belle_kedro import judging, metrics, reporting
 from belle_kedro.formats.eval import prompt_for_class
+from belle_kedro.journal import ResponseJournal
 from belle_kedro.templates import build_prompt
 
 logger = logging.getLogger(__name__)
@@ -185,18 +185,21 @@ def build_judge_requests(
 
 
 def judge_answers(
-    answers: pd.DataFrame, judge_prompts: Mapping[str, str], judge: Mapping[str, Any]
+    answers: pd.DataFrame,
+    judge_prompts: Mapping[str, str],
+    journal: ResponseJournal,
+    credentials: Mapping[str, Any],
+    judge: Mapping[str, Any],
 ) -> pd.DataFrame:
     """Judge scores per answer: the mean of ``samples`` parsed judge replies.
 
     Switched off (``enabled: false``) this returns no rows and the table falls back to
-    the offline score. Requests go through ``collect_responses`` with a journal per
-    variant, so an interrupted run resumes and a re-run with the same judge, prompts
+    the offline score. Requests go through ``collect_responses`` with the variant's
+    journal, so an interrupted run resumes and a re-run with the same judge, prompts
     and answers sends nothing.
     """
     if not judge.get("enabled", False):
         return _empty_judgements()
-    from belle_kedro.journal import ResponseJournal
     from belle_kedro.llm.factory import build_backend
     from belle_kedro.llm.runner import _run_coroutine as run_coroutine
     from belle_kedro.llm.runner import collect_responses_async
@@ -208,8 +211,7 @@ def judge_answers(
     # Checked before the backend loads or anything is paid for.
     class_prompts = class_prompts_for(selected, judge_prompts)
     variant = str(answers["variant"].iloc[0]) if len(answers) else "unknown"
-    journal = ResponseJournal(Path(judge["journal_dir"]) / f"{variant}.jsonl")
-    backend = build_backend(judge["backend"])
+    backend = build_backend(judge["backend"], credentials)
     requests = build_judge_requests(selected, class_prompts, judge, backend.model)
 
     async def judge_all() -> dict[str, Any]:

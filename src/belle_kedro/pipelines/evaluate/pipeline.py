@@ -18,7 +18,7 @@ from belle_kedro.pipelines.evaluate.nodes import (
 from belle_kedro.variants import variant_names
 
 # Shared by every variant, so kept out of the namespaces.
-SHARED_INPUTS = {"eval_questions", "judge_prompts"}
+SHARED_INPUTS = {"eval_questions", "judge_prompts", "judge_credentials"}
 SHARED_PARAMETERS = {
     "params:evaluate.generation",
     "params:evaluate.judge",
@@ -37,7 +37,7 @@ def _variant_template() -> Pipeline:
             ),
             Node(
                 judge_answers,
-                ["answers", "judge_prompts", "params:evaluate.judge"],
+                ["answers", "judge_prompts", "judge_journal", "judge_credentials", "params:evaluate.judge"],
                 "judgements",
                 name="judge_answers",
             ),

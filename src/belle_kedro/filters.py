@@ -1,0 +1,251 @@
+"""Normalisation and BELLE's rule filters for instruction records.
+
+Every rule is a small named function over a DataFrame with the contract columns
+(``instruction``, ``input``, ``output`` strings) that returns a boolean Series, True for
+a record to drop; :func:`address_model` also rewrites instructions. :data:`RULES` maps
+the names used in ``parameters_clean.yml`` to them, and :func:`apply_rules` runs the
+configured ones in order and reports what each dropped. All rules are vectorised or
+touch only the rows that need a closer look, so a million records take seconds.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from belle_kedro.text import cjk_ratio, similarity_key
+
+TEXT_COLUMNS = ("instruction", "input", "output")
+
+
+def _safe_nfkc_table() -> dict[int, str]:
+    """NFKC only where it cannot change meaning or Chinese typography.
+
+    Folded: full-width ASCII letters and digits (Ａ１ -> A1), half-width katakana, Kangxi
+    and CJK radicals and compatibility ideographs (⽇ -> 日), odd spaces. Kept: full-width
+    punctuation (Chinese text uses ，。：？), super/subscripts (x² is not x2), circled
+    and fraction digits (① is not 1), ligature-like symbols. Zero-width marks go.
+    """
+    table: dict[int, str] = {}
+    wanted = (
+        range(0xFF10, 0xFF1A),  # full-width digits
+        range(0xFF21, 0xFF3B),  # full-width upper case
+        range(0xFF41, 0xFF5B),  # full-width lower case
+        range(0xFF65, 0xFFA0),  # half-width katakana
+        range(0x2E80, 0x2FE0),  # CJK radicals supplement + Kangxi radicals
+        range(0xF900, 0xFB00),  # CJK compatibility ideographs
+        range(0x2F800, 0x2FA20),  # CJK compatibility ideographs supplement
+    )
+    for block in wanted:
+        for code in block:
+            folded = unicodedata.normalize("NFKC", chr(code))
+            if folded != chr(code):
+                table[code] = folded
+    for code in range(0x3001):  # every Unicode space lies below U+3001
+        char = chr(code)
+        if char.isspace() and char not in "\n\r\t ":
+            table[code] = " "
+    for invisible in ("\u200b", "\u200c", "\u200d", "\u2060", "\ufeff"):
+        table[ord(invisible)] = ""
+    return table
+
+
+_NFKC_SAFE = _safe_nfkc_table()
+_LINE_ENDINGS = re.compile(r"\r\n?")
+_INNER_SPACE = re.compile(r"(?<=\S)[ \t]+(?=\S)")
+_TRAILING_SPACE = re.compile(r"[ \t]+(?=\n|$)")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+def normalise_text(text: str) -> str:
+    """NFC + the safe part of NFKC, then whitespace folding that keeps line structure.
+
+    Inner runs of spaces fold to one, line ends and the whole text are trimmed, at most
+    one blank line survives; leading indentation stays (code in outputs needs it).
+    """
+    text = unicodedata.normalize("NFC", text).translate(_NFKC_SAFE)
+    text = _LINE_ENDINGS.sub("\n", text)
+    text = _INNER_SPACE.sub(" ", text)
+    text = _TRAILING_SPACE.sub("", text)
+    return _BLANK_LINES.sub("\n\n", text).strip()
+
+
+def normalise_records(records: pd.DataFrame) -> pd.DataFrame:
+    """Normalised copy of ``records``: text columns cleaned, missing input -> ""."""
+    missing = [column for column in ("instruction", "output") if column not in records.columns]
+    if missing:
+        raise ValueError(f"instruction records lack column(s) {missing}")
+    normalised = records.copy()
+    if "input" not in normalised.columns:
+        normalised["input"] = ""
+    for column in TEXT_COLUMNS:
+        normalised[column] = [
+            normalise_text(value) if isinstance(value, str) else "" for value in normalised[column]
+        ]
+    return normalised.reset_index(drop=True)
+
+
+def _any_term(terms: Sequence[str]) -> re.Pattern[str]:
+    return re.compile("|".join(re.escape(term) for term in terms), re.IGNORECASE)
+
+
+def blacklisted(records: pd.DataFrame, terms: Sequence[str]) -> pd.Series:
+    """Records naming any term (case-insensitive) in instruction, input or output."""
+    if not terms:
+        return pd.Series(False, index=records.index)
+    pattern = _any_term(terms)
+    text = records["instruction"] + "\n" + records["input"] + "\n" + records["output"]
+    return text.str.contains(pattern, regex=True)
+
+
+def address_model(
+    records: pd.DataFrame, strip_patterns: Sequence[str], mention_terms: Sequence[str]
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Strip phrases addressing the model from instructions, then flag leftover mentions.
+
+    Returns ``(records with stripped instructions, drop mask)``: a record is dropped
+    when its instruction or input still names the model after stripping.
+    """
+    rewritten = records.copy()
+    instructions = rewritten["instruction"]
+    for pattern in strip_patterns:
+        instructions = instructions.str.replace(re.compile(pattern, re.IGNORECASE), "", regex=True)
+    rewritten["instruction"] = instructions.str.strip()
+    if not mention_terms:
+        return rewritten, pd.Series(False, index=records.index)
+    mention = _any_term(mention_terms)
+    dropped = rewritten["instruction"].str.contains(mention) | rewritten["input"].str.contains(mention)
+    return rewritten, dropped
+
+
+def bad_length(
+    records: pd.DataFrame,
+    min_instruction_chars: int,
+    max_instruction_chars_with_input: int,
+    max_instruction_chars_with_example: int,
+    example_markers: Sequence[str],
+    max_output_chars: int | None,
+) -> pd.Series:
+    """BELLE's length rules: instruction too short, or too long beside an input; output empty or too long."""
+    instruction_length = records["instruction"].str.len()
+    has_input = records["input"].str.len() > 0
+    gives_example = (
+        records["instruction"].str.contains(_any_term(example_markers)) if example_markers else False
+    )
+    limit = pd.Series(max_instruction_chars_with_input, index=records.index).where(
+        ~gives_example, max_instruction_chars_with_example
+    )
+    dropped = instruction_length < min_instruction_chars
+    dropped |= has_input & (instruction_length >= limit)
+    dropped |= records["output"].str.strip().str.len() == 0
+    if max_output_chars is not None:
+        dropped |= records["output"].str.len() > max_output_chars
+    return dropped
+
+
+def _mostly_english(texts: pd.Series, max_cjk_ratio: float, sample_chars: int) -> pd.Series:
+    # Only texts with Latin letters can be English; the rest skip the per-char count.
+    suspects = texts.str.contains("[A-Za-z]", regex=True)
+    verdict = pd.Series(False, index=texts.index)
+    verdict[suspects] = [cjk_ratio(text[:sample_chars]) < max_cjk_ratio for text in texts[suspects]]
+    return verdict
+
+
+def wrong_language(
+    records: pd.DataFrame,
+    chinese_instruction_min_cjk: float,
+    response_min_cjk: float,
+    exempt_keywords: Sequence[str],
+    sample_chars: int = 500,
+) -> pd.Series:
+    """Chinese instruction whose input or output is mostly English (translation and the like exempt).
+
+    "Chinese" means at least ``chinese_instruction_min_cjk`` of the instruction's letters
+    are CJK; "mostly English" means the text has Latin letters and fewer than
+    ``response_min_cjk`` of its letters (in the first ``sample_chars``) are CJK.
+    """
+    chinese = pd.Series(
+        [cjk_ratio(text) >= chinese_instruction_min_cjk for text in records["instruction"]], index=records.index
+    )
+    if exempt_keywords:
+        chinese &= ~records["instruction"].str.contains(_any_term(exempt_keywords))
+    candidates = records[chinese]
+    english_input = (candidates["input"].str.len() > 0) & _mostly_english(
+        candidates["input"], response_min_cjk, sample_chars
+    )
+    english_output = _mostly_english(candidates["output"], response_min_cjk, sample_chars)
+    dropped = pd.Series(False, index=records.index)
+    dropped[candidates.index] = english_input | english_output
+    return dropped
+
+
+def missing_input(records: pd.DataFrame, reference_pattern: str, inline_content_pattern: str) -> pd.Series:
+    """Instructions about a text "below"/"given" that neither the input nor the instruction holds."""
+    refers = records["instruction"].str.contains(re.compile(reference_pattern), regex=True)
+    inline = records["instruction"].str.contains(re.compile(inline_content_pattern, re.DOTALL), regex=True)
+    return refers & ~inline & (records["input"].str.len() == 0)
+
+
+def exact_duplicates(records: pd.DataFrame) -> pd.Series:
+    """Every repeat of an earlier record's normalised instruction + input."""
+    keys = pd.Series(
+        [f"{similarity_key(text)}\x00{similarity_key(extra)}" for text, extra in zip(records["instruction"], records["input"], strict=True)],
+        index=records.index,
+    )
+    return keys.duplicated(keep="first")
+
+
+Rule = Callable[..., tuple[pd.DataFrame, pd.Series]]
+
+
+def _mask_only(check: Callable[..., pd.Series]) -> Rule:
+    def rule(records: pd.DataFrame, **options: Any) -> tuple[pd.DataFrame, pd.Series]:
+        return records, check(records, **options)
+
+    rule.__name__ = check.__name__
+    rule.__doc__ = check.__doc__
+    return rule
+
+
+RULES: dict[str, Rule] = {
+    "blacklist": _mask_only(blacklisted),
+    "model_address": address_model,
+    "length": _mask_only(bad_length),
+    "language": _mask_only(wrong_language),
+    "missing_input": _mask_only(missing_input),
+    "exact_duplicates": _mask_only(exact_duplicates),
+}
+
+
+def _example(record: pd.Series, max_chars: int) -> dict[str, str]:
+    return {column: str(record[column])[:max_chars] for column in TEXT_COLUMNS}
+
+
+def apply_rules(
+    records: pd.DataFrame, rules: Mapping[str, Mapping[str, Any]], examples: int = 3, example_chars: int = 200
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Run the configured rules in order; return the survivors and one report row per rule.
+
+    ``rules`` maps a name in :data:`RULES` to ``{"enabled": bool, **options}``. Each
+    report row: ``rule, enabled, input, dropped, examples`` (the first dropped records).
+    """
+    unknown = sorted(set(rules) - set(RULES))
+    if unknown:
+        raise ValueError(f"unknown clean rule(s) {unknown}; known: {sorted(RULES)}")
+    report = []
+    for name, settings in rules.items():
+        options = dict(settings or {})
+        enabled = bool(options.pop("enabled", True))
+        row: dict[str, Any] = {"rule": name, "enabled": enabled, "input": len(records), "dropped": 0, "examples": []}
+        if enabled:
+            records, dropped = RULES[name](records, **options)
+            dropped = dropped.fillna(False).astype(bool)
+            row["dropped"] = int(dropped.sum())
+            row["examples"] = [_example(record, example_chars) for _, record in records[dropped].head(examples).iterrows()]
+            records = records[~dropped].reset_index(drop=True)
+        report.append(row)
+    return records, report

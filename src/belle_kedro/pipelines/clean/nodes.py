@@ -1,0 +1,96 @@
+"""Nodes of the clean pipeline: normalise, rule filters, near-duplicate removal, report."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from belle_kedro.dedup import comparison_keys, find_near_duplicates
+from belle_kedro.filters import apply_rules, normalise_records
+
+
+def normalise_instructions(generated_instructions: pd.DataFrame) -> pd.DataFrame:
+    """Safe NFKC and whitespace folding of instruction, input and output; provenance kept."""
+    return normalise_records(generated_instructions)
+
+
+def filter_instructions(
+    records: pd.DataFrame, rules: Mapping[str, Mapping[str, Any]], examples: int
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Run the configured rule filters in order; report each rule's drops with examples."""
+    kept, rule_rows = apply_rules(records, rules, examples=examples)
+    return kept, {"input_records": len(records), "rules": rule_rows}
+
+
+def _seed_texts(seed_tasks: pd.DataFrame, include_input: bool) -> tuple[list[str], list[str] | None]:
+    """Each seed task's instruction, with its first instance's input when asked."""
+    instructions = [str(text) for text in seed_tasks["instruction"]]
+    if not include_input:
+        return instructions, None
+    inputs = [str(instances[0].get("input", "")) if len(instances) else "" for instances in seed_tasks["instances"]]
+    return instructions, inputs
+
+
+def remove_near_duplicates(
+    records: pd.DataFrame, seed_tasks: pd.DataFrame, settings: Mapping[str, Any], examples: int
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Drop records whose instruction (optionally + input) has ROUGE-L F >= threshold
+    against an earlier kept record or a seed task (Alpaca's rule, order-stable)."""
+    threshold = float(settings["threshold"])
+    include_input = bool(settings.get("include_input", False))
+    report: dict[str, Any] = {
+        "rule": "near_duplicates",
+        "enabled": bool(settings.get("enabled", True)),
+        "input": len(records),
+        "threshold": threshold,
+        "include_input": include_input,
+        "against_seed_tasks": bool(settings.get("against_seed_tasks", True)),
+        "dropped": 0,
+        "dropped_as_seed_duplicates": 0,
+        "examples": [],
+    }
+    if not report["enabled"]:
+        return records, report
+    keys = comparison_keys(records["instruction"].tolist(), records["input"].tolist() if include_input else None)
+    seed_keys: list[str] = []
+    seed_instructions: list[str] = []
+    if report["against_seed_tasks"]:
+        seed_instructions, seed_inputs = _seed_texts(seed_tasks, include_input)
+        seed_keys = comparison_keys(seed_instructions, seed_inputs)
+    found = find_near_duplicates(keys, seed_keys, threshold=threshold, progress="near-duplicates")
+    dropped_positions = [position for position in range(len(records)) if not found.keep[position]]
+    report["dropped"] = len(dropped_positions)
+    report["dropped_as_seed_duplicates"] = int((found.duplicate_of >= len(records)).sum())
+    for position in dropped_positions[:examples]:
+        match = int(found.duplicate_of[position])
+        matched = seed_instructions[match - len(records)] if match >= len(records) else records["instruction"].iat[match]
+        report["examples"].append(
+            {
+                "instruction": records["instruction"].iat[position],
+                "duplicate_of": matched,
+                "duplicate_of_seed_task": match >= len(records),
+                "rouge_l": round(float(found.score[position]), 4),
+            }
+        )
+    return records[found.keep].reset_index(drop=True), report
+
+
+def build_clean_report(
+    filter_report: dict[str, Any], dedup_report: dict[str, Any], clean_instructions: pd.DataFrame
+) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """The JSON report (per-step drops + examples) and the counts as MLflow metrics."""
+    steps = [*filter_report["rules"], dedup_report]
+    report = {
+        "input_records": filter_report["input_records"],
+        "output_records": len(clean_instructions),
+        "steps": steps,
+    }
+    metrics = {
+        "input_records": {"value": float(report["input_records"]), "step": 0},
+        "output_records": {"value": float(report["output_records"]), "step": 0},
+    }
+    for step in steps:
+        metrics[f"dropped.{step['rule']}"] = {"value": float(step["dropped"]), "step": 0}
+    return report, metrics

@@ -1,0 +1,226 @@
+"""Generate: ask an LLM for new tasks in BELLE's self-instruct format, then parse them."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from belle_kedro.journal import ResponseJournal
+from belle_kedro.llm.base import LLMBackend, LLMResponse
+from belle_kedro.llm.factory import build_backend
+from belle_kedro.llm.runner import (
+    RunProgress,
+    collect_responses_async,
+    run_sync,
+    stored_responses,
+)
+from belle_kedro.self_instruct import build_request, parse_tasks
+
+logger = logging.getLogger(__name__)
+
+INSTRUCTION_COLUMNS = [
+    "instruction",
+    "input",
+    "output",
+    "request_id",
+    "model",
+    "source",
+]
+USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
+
+
+def _sum_usage(responses: list[LLMResponse]) -> dict[str, int]:
+    return {key: sum(int(r.usage.get(key, 0)) for r in responses) for key in USAGE_KEYS}
+
+
+def _cost(usage: Mapping[str, int], prices: Mapping[str, float]) -> float:
+    prompt_price = float(prices.get("prompt", 0.0))
+    completion_price = float(prices.get("completion", 0.0))
+    return round(
+        usage["prompt_tokens"] / 1000 * prompt_price
+        + usage["completion_tokens"] / 1000 * completion_price,
+        6,
+    )
+
+
+async def _generate(
+    backend: LLMBackend,
+    seed_tasks: pd.DataFrame,
+    prompt_templates: Mapping[str, Mapping[str, str]],
+    journal: ResponseJournal,
+    params: Mapping[str, Any],
+) -> tuple[list[str], dict[str, LLMResponse], set[str]]:
+    """Issue request indices 0, 1, 2... until the answers hold enough tasks."""
+    target = int(params["num_instructions_to_generate"])
+    max_requests = int(params["max_requests"])
+    num_tasks = int(params["tasks_per_request"])
+    template = prompt_templates[backend.api]
+    before = journal.done_ids()
+    request_ids: list[str] = []
+    responses: dict[str, LLMResponse] = {}
+    parsed = 0
+
+    def count_tasks(response: LLMResponse) -> int:
+        return len(parse_tasks(response.text, response.finish_reason))
+
+    progress = RunProgress(
+        "generate", total=0, count_items=count_tasks, items_label="instructions"
+    )
+    try:
+        while parsed < target and len(request_ids) < max_requests:
+            answered = sum(1 for rid in request_ids if responses[rid].ok)
+            # Expected tasks per answer: observed so far, else what the prompt asks for.
+            per_answer = parsed / answered if answered and parsed else float(num_tasks)
+            needed = math.ceil((target - parsed) / max(per_answer, 0.1))
+            batch_size = max(1, min(needed, max_requests - len(request_ids)))
+            start = len(request_ids)
+            batch = [
+                build_request(
+                    seed_tasks,
+                    index,
+                    random_seed=int(params["random_seed"]),
+                    few_shot_k=int(params["few_shot_k"]),
+                    num_tasks=num_tasks,
+                    template=template,
+                    sampling=params["sampling"],
+                    model=backend.model,
+                    send_seed=bool(params.get("send_seed", True)),
+                )
+                for index in range(start, start + batch_size)
+            ]
+            progress.add_total(len(batch))
+            answers = await collect_responses_async(
+                backend,
+                batch,
+                journal,
+                max_in_flight=int(params["max_in_flight"]),
+                requests_per_minute=params.get("requests_per_minute"),
+                tokens_per_minute=params.get("tokens_per_minute"),
+                progress=progress,
+            )
+            request_ids += [request.request_id for request in batch]
+            responses.update(answers)
+            parsed = sum(count_tasks(r) for r in responses.values() if r.ok)
+    finally:
+        progress.close()
+        await backend.aclose()
+    return request_ids, responses, before
+
+
+def request_responses(
+    seed_tasks: pd.DataFrame,
+    generation_prompt: dict[str, dict[str, str]],
+    raw_responses: ResponseJournal,
+    generator_credentials: Mapping[str, Any],
+    params: dict[str, Any],
+) -> dict[str, Any]:
+    """Send the planned requests (skipping stored answers); every answer is journaled.
+
+    Returns the run summary: this plan's request ids in index order, counts, token
+    usage and a cost estimate. Answers are on disk before this returns, so a killed
+    run loses nothing it received and a rerun continues where it stopped.
+    """
+    started = time.time()
+    backend = build_backend(params["llm"], generator_credentials)
+    request_ids, responses, stored_before = run_sync(
+        _generate(backend, seed_tasks, generation_prompt, raw_responses, params)
+    )
+    answers = [responses[rid] for rid in request_ids]
+    ok = [r for r in answers if r.ok]
+    new_ok = [r for r in ok if r.request_id not in stored_before]
+    parsed = sum(len(parse_tasks(r.text, r.finish_reason)) for r in ok)
+    usage = _sum_usage(ok)
+    usage_this_run = _sum_usage(new_ok)
+    prices = params.get("price_per_1k_tokens") or {}
+    target = int(params["num_instructions_to_generate"])
+    summary = {
+        "backend": params["llm"].get("backend"),
+        "api": backend.api,
+        "model": backend.model,
+        "random_seed": int(params["random_seed"]),
+        "instructions_target": target,
+        "instructions_parsed": parsed,
+        "target_reached": parsed >= target,
+        "requests_planned": len(request_ids),
+        "responses_ok": len(ok),
+        "responses_failed": len(answers) - len(ok),
+        "responses_truncated": sum(1 for r in ok if r.finish_reason == "length"),
+        "responses_from_journal": len(ok) - len(new_ok),
+        "responses_new": len(new_ok),
+        "retries": sum(
+            max(0, r.attempts - 1) for r in answers if r.request_id not in stored_before
+        ),
+        "usage": usage,
+        "usage_this_run": usage_this_run,
+        "cost_estimate": _cost(usage, prices),
+        "cost_estimate_this_run": _cost(usage_this_run, prices),
+        "price_per_1k_tokens": dict(prices),
+        "wall_s": round(time.time() - started, 3),
+        "request_ids": request_ids,
+    }
+    if not summary["target_reached"]:
+        logger.warning(
+            "generate: %d of %d instructions after %d requests (max_requests reached)",
+            parsed,
+            target,
+            len(request_ids),
+        )
+    return summary
+
+
+def parse_responses(
+    raw_responses: ResponseJournal,
+    generation_summary: dict[str, Any],
+    params: dict[str, Any],
+) -> pd.DataFrame:
+    """The first ``num_instructions_to_generate`` tasks, in request-index order.
+
+    Reads the journal, not the node's memory, so a resumed run yields exactly what an
+    uninterrupted one would. Unparseable text is skipped, never raised on.
+    """
+    request_ids = list(generation_summary["request_ids"])
+    stored = stored_responses(raw_responses, set(request_ids))
+    rows: list[dict[str, str]] = []
+    for request_id in request_ids:
+        response = stored.get(request_id)
+        if response is None or not response.ok:
+            continue
+        for task in parse_tasks(response.text, response.finish_reason):
+            rows.append(
+                {
+                    **task,
+                    "request_id": request_id,
+                    "model": response.model,
+                    "source": "generate",
+                }
+            )
+    rows = rows[: int(params["num_instructions_to_generate"])]
+    return pd.DataFrame(rows, columns=INSTRUCTION_COLUMNS).astype(str)
+
+
+def generation_metrics(
+    generation_summary: dict[str, Any],
+) -> dict[str, dict[str, float]]:
+    """Counts, token usage and cost as MLflow metrics (kedro-mlflow metrics format)."""
+    names = (
+        "instructions_parsed",
+        "requests_planned",
+        "responses_ok",
+        "responses_failed",
+        "responses_truncated",
+        "responses_new",
+        "retries",
+        "cost_estimate",
+    )
+    metrics = {name: float(generation_summary[name]) for name in names}
+    metrics |= {f"usage.{k}": float(v) for k, v in generation_summary["usage"].items()}
+    metrics |= {
+        f"usage_this_run.{k}": float(v)
+        for k, v in generation_summary["usage_this_run"].items()
+    }
+    return {name: {"value": value, "step": 0} for name, value in metrics.items()}

@@ -1,0 +1,144 @@
+"""Nodes of one variant's SFT: lineage, fine-tuning, registration, summary.
+
+Each runs inside the variant's MLflow child run (``VariantChildRunHook``), so what they
+log lands there. Training itself happens in a run folder handed to
+``belle_kedro.training`` (in-process, or torchrun/DeepSpeed subprocesses).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: plots are files
+import matplotlib.pyplot as plt
+import mlflow
+import pandas as pd
+from matplotlib.figure import Figure
+
+from belle_kedro import registry, training
+from belle_kedro.sft import data_digest
+
+logger = logging.getLogger(__name__)
+
+# Parameter keys whose values must never reach MLflow.
+_SECRET_KEY = re.compile(r"(key|token|secret|password|credential)", re.IGNORECASE)
+_MLFLOW_PARAM_MAX = 6000
+
+
+def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": "1"}``, dropping keys that look like secrets."""
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if _SECRET_KEY.search(str(key)):
+            continue
+        if isinstance(value, Mapping):
+            flat.update(flatten_params(value, f"{name}."))
+        else:
+            flat[name] = str(value)[:_MLFLOW_PARAM_MAX]
+    return flat
+
+
+def holdout_sample(holdout: pd.DataFrame, max_examples: int | None, seed: int) -> pd.DataFrame:
+    """At most ``max_examples`` held-out records, a seeded sample (all when None)."""
+    if max_examples is None or len(holdout) <= max_examples:
+        return holdout.reset_index(drop=True)
+    return holdout.sample(n=int(max_examples), random_state=seed).reset_index(drop=True)
+
+
+def describe_training_data(train_data: pd.DataFrame, holdout: pd.DataFrame, variant: str) -> dict[str, Any]:
+    """The variant's data lineage: name, size and digest of its training and held-out data."""
+    return {
+        "variant": variant,
+        "dataset_name": f"{variant}.train_data",
+        "train_size": len(train_data),
+        "data_digest": data_digest(train_data),
+        "holdout_size": len(holdout),
+        "holdout_digest": data_digest(holdout),
+    }
+
+
+def fine_tune(
+    train_data: pd.DataFrame,
+    holdout: pd.DataFrame,
+    lineage: Mapping[str, Any],
+    train_params: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Fine-tune the variant's model (resuming an interrupted run) and log its inputs.
+
+    Logs flattened parameters and ``mlflow.log_input`` lineage to the active (child)
+    run; the training loop logs train/eval loss and tokens/s by step to the same run.
+    """
+    variant = str(lineage["variant"])
+    eval_data = holdout_sample(holdout, (train_params.get("eval") or {}).get("max_examples"), int(train_params.get("seed", 0)))
+    run = mlflow.active_run()
+    if run is not None:
+        mlflow.log_params(flatten_params(train_params, "train."))
+        mlflow.log_params({"variant": variant, "train_size": lineage["train_size"], "data_digest": lineage["data_digest"]})
+        mlflow.log_input(
+            mlflow.data.from_pandas(train_data, name=str(lineage["dataset_name"]), digest=str(lineage["data_digest"])[:36]),
+            context="training",
+        )
+        mlflow.log_input(
+            mlflow.data.from_pandas(eval_data, name="holdout", digest=str(lineage["holdout_digest"])[:36]),
+            context="evaluation",
+        )
+    run_dir = training.prepare_run_dir(
+        train_params.get("checkpoint_root") or "data/06_models/checkpoints",
+        variant,
+        train_data,
+        eval_data,
+        train_params,
+        mlflow_run={"tracking_uri": mlflow.get_tracking_uri(), "run_id": run.info.run_id} if run else None,
+    )
+    result = training.launch(run_dir, train_params.get("launcher"))
+    return {**result, "run_dir": str(run_dir)}
+
+
+def register_model(
+    training_result: Mapping[str, Any],
+    lineage: Mapping[str, Any],
+    train_params: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Log the trained model to the child run and register it as a new version."""
+    model, tokenizer = training.load_trained(Path(training_result["run_dir"]), train_params)
+    finetuning = train_params.get("finetuning") or {}
+    return registry.log_and_register(
+        model,
+        tokenizer,
+        registered_model_name=str(train_params["registered_model_name"]),
+        variant=str(lineage["variant"]),
+        train_size=int(lineage["train_size"]),
+        data_digest=str(lineage["data_digest"]),
+        keep_adapter=bool(finetuning.get("keep_adapter", False)),
+    )
+
+
+def summarise_training(training_result: Mapping[str, Any]) -> tuple[dict[str, Any], Figure]:
+    """Final metrics for MLflow (``train.*``) and a train/eval loss curve by step."""
+    step = int(training_result["global_step"])
+    names = ("tokens_per_second", "padding_waste", "train_loss", "eval_loss", "train_runtime_s", "train_examples")
+    metrics = {
+        name: {"value": float(training_result[name]), "step": step}
+        for name in names
+        if training_result.get(name) is not None
+    }
+    history = pd.DataFrame(training_result.get("log_history") or [])
+    figure, axes = plt.subplots(figsize=(6, 3.5))
+    for column, label in (("loss", "train loss"), ("eval_loss", "eval loss (holdout)")):
+        if column in history:
+            points = history.dropna(subset=[column])
+            axes.plot(points["step"], points[column], marker="o", markersize=3, label=label)
+    axes.set_xlabel("step")
+    axes.set_ylabel("loss")
+    axes.set_title(f"{training_result['variant']}: SFT loss")
+    axes.legend()
+    figure.tight_layout()
+    plt.close(figure)
+    return metrics, figure

@@ -1,0 +1,84 @@
+"""VariantChildRunHook: one nested child run per variant, active while its nodes run and save."""
+
+from __future__ import annotations
+
+import mlflow
+from kedro.pipeline import Node, Pipeline
+from mlflow.tracking import MlflowClient
+
+from belle_kedro.hooks.mlflow_runs import VariantChildRunHook, variant_of
+
+
+def identity(value):
+    return value
+
+
+def nodes_of(namespace: str | None, outputs: list[str]) -> Node:
+    pipeline = Pipeline([Node(identity, "x", outputs[0] if len(outputs) == 1 else outputs, name="step")])
+    if namespace:
+        pipeline = Pipeline(pipeline, namespace=namespace, inputs={"x"})
+    return next(iter(pipeline.nodes))
+
+
+def run_node(hook: VariantChildRunHook, node: Node, log: dict[str, float]) -> str:
+    """Drive the hook as Kedro's runner does; returns the run id active while outputs save."""
+    hook.before_node_run(node=node)
+    mlflow.log_metrics(log)
+    hook.after_node_run(node=node)
+    active_during_save = []
+    for output in sorted(node.outputs):
+        active_during_save.append(mlflow.active_run().info.run_id)
+        hook.after_dataset_saved(dataset_name=output, node=node)
+    assert len(set(active_during_save)) == 1
+    return active_during_save[0]
+
+
+def test_each_variant_gets_one_nested_child_reused_across_its_nodes(mlflow_store):
+    mlflow.set_tracking_uri(mlflow_store)
+    mlflow.set_experiment("hook-test")
+    hook = VariantChildRunHook()
+    with mlflow.start_run(run_name="kedro-run") as parent:
+        hook.before_pipeline_run(run_params={}, pipeline=None, catalog=None)
+        assert run_node(hook, nodes_of(None, ["pool"]), {"global_metric": 1}) == parent.info.run_id
+        small_train = run_node(hook, nodes_of("small", ["trained", "lineage"]), {"train_step": 1})
+        assert mlflow.active_run().info.run_id == parent.info.run_id  # closed after the last save
+        medium_train = run_node(hook, nodes_of("medium", ["trained"]), {"train_step": 2})
+        small_eval = run_node(hook, nodes_of("small.evaluate", ["answers"]), {"eval_step": 3})
+        hook.after_pipeline_run()
+        assert mlflow.active_run().info.run_id == parent.info.run_id
+
+    assert small_train == small_eval != medium_train
+    client = MlflowClient()
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    assert sorted(run.info.run_name for run in children) == ["medium", "small"]
+    small = client.get_run(small_train)
+    assert small.data.metrics == {"train_step": 1.0, "eval_step": 3.0}
+    assert small.data.tags["belle.variant"] == "small"
+    assert small.info.status == "FINISHED"
+    assert client.get_run(parent.info.run_id).data.metrics == {"global_metric": 1.0}
+
+
+def test_a_failing_node_marks_its_child_failed(mlflow_store):
+    mlflow.set_tracking_uri(mlflow_store)
+    mlflow.set_experiment("hook-test")
+    hook = VariantChildRunHook()
+    node = nodes_of("large", ["trained"])
+    with mlflow.start_run() as parent:
+        hook.before_node_run(node=node)
+        child = mlflow.active_run().info.run_id
+        hook.on_node_error(node=node)
+        assert mlflow.active_run().info.run_id == parent.info.run_id
+    assert MlflowClient().get_run(child).info.status == "FAILED"
+
+
+def test_without_a_parent_run_the_hook_stays_out_of_the_way(mlflow_store):
+    mlflow.set_tracking_uri(mlflow_store)
+    mlflow.set_experiment("hook-test")
+    hook = VariantChildRunHook()
+    node = nodes_of("small", ["trained"])
+    hook.before_node_run(node=node)
+    assert mlflow.active_run() is None
+    assert variant_of(node) == "small"
+    assert variant_of(nodes_of(None, ["y"])) is None
