@@ -62,7 +62,9 @@ def _edit(text: str, rng: np.random.Generator, kinds: int) -> str:
     return (text[:-1] if text[-1] in "。？！?!." else text) + ending
 
 
-def perturbed_records(pool: list[dict[str, str]], size: int, seed: int) -> list[dict[str, str]]:
+def perturbed_records(
+    pool: list[dict[str, str]], size: int, seed: int
+) -> list[dict[str, str]]:
     """``size`` seeded draws from ``pool`` with light seeded edits (see module doc)."""
     rng = np.random.default_rng(seed)
     picks = rng.integers(len(pool), size=size)

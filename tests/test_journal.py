@@ -50,3 +50,13 @@ def test_records_need_a_request_id(tmp_path: Path):
     with pytest.raises(ValueError, match="request_id"):
         ResponseJournal(tmp_path / "raw.jsonl").append({"text": "x"})
     assert ResponseJournal(tmp_path / "missing.jsonl").records() == []
+
+
+def test_unsynced_appends_are_readable_at_once_and_sync_is_safe(tmp_path: Path):
+    journal = ResponseJournal(tmp_path / "raw.jsonl")
+    journal.sync()  # nothing open yet: a no-op
+    journal.append({"request_id": "a"}, sync=False)
+    assert ResponseJournal(journal.path).done_ids() == {
+        "a"
+    }  # flushed to the OS already
+    journal.sync()

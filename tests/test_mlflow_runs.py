@@ -82,3 +82,32 @@ def test_without_a_parent_run_the_hook_stays_out_of_the_way(mlflow_store):
     assert mlflow.active_run() is None
     assert variant_of(node) == "small"
     assert variant_of(nodes_of(None, ["y"])) is None
+
+
+def test_leftover_copies_of_the_parent_are_dropped_after_the_run(mlflow_store):
+    """kedro-mlflow re-pushes the parent before every node and ends it once; none may linger."""
+    mlflow.set_tracking_uri(mlflow_store)
+    mlflow.set_experiment("hook-test")
+    hook = VariantChildRunHook()
+    hook.after_context_created(context=None)
+    parent = mlflow.start_run(run_name="kedro-run")  # kedro-mlflow's before_pipeline_run
+    hook.before_pipeline_run(run_params={}, pipeline=None, catalog=None)
+    for namespace in ("small", None):
+        mlflow.start_run(run_id=parent.info.run_id, nested=True)  # kedro-mlflow's before_node_run
+        run_node(hook, nodes_of(namespace, ["out"]), {"m": 1})
+    mlflow.end_run()  # kedro-mlflow's after_pipeline_run ends one copy
+    assert mlflow.active_run() is not None and mlflow.active_run().info.run_id == parent.info.run_id
+    hook.after_pipeline_run()
+    assert mlflow.active_run() is None
+    assert MlflowClient().get_run(parent.info.run_id).info.status == "FINISHED"
+
+
+def test_a_run_opened_by_the_caller_is_left_open(mlflow_store):
+    mlflow.set_tracking_uri(mlflow_store)
+    mlflow.set_experiment("hook-test")
+    with mlflow.start_run() as callers_run:
+        hook = VariantChildRunHook()
+        hook.after_context_created(context=None)
+        hook.before_pipeline_run(run_params={}, pipeline=None, catalog=None)
+        hook.after_pipeline_run()
+        assert mlflow.active_run().info.run_id == callers_run.info.run_id

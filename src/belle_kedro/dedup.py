@@ -65,7 +65,10 @@ def comparison_keys(
     """The strings compared: keyed instruction, optionally followed by the keyed input."""
     if inputs is None:
         return [similarity_key(text) for text in instructions]
-    return [similarity_key(f"{text}{extra}") for text, extra in zip(instructions, inputs, strict=True)]
+    return [
+        similarity_key(f"{text}{extra}")
+        for text, extra in zip(instructions, inputs, strict=True)
+    ]
 
 
 def _min_overlap(length: np.ndarray | int, threshold: float) -> np.ndarray | int:
@@ -83,18 +86,24 @@ def _ranked_tokens(keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     lengths = np.fromiter((len(key) for key in keys), dtype=np.int64, count=len(keys))
     offsets = np.zeros(len(keys) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    chars = np.frombuffer("".join(keys).encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+    chars = np.frombuffer("".join(keys).encode("utf-32-le"), dtype=np.uint32).astype(
+        np.int64
+    )
     owner = np.repeat(np.arange(len(keys), dtype=np.int64), lengths)
     # Occurrence number of each char within its key: stable sort by (key, char), then
     # count up inside each run of equal (key, char).
     order = np.lexsort((chars, owner))
     sorted_owner, sorted_chars = owner[order], chars[order]
     run_start = np.ones(len(order), dtype=bool)
-    run_start[1:] = (sorted_owner[1:] != sorted_owner[:-1]) | (sorted_chars[1:] != sorted_chars[:-1])
+    run_start[1:] = (sorted_owner[1:] != sorted_owner[:-1]) | (
+        sorted_chars[1:] != sorted_chars[:-1]
+    )
     run_first = np.maximum.accumulate(np.where(run_start, np.arange(len(order)), 0))
     occurrence = np.arange(len(order)) - run_first
     codes = sorted_chars + occurrence * _MAX_TOKENS_PER_CHAR
-    unique_codes, token_of, counts = np.unique(codes, return_inverse=True, return_counts=True)
+    unique_codes, token_of, counts = np.unique(
+        codes, return_inverse=True, return_counts=True
+    )
     # Global order: rarest first, ties by code, so it never depends on input order.
     rank_of_token = np.empty(len(unique_codes), dtype=np.int64)
     rank_of_token[np.lexsort((unique_codes, counts))] = np.arange(len(unique_codes))
@@ -116,14 +125,19 @@ class _PrefixIndex:
 
     def prefix(self, ranks: np.ndarray) -> list[int]:
         length = len(ranks)
-        size = min(length, length - int(_min_overlap(length, self.threshold)) + PREFIX_SHARED_TOKENS)
+        size = min(
+            length,
+            length - int(_min_overlap(length, self.threshold)) + PREFIX_SHARED_TOKENS,
+        )
         return ranks[:size].tolist()
 
     def add(self, key: str, prefix: list[int]) -> int:
         entry = self.size
         if entry == len(self.lengths):  # grow both by doubling: amortised O(1) appends
             self.lengths = np.concatenate([self.lengths, np.zeros_like(self.lengths)])
-            self.keys = np.concatenate([self.keys, np.empty(len(self.keys), dtype=object)])
+            self.keys = np.concatenate(
+                [self.keys, np.empty(len(self.keys), dtype=object)]
+            )
         self.lengths[entry] = len(key)
         self.keys[entry] = key
         self.size += 1
@@ -137,14 +151,22 @@ class _PrefixIndex:
 
     def fast_candidates(self, prefix: list[int]) -> np.ndarray:
         """Entries sharing one of the query's rarest tokens (a subset of all candidates)."""
-        found = [np.frombuffer(self.postings[rank], dtype=np.int64) for rank in prefix[:FAST_PROBE_TOKENS] if rank in self.postings]
+        found = [
+            np.frombuffer(self.postings[rank], dtype=np.int64)
+            for rank in prefix[:FAST_PROBE_TOKENS]
+            if rank in self.postings
+        ]
         if not found:
             return np.empty(0, dtype=np.int64)
         return found[0] if len(found) == 1 else np.unique(np.concatenate(found))
 
     def candidates(self, key: str, prefix: list[int]) -> np.ndarray:
         """Every entry that can reach the threshold with ``key`` (no false negatives)."""
-        lists = [np.frombuffer(self.postings[rank], dtype=np.int64) for rank in prefix if rank in self.postings]
+        lists = [
+            np.frombuffer(self.postings[rank], dtype=np.int64)
+            for rank in prefix
+            if rank in self.postings
+        ]
         if not lists:
             return np.empty(0, dtype=np.int64)
         # Counting by bincount is linear; a sort-based unique was the bottleneck.
@@ -154,12 +176,17 @@ class _PrefixIndex:
         length = len(key)
         partner = self.lengths[entries]
         # ROUGE-L <= 2 * min / (sum): the length filter; overlap >= t * sum / 2.
-        long_enough = 2 * np.minimum(partner, length) >= self.threshold * (partner + length) - 1e-9
+        long_enough = (
+            2 * np.minimum(partner, length)
+            >= self.threshold * (partner + length) - 1e-9
+        )
         # The first k common tokens of a pair lie in both prefixes for every k up to
         # o_pair - max(0, o_x - ell, o_y - ell) (o_x: least overlap any partner of x
         # needs); so pairs sharing fewer prefix tokens than that cannot reach t.
         pair_overlap = np.ceil(self.threshold * (partner + length) / 2 - 1e-9)
-        slack = np.maximum(_min_overlap(partner, self.threshold), _min_overlap(length, self.threshold))
+        slack = np.maximum(
+            _min_overlap(partner, self.threshold), _min_overlap(length, self.threshold)
+        )
         need = pair_overlap - np.maximum(0, slack - PREFIX_SHARED_TOKENS)
         return entries[long_enough & (shared >= need)]
 
@@ -190,7 +217,10 @@ class _PrefixIndex:
             score_cutoff=self.threshold - _CUTOFF_SLACK,
             limit=None,
         )
-        scored = ((int(entries[index]), rouge_l_f(key, self.keys[entries[index]])) for _, _, index in found)
+        scored = (
+            (int(entries[index]), rouge_l_f(key, self.keys[entries[index]]))
+            for _, _, index in found
+        )
         return [(entry, score) for entry, score in scored if score >= self.threshold]
 
 
@@ -219,13 +249,18 @@ def find_near_duplicates(
     owner_of_entry: list[int] = []  # index entry -> position in all_keys
     for position in range(count, len(all_keys)):
         if offsets[position + 1] > offsets[position]:
-            index.add(all_keys[position], index.prefix(ranks[offsets[position] : offsets[position + 1]]))
+            index.add(
+                all_keys[position],
+                index.prefix(ranks[offsets[position] : offsets[position + 1]]),
+            )
             owner_of_entry.append(position)
 
     keep = np.ones(count, dtype=bool)
     duplicate_of = np.full(count, -1, dtype=np.int64)
     score = np.zeros(count, dtype=np.float64)
-    for position in tqdm(range(count), desc=progress, disable=progress is None, mininterval=2.0):
+    for position in tqdm(
+        range(count), desc=progress, disable=progress is None, mininterval=2.0
+    ):
         start, end = offsets[position], offsets[position + 1]
         if start == end:  # an empty key matches nothing (ROUGE-L of "" is 0)
             continue
@@ -253,7 +288,9 @@ def near_duplicate_pairs(
     index = _PrefixIndex(threshold)
     owner_of_entry: list[int] = []
     pairs: set[tuple[int, int]] = set()
-    for position in tqdm(range(len(keys)), desc=progress, disable=progress is None, mininterval=2.0):
+    for position in tqdm(
+        range(len(keys)), desc=progress, disable=progress is None, mininterval=2.0
+    ):
         start, end = offsets[position], offsets[position + 1]
         if start == end:
             continue
@@ -279,7 +316,10 @@ def exhaustive_near_duplicates(
     for position, key in enumerate(keys):
         if not key:
             continue
-        if any(rouge_l_f(key, other) >= threshold for other in _above_cutoff(key, kept, threshold)):
+        if any(
+            rouge_l_f(key, other) >= threshold
+            for other in _above_cutoff(key, kept, threshold)
+        ):
             keep[position] = False
         else:
             kept.append(key)
@@ -288,7 +328,10 @@ def exhaustive_near_duplicates(
 
 def _above_cutoff(key: str, others: list[str], threshold: float) -> list[str]:
     found = process.extract(
-        key, others, scorer=Indel.normalized_similarity, score_cutoff=threshold - _CUTOFF_SLACK, limit=None
+        key,
+        others,
+        scorer=Indel.normalized_similarity,
+        score_cutoff=threshold - _CUTOFF_SLACK,
+        limit=None,
     )
     return [match for match, _, _ in found]
-

@@ -55,8 +55,29 @@ def _safe_nfkc_table() -> dict[int, str]:
 
 
 _NFKC_SAFE = _safe_nfkc_table()
+# Most texts need no folding; one regex search is far cheaper than str.translate.
+
+
+def _char_class(codes: Sequence[int]) -> re.Pattern[str]:
+    """A regex class matching exactly ``codes``, written as ranges."""
+    ranges: list[list[int]] = []
+    for code in sorted(codes):
+        if ranges and code == ranges[-1][1] + 1:
+            ranges[-1][1] = code
+        else:
+            ranges.append([code, code])
+    return re.compile(
+        "["
+        + "".join(f"{re.escape(chr(lo))}-{re.escape(chr(hi))}" for lo, hi in ranges)
+        + "]"
+    )
+
+
+_FOLDABLE = _char_class(list(_NFKC_SAFE))
 _LINE_ENDINGS = re.compile(r"\r\n?")
-_INNER_SPACE = re.compile(r"(?<=\S)[ \t]+(?=\S)")
+_INNER_SPACE = re.compile(
+    r"(?<=\S)(?: [ \t]+|\t[ \t]*)(?=\S)"
+)  # not single spaces: no-op
 _TRAILING_SPACE = re.compile(r"[ \t]+(?=\n|$)")
 _BLANK_LINES = re.compile(r"\n{3,}")
 
@@ -67,16 +88,28 @@ def normalise_text(text: str) -> str:
     Inner runs of spaces fold to one, line ends and the whole text are trimmed, at most
     one blank line survives; leading indentation stays (code in outputs needs it).
     """
-    text = unicodedata.normalize("NFC", text).translate(_NFKC_SAFE)
-    text = _LINE_ENDINGS.sub("\n", text)
-    text = _INNER_SPACE.sub(" ", text)
-    text = _TRAILING_SPACE.sub("", text)
-    return _BLANK_LINES.sub("\n\n", text).strip()
+    if not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
+    if _FOLDABLE.search(text):
+        text = text.translate(_NFKC_SAFE)
+    # Substring tests first: most texts have nothing to fold, and a regex scan of a long
+    # output costs far more than these C-level checks.
+    if "\r" in text:
+        text = _LINE_ENDINGS.sub("\n", text)
+    if "\t" in text or "  " in text:
+        text = _INNER_SPACE.sub(" ", text)
+    if " \n" in text or "\t\n" in text:
+        text = _TRAILING_SPACE.sub("", text)
+    if "\n\n\n" in text:
+        text = _BLANK_LINES.sub("\n\n", text)
+    return text.strip()
 
 
 def normalise_records(records: pd.DataFrame) -> pd.DataFrame:
     """Normalised copy of ``records``: text columns cleaned, missing input -> ""."""
-    missing = [column for column in ("instruction", "output") if column not in records.columns]
+    missing = [
+        column for column in ("instruction", "output") if column not in records.columns
+    ]
     if missing:
         raise ValueError(f"instruction records lack column(s) {missing}")
     normalised = records.copy()
@@ -84,7 +117,8 @@ def normalise_records(records: pd.DataFrame) -> pd.DataFrame:
         normalised["input"] = ""
     for column in TEXT_COLUMNS:
         normalised[column] = [
-            normalise_text(value) if isinstance(value, str) else "" for value in normalised[column]
+            normalise_text(value) if isinstance(value, str) else ""
+            for value in normalised[column]
         ]
     return normalised.reset_index(drop=True)
 
@@ -113,17 +147,22 @@ def address_model(
     rewritten = records.copy()
     instructions = rewritten["instruction"]
     for pattern in strip_patterns:
-        instructions = instructions.str.replace(re.compile(pattern, re.IGNORECASE), "", regex=True)
+        instructions = instructions.str.replace(
+            re.compile(pattern, re.IGNORECASE), "", regex=True
+        )
     rewritten["instruction"] = instructions.str.strip()
     if not mention_terms:
         return rewritten, pd.Series(False, index=records.index)
     mention = _any_term(mention_terms)
-    dropped = rewritten["instruction"].str.contains(mention) | rewritten["input"].str.contains(mention)
+    dropped = rewritten["instruction"].str.contains(mention) | rewritten[
+        "input"
+    ].str.contains(mention)
     return rewritten, dropped
 
 
 def bad_length(
     records: pd.DataFrame,
+    *,
     min_instruction_chars: int,
     max_instruction_chars_with_input: int,
     max_instruction_chars_with_example: int,
@@ -134,7 +173,9 @@ def bad_length(
     instruction_length = records["instruction"].str.len()
     has_input = records["input"].str.len() > 0
     gives_example = (
-        records["instruction"].str.contains(_any_term(example_markers)) if example_markers else False
+        records["instruction"].str.contains(_any_term(example_markers))
+        if example_markers
+        else False
     )
     limit = pd.Series(max_instruction_chars_with_input, index=records.index).where(
         ~gives_example, max_instruction_chars_with_example
@@ -147,53 +188,90 @@ def bad_length(
     return dropped
 
 
-def _mostly_english(texts: pd.Series, max_cjk_ratio: float, sample_chars: int) -> pd.Series:
-    # Only texts with Latin letters can be English; the rest skip the per-char count.
-    suspects = texts.str.contains("[A-Za-z]", regex=True)
+_LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
+_CJK_CHAR = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
+
+
+def _mostly_english(
+    texts: pd.Series,
+    min_english_words: int,
+    english_word_share: float,
+    sample_chars: int,
+) -> pd.Series:
+    # A Latin word and a CJK character carry roughly as much text, so compare their
+    # counts (a letter-based share would call "苹果iPhone 12 Pro" English). Only texts
+    # with Latin letters can be English; the rest skip the counting.
+    suspects = texts[texts.str.contains("[A-Za-z]", regex=True)].str.slice(
+        0, sample_chars
+    )
+    words = suspects.str.count(_LATIN_WORD)
+    cjk = suspects.str.count(_CJK_CHAR)
     verdict = pd.Series(False, index=texts.index)
-    verdict[suspects] = [cjk_ratio(text[:sample_chars]) < max_cjk_ratio for text in texts[suspects]]
+    verdict[suspects.index] = (words >= min_english_words) & (
+        words >= english_word_share * (words + cjk)
+    )
     return verdict
 
 
 def wrong_language(
     records: pd.DataFrame,
+    *,
     chinese_instruction_min_cjk: float,
-    response_min_cjk: float,
+    min_english_words: int,
+    english_word_share: float,
     exempt_keywords: Sequence[str],
     sample_chars: int = 500,
 ) -> pd.Series:
     """Chinese instruction whose input or output is mostly English (translation and the like exempt).
 
-    "Chinese" means at least ``chinese_instruction_min_cjk`` of the instruction's letters
-    are CJK; "mostly English" means the text has Latin letters and fewer than
-    ``response_min_cjk`` of its letters (in the first ``sample_chars``) are CJK.
+    "Chinese": at least ``chinese_instruction_min_cjk`` of the instruction's letters are
+    CJK. "Mostly English": within the first ``sample_chars``, at least
+    ``min_english_words`` Latin words, making up ``english_word_share`` of all words
+    (a CJK character counts as one word).
     """
     chinese = pd.Series(
-        [cjk_ratio(text) >= chinese_instruction_min_cjk for text in records["instruction"]], index=records.index
+        [
+            cjk_ratio(text) >= chinese_instruction_min_cjk
+            for text in records["instruction"]
+        ],
+        index=records.index,
     )
     if exempt_keywords:
         chinese &= ~records["instruction"].str.contains(_any_term(exempt_keywords))
     candidates = records[chinese]
-    english_input = (candidates["input"].str.len() > 0) & _mostly_english(
-        candidates["input"], response_min_cjk, sample_chars
+    english = _mostly_english(
+        candidates["input"], min_english_words, english_word_share, sample_chars
     )
-    english_output = _mostly_english(candidates["output"], response_min_cjk, sample_chars)
+    english |= _mostly_english(
+        candidates["output"], min_english_words, english_word_share, sample_chars
+    )
     dropped = pd.Series(False, index=records.index)
-    dropped[candidates.index] = english_input | english_output
+    dropped[candidates.index] = english
     return dropped
 
 
-def missing_input(records: pd.DataFrame, reference_pattern: str, inline_content_pattern: str) -> pd.Series:
+def missing_input(
+    records: pd.DataFrame, reference_pattern: str, inline_content_pattern: str
+) -> pd.Series:
     """Instructions about a text "below"/"given" that neither the input nor the instruction holds."""
-    refers = records["instruction"].str.contains(re.compile(reference_pattern), regex=True)
-    inline = records["instruction"].str.contains(re.compile(inline_content_pattern, re.DOTALL), regex=True)
+    refers = records["instruction"].str.contains(
+        re.compile(reference_pattern), regex=True
+    )
+    inline = records["instruction"].str.contains(
+        re.compile(inline_content_pattern, re.DOTALL), regex=True
+    )
     return refers & ~inline & (records["input"].str.len() == 0)
 
 
 def exact_duplicates(records: pd.DataFrame) -> pd.Series:
     """Every repeat of an earlier record's normalised instruction + input."""
     keys = pd.Series(
-        [f"{similarity_key(text)}\x00{similarity_key(extra)}" for text, extra in zip(records["instruction"], records["input"], strict=True)],
+        [
+            f"{similarity_key(text)}\x00{similarity_key(extra)}"
+            for text, extra in zip(
+                records["instruction"], records["input"], strict=True
+            )
+        ],
         index=records.index,
     )
     return keys.duplicated(keep="first")
@@ -226,7 +304,10 @@ def _example(record: pd.Series, max_chars: int) -> dict[str, str]:
 
 
 def apply_rules(
-    records: pd.DataFrame, rules: Mapping[str, Mapping[str, Any]], examples: int = 3, example_chars: int = 200
+    records: pd.DataFrame,
+    rules: Mapping[str, Mapping[str, Any]],
+    examples: int = 3,
+    example_chars: int = 200,
 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
     """Run the configured rules in order; return the survivors and one report row per rule.
 
@@ -240,12 +321,21 @@ def apply_rules(
     for name, settings in rules.items():
         options = dict(settings or {})
         enabled = bool(options.pop("enabled", True))
-        row: dict[str, Any] = {"rule": name, "enabled": enabled, "input": len(records), "dropped": 0, "examples": []}
+        row: dict[str, Any] = {
+            "rule": name,
+            "enabled": enabled,
+            "input": len(records),
+            "dropped": 0,
+            "examples": [],
+        }
         if enabled:
             records, dropped = RULES[name](records, **options)
             dropped = dropped.fillna(False).astype(bool)
             row["dropped"] = int(dropped.sum())
-            row["examples"] = [_example(record, example_chars) for _, record in records[dropped].head(examples).iterrows()]
+            row["examples"] = [
+                _example(record, example_chars)
+                for _, record in records[dropped].head(examples).iterrows()
+            ]
             records = records[~dropped].reset_index(drop=True)
         report.append(row)
     return records, report

@@ -1,7 +1,7 @@
 """An append-only JSON Lines journal of raw LLM responses that survives SIGKILL.
 
-Every record is written with one ``write`` call, flushed and fsynced before ``append``
-returns, so a response is on disk the moment the runner has it. A process killed in
+Every record is written with one ``write`` call and flushed (and by default fsynced)
+before ``append`` returns, so a response is on disk the moment the runner has it. A process killed in
 the middle of a write leaves at most one torn last line (no trailing newline): readers
 skip it and the next writer cuts it off before appending, so the file heals itself.
 """
@@ -45,8 +45,13 @@ class ResponseJournal:
             handle.flush()
             os.fsync(handle.fileno())
 
-    def append(self, record: dict[str, Any]) -> None:
-        """Write one record durably (flushed and fsynced) before returning."""
+    def append(self, record: dict[str, Any], *, sync: bool = True) -> None:
+        """Write one record; flushed to the OS at once, fsynced unless ``sync=False``.
+
+        After the flush the record survives SIGKILL (it is in the kernel's page cache);
+        the fsync also makes it survive a power cut. ``sync=False`` lets an event loop
+        hand the fsync to a thread (``sync()``) instead of blocking on the disk.
+        """
         if "request_id" not in record:
             raise ValueError("a journal record needs a 'request_id'")
         line = (
@@ -57,7 +62,16 @@ class ResponseJournal:
             handle = self._open_for_append()
             handle.write(line)
             handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                os.fsync(handle.fileno())
+
+    def sync(self) -> None:
+        """fsync everything appended so far (safe to call from any thread)."""
+        with self._lock:
+            handle = self._handle
+            descriptor = handle.fileno() if handle is not None else None
+        if descriptor is not None:
+            os.fsync(descriptor)
 
     def records(self) -> list[dict[str, Any]]:
         """All complete records in file order; a torn last line is ignored."""

@@ -17,6 +17,7 @@ the 1-based line the record starts on, and the field.
 from __future__ import annotations
 
 import json
+import math
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -59,7 +60,9 @@ def _array_records(text: str, path: Path) -> Iterator[tuple[int, Any]]:
         try:
             record, end = _DECODER.raw_decode(text, offset)
         except json.JSONDecodeError as error:
-            raise FormatError(path, line_of(error.pos), None, f"is not valid JSON ({error.msg})") from None
+            raise FormatError(
+                path, line_of(error.pos), None, f"is not valid JSON ({error.msg})"
+            ) from None
         yield line_of(offset), record
         offset = skip_space(end)
         if offset < len(text) and text[offset] == ",":
@@ -67,9 +70,13 @@ def _array_records(text: str, path: Path) -> Iterator[tuple[int, Any]]:
             continue
         if offset < len(text) and text[offset] == "]":
             if skip_space(offset + 1) != len(text):
-                raise FormatError(path, line_of(offset + 1), None, "has text after the closing ']'")
+                raise FormatError(
+                    path, line_of(offset + 1), None, "has text after the closing ']'"
+                )
             return
-        raise FormatError(path, line_of(offset), None, "is not valid JSON (expected ',' or ']')")
+        raise FormatError(
+            path, line_of(offset), None, "is not valid JSON (expected ',' or ']')"
+        )
 
 
 def _json_lines_records(text: str, path: Path) -> Iterator[tuple[int, Any]]:
@@ -80,48 +87,89 @@ def _json_lines_records(text: str, path: Path) -> Iterator[tuple[int, Any]]:
             yield line_number, json.loads(line)
         except json.JSONDecodeError as error:
             raise FormatError(
-                path, line_number, None, f"is not valid JSON ({error.msg} at column {error.colno})"
+                path,
+                line_number,
+                None,
+                f"is not valid JSON ({error.msg} at column {error.colno})",
             ) from None
 
 
-def _text_field(record: dict[str, Any], field: str, path: Path, line: int, *, required: bool) -> str:
+def _text_field(
+    record: dict[str, Any], field: str, path: Path, line: int, *, required: bool
+) -> str:
     if field not in record or record[field] is None:
         if required:
             raise FormatError(path, line, field, "is missing")
         return ""
     value = record[field]
     if not isinstance(value, str):
-        raise FormatError(path, line, field, f"must be a string, got {type(value).__name__}")
+        raise FormatError(
+            path, line, field, f"must be a string, got {type(value).__name__}"
+        )
     return value
 
 
 def _rows_of(record: Any, path: Path, line: int) -> list[dict[str, Any]]:
     if not isinstance(record, dict):
-        raise FormatError(path, line, None, f"must be a JSON object, got {type(record).__name__}")
-    extra = {key: value for key, value in record.items() if key not in {*INSTRUCTION_COLUMNS, "target", "instances"}}
+        raise FormatError(
+            path, line, None, f"must be a JSON object, got {type(record).__name__}"
+        )
+    extra = {
+        key: value
+        for key, value in record.items()
+        if key not in {*INSTRUCTION_COLUMNS, "target", "instances"}
+    }
     if "instances" in record and "output" not in record:
         instruction = _text_field(record, "instruction", path, line, required=True)
         instances = record["instances"]
         if not isinstance(instances, list) or not instances:
-            raise FormatError(path, line, "instances", "must be a non-empty list of {input, output} objects")
+            raise FormatError(
+                path,
+                line,
+                "instances",
+                "must be a non-empty list of {input, output} objects",
+            )
         rows = []
         for number, instance in enumerate(instances):
             field = f"instances[{number}]"
             if not isinstance(instance, dict):
-                raise FormatError(path, line, field, f"must be an object, got {type(instance).__name__}")
+                raise FormatError(
+                    path,
+                    line,
+                    field,
+                    f"must be an object, got {type(instance).__name__}",
+                )
             try:
                 input_text = _text_field(instance, "input", path, line, required=False)
                 output = _text_field(instance, "output", path, line, required=True)
             except FormatError as error:
-                raise FormatError(path, line, f"{field}.{error.field}", error.problem) from None
-            rows.append({"instruction": instruction, "input": input_text, "output": output, **extra})
+                raise FormatError(
+                    path, line, f"{field}.{error.field}", error.problem
+                ) from None
+            rows.append(
+                {
+                    "instruction": instruction,
+                    "input": input_text,
+                    "output": output,
+                    **extra,
+                }
+            )
         return rows
     if "instruction" not in record and "target" in record:  # BELLE hub copy
         instruction = _text_field(record, "input", path, line, required=True)
-        return [{"instruction": instruction, "input": "", "output": _text_field(record, "target", path, line, required=True), **extra}]
+        return [
+            {
+                "instruction": instruction,
+                "input": "",
+                "output": _text_field(record, "target", path, line, required=True),
+                **extra,
+            }
+        ]
     return [
         {
-            "instruction": _text_field(record, "instruction", path, line, required=True),
+            "instruction": _text_field(
+                record, "instruction", path, line, required=True
+            ),
             "input": _text_field(record, "input", path, line, required=False),
             "output": _text_field(record, "output", path, line, required=True),
             **extra,
@@ -129,15 +177,24 @@ def _rows_of(record: Any, path: Path, line: int) -> list[dict[str, Any]]:
     ]
 
 
+def _missing(value: Any) -> bool:
+    """None, or the NaN pandas puts where a file lacks a provenance key."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _provenance_safe(frame: pd.DataFrame) -> pd.DataFrame:
     """Make extra columns Parquet-safe: nested or mixed-type values become JSON text."""
     for column in frame.columns:
         if column in INSTRUCTION_COLUMNS or frame[column].dtype != object:
             continue
-        kinds = {type(value) for value in frame[column] if value is not None and value == value}
+        kinds = {type(value) for value in frame[column] if not _missing(value)}
         if len(kinds) > 1 or kinds & {dict, list}:
             frame[column] = [
-                None if value is None or value != value else value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+                None
+                if _missing(value)
+                else value
+                if isinstance(value, str)
+                else json.dumps(value, ensure_ascii=False)
                 for value in frame[column]
             ]
     return frame
@@ -151,8 +208,17 @@ def load_instruction_file(path: str | Path) -> pd.DataFrame:
     except FileNotFoundError:
         raise FormatError(path, None, None, "file not found") from None
     except UnicodeDecodeError as error:
-        raise FormatError(path, None, None, f"is not UTF-8 text ({error.reason} at byte {error.start})") from None
-    records = _array_records(text, path) if text.lstrip().startswith("[") else _json_lines_records(text, path)
+        raise FormatError(
+            path,
+            None,
+            None,
+            f"is not UTF-8 text ({error.reason} at byte {error.start})",
+        ) from None
+    records = (
+        _array_records(text, path)
+        if text.lstrip().startswith("[")
+        else _json_lines_records(text, path)
+    )
     rows = [row for line, record in records for row in _rows_of(record, path, line)]
     if not rows:
         raise FormatError(path, None, None, "holds no instruction records")
@@ -169,4 +235,8 @@ def load_instruction_files(paths: Sequence[str | Path]) -> pd.DataFrame:
     if not paths:
         raise ValueError("no instruction files given")
     frames = [load_instruction_file(path) for path in paths]
-    return _provenance_safe(pd.concat(frames, ignore_index=True)) if len(frames) > 1 else frames[0]
+    return (
+        _provenance_safe(pd.concat(frames, ignore_index=True))
+        if len(frames) > 1
+        else frames[0]
+    )

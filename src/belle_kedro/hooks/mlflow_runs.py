@@ -9,7 +9,14 @@ and evaluate alike; it is closed again before any other node runs, so the parent
 active whenever Kedro or kedro-mlflow touch it.
 
 Kedro saves a node's outputs *after* ``after_node_run``, so the child stays open until
-``after_dataset_saved`` has seen every output. Runs execute one node at a time
+``after_dataset_saved`` has seen every output.
+
+kedro-mlflow reopens the parent before every node with ``mlflow.start_run(run_id=...)``,
+which MLflow 3 pushes onto the active-run stack again even when it is already active.
+kedro-mlflow ends it once at the end, so the parent would stay "active" in the process
+and the next ``KedroSession`` in it (a notebook, a test) would log into the old run.
+After the pipeline this hook therefore pops the leftover copies, unless the run was
+opened by the caller before the session (kedro-mlflow then leaves it open on purpose). Runs execute one node at a time
 (SequentialRunner); MLflow's active-run stack is per thread, so a parallel runner would
 need explicit run ids instead.
 """
@@ -40,6 +47,12 @@ class VariantChildRunHook:
         self._child_run_ids: dict[str, str] = {}
         self._open_variant: str | None = None
         self._pending_outputs: set[str] = set()
+        self._parent_run_id: str | None = None
+        self._caller_run_open = False
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        self._caller_run_open = mlflow.active_run() is not None
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
@@ -47,6 +60,9 @@ class VariantChildRunHook:
         self._child_run_ids = {}
         self._open_variant = None
         self._pending_outputs = set()
+        # kedro-mlflow's before_pipeline_run has already opened the parent.
+        active = mlflow.active_run()
+        self._parent_run_id = active.info.run_id if active else None
 
     @hook_impl
     def before_node_run(self, node: Node) -> None:
@@ -85,10 +101,18 @@ class VariantChildRunHook:
     @hook_impl
     def after_pipeline_run(self) -> None:
         self._close_child()
+        self._drop_leftover_parent("FINISHED")
 
     @hook_impl
     def on_pipeline_error(self) -> None:
         self._close_child(status="FAILED")
+        self._drop_leftover_parent("FAILED")
+
+    def _drop_leftover_parent(self, status: str) -> None:
+        if self._caller_run_open or self._parent_run_id is None:
+            return
+        while (active := mlflow.active_run()) is not None and active.info.run_id == self._parent_run_id:
+            mlflow.end_run(status=status)
 
     def _close_child(self, status: str = "FINISHED") -> None:
         if self._open_variant is None:

@@ -288,7 +288,10 @@ async def collect_responses_async(
                 backend, request, policy=policy, budgets=budgets, progress=bar, rng=rng
             )
             # Durable before anything else looks at it: a kill after this line loses nothing.
-            journal.append(journal_record(request, response, backend.api))
+            journal.append(journal_record(request, response, backend.api), sync=False)
+            # Flushed, so it already survives SIGKILL; the fsync (power loss) runs in a
+            # thread so the event loop keeps serving the other requests meanwhile.
+            await asyncio.to_thread(journal.sync)
             results[request.request_id] = response
             if bar is not None:
                 bar.record(response)

@@ -26,7 +26,13 @@ def evaluate_project(tmp_path: Path, mlflow_store: str, monkeypatch: pytest.Monk
     (project / "src").mkdir(parents=True)
     for name in ("pyproject.toml", ".telemetry"):
         shutil.copy2(REPO_ROOT / name, project / name)
-    shutil.copytree(REPO_ROOT / "conf", project / "conf", ignore=shutil.ignore_patterns("credentials.yml"))
+    # Only the catalogs evaluate reads (its own and train's model_version), so another
+    # pipeline's catalog in progress cannot break these tests.
+    shutil.copytree(
+        REPO_ROOT / "conf",
+        project / "conf",
+        ignore=shutil.ignore_patterns("credentials.yml", "catalog_generate.yml", "catalog_clean.yml", "catalog_split.yml"),
+    )
     for layer in sorted((REPO_ROOT / "data").iterdir()):
         (project / "data" / layer.name).mkdir(parents=True, exist_ok=True)
     for shipped in (REPO_ROOT / "data" / "01_raw").glob("*.json"):

@@ -56,7 +56,7 @@ def _assert_champion_alias_on_best(outputs: dict[str, Any], records: dict[str, d
     champion = outputs["champion"]
     assert champion["variant"] == best["variant"]
     alias = MlflowClient().get_model_version_by_alias(REGISTERED_MODEL, "champion")
-    assert alias.version == records[best["variant"]]["version"] == champion["version"]
+    assert str(alias.version) == records[best["variant"]]["version"] == champion["version"]
 
 
 def test_loopback_judge_scores_flow_into_the_table_and_reruns_pay_nothing(

@@ -29,10 +29,15 @@ GENERATED = Path("data/02_intermediate/generated_instructions.parquet")
 
 
 def run_generate(project: Path, env: str = LOOPBACK_ENV) -> None:
+    import mlflow
     from kedro.framework.session import KedroSession
 
     with KedroSession.create(project_path=project, env=env) as session:
         session.run(pipeline_names=["generate"])
+    # kedro-mlflow with `run.nested: True` re-enters its run once per node and ends it
+    # once, so the run can stay on this thread's stack; the next session would reuse it.
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
 
 
 def latest_summary(project: Path) -> dict:

@@ -24,17 +24,25 @@ def filter_instructions(
     return kept, {"input_records": len(records), "rules": rule_rows}
 
 
-def _seed_texts(seed_tasks: pd.DataFrame, include_input: bool) -> tuple[list[str], list[str] | None]:
+def _seed_texts(
+    seed_tasks: pd.DataFrame, include_input: bool
+) -> tuple[list[str], list[str] | None]:
     """Each seed task's instruction, with its first instance's input when asked."""
     instructions = [str(text) for text in seed_tasks["instruction"]]
     if not include_input:
         return instructions, None
-    inputs = [str(instances[0].get("input", "")) if len(instances) else "" for instances in seed_tasks["instances"]]
+    inputs = [
+        str(instances[0].get("input", "")) if len(instances) else ""
+        for instances in seed_tasks["instances"]
+    ]
     return instructions, inputs
 
 
 def remove_near_duplicates(
-    records: pd.DataFrame, seed_tasks: pd.DataFrame, settings: Mapping[str, Any], examples: int
+    records: pd.DataFrame,
+    seed_tasks: pd.DataFrame,
+    settings: Mapping[str, Any],
+    examples: int,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Drop records whose instruction (optionally + input) has ROUGE-L F >= threshold
     against an earlier kept record or a seed task (Alpaca's rule, order-stable)."""
@@ -53,19 +61,32 @@ def remove_near_duplicates(
     }
     if not report["enabled"]:
         return records, report
-    keys = comparison_keys(records["instruction"].tolist(), records["input"].tolist() if include_input else None)
+    keys = comparison_keys(
+        records["instruction"].tolist(),
+        records["input"].tolist() if include_input else None,
+    )
     seed_keys: list[str] = []
     seed_instructions: list[str] = []
     if report["against_seed_tasks"]:
         seed_instructions, seed_inputs = _seed_texts(seed_tasks, include_input)
         seed_keys = comparison_keys(seed_instructions, seed_inputs)
-    found = find_near_duplicates(keys, seed_keys, threshold=threshold, progress="near-duplicates")
-    dropped_positions = [position for position in range(len(records)) if not found.keep[position]]
+    found = find_near_duplicates(
+        keys, seed_keys, threshold=threshold, progress="near-duplicates"
+    )
+    dropped_positions = [
+        position for position in range(len(records)) if not found.keep[position]
+    ]
     report["dropped"] = len(dropped_positions)
-    report["dropped_as_seed_duplicates"] = int((found.duplicate_of >= len(records)).sum())
+    report["dropped_as_seed_duplicates"] = int(
+        (found.duplicate_of >= len(records)).sum()
+    )
     for position in dropped_positions[:examples]:
         match = int(found.duplicate_of[position])
-        matched = seed_instructions[match - len(records)] if match >= len(records) else records["instruction"].iat[match]
+        matched = (
+            seed_instructions[match - len(records)]
+            if match >= len(records)
+            else records["instruction"].iat[match]
+        )
         report["examples"].append(
             {
                 "instruction": records["instruction"].iat[position],
@@ -78,9 +99,12 @@ def remove_near_duplicates(
 
 
 def build_clean_report(
-    filter_report: dict[str, Any], dedup_report: dict[str, Any], clean_instructions: pd.DataFrame
-) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
-    """The JSON report (per-step drops + examples) and the counts as MLflow metrics."""
+    filter_report: dict[str, Any],
+    dedup_report: dict[str, Any],
+    clean_instructions: pd.DataFrame,
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict[str, float]]]:
+    """The JSON report (per-step drops + examples), once for disk and once for MLflow,
+    and the counts as MLflow metrics."""
     steps = [*filter_report["rules"], dedup_report]
     report = {
         "input_records": filter_report["input_records"],
@@ -92,5 +116,8 @@ def build_clean_report(
         "output_records": {"value": float(report["output_records"]), "step": 0},
     }
     for step in steps:
-        metrics[f"dropped.{step['rule']}"] = {"value": float(step["dropped"]), "step": 0}
-    return report, metrics
+        metrics[f"dropped.{step['rule']}"] = {
+            "value": float(step["dropped"]),
+            "step": 0,
+        }
+    return report, report, metrics

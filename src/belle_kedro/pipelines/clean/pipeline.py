@@ -13,23 +13,37 @@ from belle_kedro.pipelines.clean.nodes import (
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
-            Node(normalise_instructions, "generated_instructions", "normalised_instructions", name="normalise_instructions"),
+            Node(
+                normalise_instructions,
+                "generated_instructions",
+                "normalised_instructions",
+                name="normalise_instructions",
+            ),
             Node(
                 filter_instructions,
-                ["normalised_instructions", "params:clean.rules", "params:clean.report_examples"],
+                [
+                    "normalised_instructions",
+                    "params:clean.rules",
+                    "params:clean.report_examples",
+                ],
                 ["filtered_instructions", "clean_filter_report"],
                 name="filter_instructions",
             ),
             Node(
                 remove_near_duplicates,
-                ["filtered_instructions", "seed_tasks", "params:clean.near_duplicates", "params:clean.report_examples"],
+                [
+                    "filtered_instructions",
+                    "seed_tasks",
+                    "params:clean.near_duplicates",
+                    "params:clean.report_examples",
+                ],
                 ["clean_instructions", "clean_dedup_report"],
                 name="remove_near_duplicates",
             ),
             Node(
                 build_clean_report,
                 ["clean_filter_report", "clean_dedup_report", "clean_instructions"],
-                ["clean_report", "clean_metrics"],
+                ["clean_report", "clean_report_artifact", "clean_metrics"],
                 name="build_clean_report",
             ),
         ]

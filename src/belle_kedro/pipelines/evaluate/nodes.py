@@ -63,12 +63,8 @@ def select_questions(
         questions = questions[~duplicated]
     max_per_class = selection.get("max_per_class")
     if max_per_class:
-        questions = questions.groupby("class", group_keys=False, sort=False).apply(
-            lambda part: part.sample(
-                n=min(len(part), int(max_per_class)),
-                random_state=int(selection.get("seed", 0)),
-            )
-        )
+        shuffled = questions.sample(frac=1.0, random_state=int(selection.get("seed", 0)))
+        questions = shuffled.groupby("class", sort=False).head(int(max_per_class)).sort_index()
     return questions.reset_index(drop=True)[
         ["question_id", "class", "question", "std_answer"]
     ]
@@ -201,8 +197,7 @@ def judge_answers(
     if not judge.get("enabled", False):
         return _empty_judgements()
     from belle_kedro.llm.factory import build_backend
-    from belle_kedro.llm.runner import _run_coroutine as run_coroutine
-    from belle_kedro.llm.runner import collect_responses_async
+    from belle_kedro.llm.runner import collect_responses_async, run_sync
 
     selected = answers
     max_answers = judge.get("max_answers")
@@ -231,7 +226,7 @@ def judge_answers(
             await backend.aclose()
             journal.close()
 
-    responses = run_coroutine(judge_all())
+    responses = run_sync(judge_all())
     by_question: dict[str, list[Any]] = {}
     for request in requests:
         by_question.setdefault(request.meta["question_id"], []).append(
