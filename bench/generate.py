@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import sys
 import tempfile
 import time
@@ -88,7 +89,7 @@ def sequential(base_url: str, count: int, workdir: Path, seeds, prompts) -> floa
 
 
 def concurrent(
-    base_url: str, count: int, in_flight: int, workdir: Path, seeds, prompts
+    base_url: str, count: int, *, in_flight: int, workdir: Path, seeds, prompts
 ) -> tuple[float, int]:
     """The generate nodes end to end (requests, journal, parsing). Returns (instr/s, rows)."""
     params = params_for(base_url, count, in_flight)
@@ -119,17 +120,30 @@ def main() -> None:
     prompts = yaml.safe_load(
         (ROOT / "conf/base/prompts/self_instruct.yml").read_text("utf-8")
     )
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        FakeOpenAIServer(belle_reply, latency_s=args.latency) as server,
-    ):
+    # The server runs in a child process so it does not compete for the client's GIL.
+    here, there = multiprocessing.Pipe()
+    server = multiprocessing.Process(
+        target=_serve, args=(args.latency, there), daemon=True
+    )
+    server.start()
+    base_url = here.recv()
+    with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        seq_rate = sequential(server.base_url, args.sequential, workdir, seeds, prompts)
-        server.max_in_flight_seen = 0
+        seq_rate = sequential(base_url, args.sequential, workdir, seeds, prompts)
         conc_rate, rows = concurrent(
-            server.base_url, args.requests, args.in_flight, workdir, seeds, prompts
+            base_url,
+            args.requests,
+            in_flight=args.in_flight,
+            workdir=workdir,
+            seeds=seeds,
+            prompts=prompts,
         )
-        peak = server.max_in_flight_seen
+    here.send("peak?")
+    peak = (
+        here.recv()
+    )  # the sequential run never exceeds 1, so this is the concurrent peak
+    here.send("stop")
+    server.join(timeout=10)
     bound = args.in_flight / args.latency * TASKS_PER_ANSWER
     print(f"latency {args.latency}s, {TASKS_PER_ANSWER} instructions per answer")
     print(

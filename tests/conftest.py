@@ -45,6 +45,7 @@ def kedro_project(tmp_path: Path, mlflow_store: str, monkeypatch: pytest.MonkeyP
 
     project = tmp_path / "project"
     project.mkdir()
+    (project / "src").mkdir()  # bootstrap_project insists on the source dir existing
     for name in ("pyproject.toml", ".telemetry"):
         shutil.copy2(REPO_ROOT / name, project / name)
     shutil.copytree(REPO_ROOT / "conf", project / "conf", ignore=shutil.ignore_patterns("credentials.yml"))

@@ -155,19 +155,11 @@ def test_missing_input():
             "",
             "不通顺",
         ),  # inline next sentence
+        ("把以下词语换成反义词（冷、高）", "", "热、低"),  # inline in brackets
         ("创建一个可以下棋的程序", "", "好的"),  # "可以下" is not "以下"
         ("写一篇关于环保的文章", "", "好的"),  # nothing referred to
     )
-    assert dropped("missing_input", records) == [
-        True,
-        True,
-        True,
-        False,
-        False,
-        False,
-        False,
-        False,
-    ]
+    assert dropped("missing_input", records) == [True] * 3 + [False] * 6
 
 
 def test_exact_duplicates_compare_normalised_instruction_and_input():

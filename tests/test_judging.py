@@ -72,7 +72,12 @@ def test_parse_score_covers_at_least_20_adversarial_replies() -> None:
 
 def test_judge_prompt_has_class_prompt_question_std_answer_then_answer() -> None:
     prompt = build_judge_prompt("请给回答打分。", "1+1等于几？", "2", "等于2。")
-    assert prompt.index("请给回答打分") < prompt.index("1+1等于几") < prompt.index("标准回答：2") < prompt.index("等于2。")
+    assert (
+        prompt.index("请给回答打分")
+        < prompt.index("1+1等于几")
+        < prompt.index("标准回答：2")
+        < prompt.index("等于2。")
+    )
 
 
 def test_judge_prompt_drops_an_empty_std_answer() -> None:

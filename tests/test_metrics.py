@@ -21,7 +21,9 @@ def test_char_f1_counts_shared_characters() -> None:
     # prediction 北京市 (3 chars), reference 北京 (2 chars): P = 2/3, R = 1
     assert char_f1("北京市", "北京") == pytest.approx(0.8)
     assert char_f1("上海", "北京") == 0.0
-    assert char_f1("北 京", "北京") == 1.0  # whitespace is not a character of the answer
+    assert (
+        char_f1("北 京", "北京") == 1.0
+    )  # whitespace is not a character of the answer
 
 
 @pytest.mark.parametrize(
@@ -56,7 +58,11 @@ def test_reference_metrics_are_nan_without_a_reference() -> None:
     assert math.isnan(with_ref["number_match"])
     assert with_ref["answer_chars"] == 8.0
     without = reference_metrics("一首诗", "", number_match=True)
-    assert math.isnan(without["rouge_l"]) and math.isnan(without["char_f1"]) and math.isnan(without["number_match"])
+    assert (
+        math.isnan(without["rouge_l"])
+        and math.isnan(without["char_f1"])
+        and math.isnan(without["number_match"])
+    )
 
 
 class _CharTokenizer:
@@ -68,8 +74,14 @@ class _CharTokenizer:
     def __init__(self) -> None:
         self.vocab: dict[str, int] = {}
 
-    def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
-        return {"input_ids": [self.vocab.setdefault(ch, 2 + len(self.vocab) % 60) for ch in text]}
+    def __call__(
+        self, text: str, add_special_tokens: bool = False
+    ) -> dict[str, list[int]]:
+        return {
+            "input_ids": [
+                self.vocab.setdefault(ch, 2 + len(self.vocab) % 60) for ch in text
+            ]
+        }
 
 
 def test_reference_nll_scores_only_reference_tokens_and_pools_perplexity() -> None:
@@ -77,7 +89,9 @@ def test_reference_nll_scores_only_reference_tokens_and_pools_perplexity() -> No
     from transformers import BloomConfig, BloomForCausalLM
 
     torch.manual_seed(0)
-    model = BloomForCausalLM(BloomConfig(vocab_size=64, hidden_size=32, n_layer=1, n_head=2))
+    model = BloomForCausalLM(
+        BloomConfig(vocab_size=64, hidden_size=32, n_layer=1, n_head=2)
+    )
     tokenizer = _CharTokenizer()
     prompts = ["问：一加一？答：", "问：天空什么颜色？答："]
     references = ["二", ""]
@@ -86,9 +100,21 @@ def test_reference_nll_scores_only_reference_tokens_and_pools_perplexity() -> No
     assert batched[1] == (pytest.approx(math.nan, nan_ok=True), 0)
 
     # The reference's NLL does not depend on what else is in the batch (padding is masked).
-    longer = reference_nll(model, tokenizer, [prompts[0], prompts[1] * 3], ["二", "蓝色"], batch_size=2)
+    longer = reference_nll(
+        model, tokenizer, [prompts[0], prompts[1] * 3], ["二", "蓝色"], batch_size=2
+    )
     assert longer[0][0] == pytest.approx(batched[0][0], rel=1e-4)
     assert longer[1][1] == 2
+
+    # the same number as the model's own loss with the prompt masked out of the labels
+    prompt_ids = tokenizer(prompts[1] * 3)["input_ids"]
+    reference_ids = tokenizer("蓝色")["input_ids"]
+    with torch.no_grad():
+        own = model(
+            input_ids=torch.tensor([prompt_ids + reference_ids]),
+            labels=torch.tensor([[-100] * len(prompt_ids) + reference_ids]),
+        ).loss
+    assert longer[1][0] / 2 == pytest.approx(float(own), rel=1e-4)
 
     perplexity = pooled_perplexity([batched[0][0], longer[1][0]], [1, 2])
     assert perplexity == pytest.approx(math.exp((batched[0][0] + longer[1][0]) / 3))

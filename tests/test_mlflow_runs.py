@@ -14,7 +14,9 @@ def identity(value):
 
 
 def nodes_of(namespace: str | None, outputs: list[str]) -> Node:
-    pipeline = Pipeline([Node(identity, "x", outputs[0] if len(outputs) == 1 else outputs, name="step")])
+    pipeline = Pipeline(
+        [Node(identity, "x", outputs[0] if len(outputs) == 1 else outputs, name="step")]
+    )
     if namespace:
         pipeline = Pipeline(pipeline, namespace=namespace, inputs={"x"})
     return next(iter(pipeline.nodes))
@@ -39,18 +41,30 @@ def test_each_variant_gets_one_nested_child_reused_across_its_nodes(mlflow_store
     hook = VariantChildRunHook()
     with mlflow.start_run(run_name="kedro-run") as parent:
         hook.before_pipeline_run(run_params={}, pipeline=None, catalog=None)
-        assert run_node(hook, nodes_of(None, ["pool"]), {"global_metric": 1}) == parent.info.run_id
-        small_train = run_node(hook, nodes_of("small", ["trained", "lineage"]), {"train_step": 1})
-        assert mlflow.active_run().info.run_id == parent.info.run_id  # closed after the last save
-        medium_train = run_node(hook, nodes_of("medium", ["trained"]), {"train_step": 2})
-        small_eval = run_node(hook, nodes_of("small.evaluate", ["answers"]), {"eval_step": 3})
+        assert (
+            run_node(hook, nodes_of(None, ["pool"]), {"global_metric": 1})
+            == parent.info.run_id
+        )
+        small_train = run_node(
+            hook, nodes_of("small", ["trained", "lineage"]), {"train_step": 1}
+        )
+        assert (
+            mlflow.active_run().info.run_id == parent.info.run_id
+        )  # closed after the last save
+        medium_train = run_node(
+            hook, nodes_of("medium", ["trained"]), {"train_step": 2}
+        )
+        small_eval = run_node(
+            hook, nodes_of("small.evaluate", ["answers"]), {"eval_step": 3}
+        )
         hook.after_pipeline_run()
-        assert mlflow.active_run().info.run_id == parent.info.run_id
+        assert mlflow.active_run() is None  # the parent too: this "session" opened it
 
     assert small_train == small_eval != medium_train
     client = MlflowClient()
     children = client.search_runs(
-        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
     )
     assert sorted(run.info.run_name for run in children) == ["medium", "small"]
     small = client.get_run(small_train)
@@ -90,13 +104,20 @@ def test_leftover_copies_of_the_parent_are_dropped_after_the_run(mlflow_store):
     mlflow.set_experiment("hook-test")
     hook = VariantChildRunHook()
     hook.after_context_created(context=None)
-    parent = mlflow.start_run(run_name="kedro-run")  # kedro-mlflow's before_pipeline_run
+    parent = mlflow.start_run(
+        run_name="kedro-run"
+    )  # kedro-mlflow's before_pipeline_run
     hook.before_pipeline_run(run_params={}, pipeline=None, catalog=None)
     for namespace in ("small", None):
-        mlflow.start_run(run_id=parent.info.run_id, nested=True)  # kedro-mlflow's before_node_run
+        mlflow.start_run(
+            run_id=parent.info.run_id, nested=True
+        )  # kedro-mlflow's before_node_run
         run_node(hook, nodes_of(namespace, ["out"]), {"m": 1})
     mlflow.end_run()  # kedro-mlflow's after_pipeline_run ends one copy
-    assert mlflow.active_run() is not None and mlflow.active_run().info.run_id == parent.info.run_id
+    assert (
+        mlflow.active_run() is not None
+        and mlflow.active_run().info.run_id == parent.info.run_id
+    )
     hook.after_pipeline_run()
     assert mlflow.active_run() is None
     assert MlflowClient().get_run(parent.info.run_id).info.status == "FINISHED"

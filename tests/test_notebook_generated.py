@@ -10,15 +10,22 @@ import pytest
 from nbclient import NotebookClient
 
 from tests.conftest import REPO_ROOT
-from tests.pipelines.generate.conftest import generate_project  # noqa: F401 - fixture
+from tests.pipelines.generate.conftest import make_generate_project
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "generated_data.ipynb"
+
+
+@pytest.fixture
+def generate_project(
+    tmp_path: Path, mlflow_store: str, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    return make_generate_project(tmp_path, monkeypatch)
 
 
 @pytest.mark.slow
 def test_notebook_loads_generated_instructions_through_the_catalog(
     generate_project: Path,
-):  # noqa: F811
+):
     rows = pd.DataFrame(
         {
             "instruction": ["把句子改写得更正式。", "列出三种常见的茶。"],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-
 from pathlib import Path
 
 import mlflow
@@ -15,12 +14,23 @@ from belle_kedro import registry
 from belle_kedro.modeling import generate_answers, load_model_and_tokenizer
 from belle_kedro.templates import build_prompt
 
-TINY = {"source": "tiny_bloom", "tokenizer": "bytes", "tiny_bloom": {"n_layer": 1, "hidden_size": 32, "n_head": 2}}
+TINY = {
+    "source": "tiny_bloom",
+    "tokenizer": "bytes",
+    "tiny_bloom": {"n_layer": 1, "hidden_size": 32, "n_head": 2},
+}
 
 
 def tiny_model(method: str = "full", seed: int = 0):
-    lora = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0, "target_modules": ["query_key_value"]}
-    return load_model_and_tokenizer({"seed": seed, "model": TINY, "finetuning": {"method": method, "lora": lora}})
+    lora = {
+        "r": 4,
+        "lora_alpha": 8,
+        "lora_dropout": 0.0,
+        "target_modules": ["query_key_value"],
+    }
+    return load_model_and_tokenizer(
+        {"seed": seed, "model": TINY, "finetuning": {"method": method, "lora": lora}}
+    )
 
 
 @pytest.mark.slow
@@ -30,10 +40,20 @@ def test_versions_are_registered_tagged_and_load_back_and_answer(mlflow_store):
     model, tokenizer = tiny_model()
     with mlflow.start_run() as run:
         first = registry.log_and_register(
-            model, tokenizer, registered_model_name="belle-test", variant="small", train_size=24, data_digest="d" * 64
+            model,
+            tokenizer,
+            registered_model_name="belle-test",
+            variant="small",
+            train_size=24,
+            data_digest="d" * 64,
         )
         second = registry.log_and_register(
-            model, tokenizer, registered_model_name="belle-test", variant="medium", train_size=48, data_digest="e" * 64
+            model,
+            tokenizer,
+            registered_model_name="belle-test",
+            variant="medium",
+            train_size=48,
+            data_digest="e" * 64,
         )
     assert first == {
         "registered_model_name": "belle-test",
@@ -46,24 +66,38 @@ def test_versions_are_registered_tagged_and_load_back_and_answer(mlflow_store):
     }
     assert second["version"] == "2"
     version = MlflowClient().get_model_version("belle-test", "2")
-    assert version.tags == {"variant": "medium", "train_size": "48", "data_digest": "e" * 64}
+    assert version.tags == {
+        "variant": "medium",
+        "train_size": "48",
+        "data_digest": "e" * 64,
+    }
     assert version.run_id == run.info.run_id
 
     info = mlflow.models.get_model_info(first["model_uri"])
-    assert info.metadata["prompt_template"] == build_prompt("{prompt}")  # serving wraps questions in it
+    assert info.metadata["prompt_template"] == build_prompt(
+        "{prompt}"
+    )  # serving wraps questions in it
     assert info.metadata["variant"] == "small"
-    requirements = Path(mlflow.artifacts.download_artifacts(f"{first['model_uri']}/requirements.txt")).read_text()
+    requirements = Path(
+        mlflow.artifacts.download_artifacts(f"{first['model_uri']}/requirements.txt")
+    ).read_text()
     assert f"torch=={torch.__version__.split('+')[0]}" in requirements.splitlines()
 
     generator = registry.load_text_generator(first["model_uri"])
-    reply = generator(build_prompt("你好"), max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    reply = generator(
+        build_prompt("你好"), max_new_tokens=6, min_new_tokens=6, do_sample=False
+    )
     assert isinstance(reply[0]["generated_text"], str)
     loaded, loaded_tokenizer = registry.load_registered_model(first["model_uri"])
     for name, tensor in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], tensor), name
     prompts = [build_prompt("写一句诗", "关于春天"), build_prompt("你好")]
-    encoded = loaded_tokenizer(prompts[0], add_special_tokens=False, return_tensors="pt")
-    continuation = loaded.generate(**encoded, max_new_tokens=5, min_new_tokens=5, do_sample=False)
+    encoded = loaded_tokenizer(
+        prompts[0], add_special_tokens=False, return_tensors="pt"
+    )
+    continuation = loaded.generate(
+        **encoded, max_new_tokens=5, min_new_tokens=5, do_sample=False
+    )
     assert continuation.shape[1] == encoded["input_ids"].shape[1] + 5
     answers = generate_answers(loaded, loaded_tokenizer, prompts, max_new_tokens=4)
     assert len(answers) == 2 and all(isinstance(answer, str) for answer in answers)
@@ -79,11 +113,20 @@ def test_lora_on_a_local_base_is_merged_before_logging(mlflow_store):
             if "lora_B" in name:
                 parameter.fill_(0.01)
     expected = copy.deepcopy(model).merge_and_unload().state_dict()
-    assert not torch.equal(expected["transformer.h.0.self_attention.query_key_value.weight"],
-                           model.base_model.model.state_dict()["transformer.h.0.self_attention.query_key_value.base_layer.weight"])
+    assert not torch.equal(
+        expected["transformer.h.0.self_attention.query_key_value.weight"],
+        model.base_model.model.state_dict()[
+            "transformer.h.0.self_attention.query_key_value.base_layer.weight"
+        ],
+    )
     with mlflow.start_run():
         record = registry.log_and_register(
-            model, tokenizer, registered_model_name="belle-lora", variant="small", train_size=8, data_digest="f" * 64
+            model,
+            tokenizer,
+            registered_model_name="belle-lora",
+            variant="small",
+            train_size=8,
+            data_digest="f" * 64,
         )
     loaded, _ = registry.load_registered_model(record["model_uri"])
     assert type(loaded).__name__ == "BloomForCausalLM"
@@ -95,7 +138,14 @@ def test_logging_needs_the_variant_run(mlflow_store):
     mlflow.set_tracking_uri(mlflow_store)
     model, tokenizer = tiny_model()
     with pytest.raises(RuntimeError, match="active MLflow run"):
-        registry.log_and_register(model, tokenizer, registered_model_name="x", variant="v", train_size=1, data_digest="0")
+        registry.log_and_register(
+            model,
+            tokenizer,
+            registered_model_name="x",
+            variant="v",
+            train_size=1,
+            data_digest="0",
+        )
 
 
 def test_pip_requirements_are_pinned():

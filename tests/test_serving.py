@@ -31,18 +31,26 @@ def _wait_until_up(process: subprocess.Popen, port: int) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"mlflow models serve exited with {process.returncode}")
+            raise AssertionError(
+                f"mlflow models serve exited with {process.returncode}"
+            )
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2) as response:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/ping", timeout=2
+            ) as response:
                 if response.status == 200:
                     return
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             time.sleep(0.5)
-    raise AssertionError(f"mlflow models serve did not come up within {STARTUP_TIMEOUT_S}s")
+    raise AssertionError(
+        f"mlflow models serve did not come up within {STARTUP_TIMEOUT_S}s"
+    )
 
 
 @pytest.mark.slow
-def test_champion_alias_serves_answers_through_the_shared_template(mlflow_store: str, tmp_path: Path) -> None:
+def test_champion_alias_serves_answers_through_the_shared_template(
+    mlflow_store: str, tmp_path: Path
+) -> None:
     from mlflow.tracking import MlflowClient
 
     from belle_kedro.templates import build_prompt
@@ -58,9 +66,13 @@ def test_champion_alias_serves_answers_through_the_shared_template(mlflow_store:
     tokenizer = test_tokenizer()
     # Taught two answers: one after the shared template, another after the bare question,
     # so the reply tells which prompt the server built.
-    model = memorising_bloom(tokenizer, [(build_prompt(QUESTION), TEMPLATED_ANSWER), (QUESTION, BARE_ANSWER)])
+    model = memorising_bloom(
+        tokenizer, [(build_prompt(QUESTION), TEMPLATED_ANSWER), (QUESTION, BARE_ANSWER)]
+    )
     record = register_variants(tokenizer, {"small": 1}, {"small": model})["small"]
-    MlflowClient().set_registered_model_alias(REGISTERED_MODEL, "champion", record["version"])
+    MlflowClient().set_registered_model_alias(
+        REGISTERED_MODEL, "champion", record["version"]
+    )
 
     port = _free_port()
     log_path = tmp_path / "serve.log"
@@ -80,7 +92,9 @@ def test_champion_alias_serves_answers_through_the_shared_template(mlflow_store:
             _wait_until_up(server, port)
             request = urllib.request.Request(
                 f"http://127.0.0.1:{port}/invocations",
-                data=json.dumps({"inputs": [QUESTION]}, ensure_ascii=False).encode("utf-8"),
+                data=json.dumps({"inputs": [QUESTION]}, ensure_ascii=False).encode(
+                    "utf-8"
+                ),
                 headers={"Content-Type": "application/json"},
             )
             with urllib.request.urlopen(request, timeout=60) as response:

@@ -30,7 +30,12 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "belle_kedro"
 @pytest.fixture(scope="session")
 def smollm2_tokenizer(tmp_path_factory):
     """SmolLM2's BPE tokenizer converted from the shipped GGUF (a real merges-based BPE)."""
-    return load_tokenizer({"tokenizer": "smollm2_gguf", "tokenizer_cache_dir": str(tmp_path_factory.mktemp("tok"))})
+    return load_tokenizer(
+        {
+            "tokenizer": "smollm2_gguf",
+            "tokenizer_cache_dir": str(tmp_path_factory.mktemp("tok")),
+        }
+    )
 
 
 @pytest.fixture(scope="session")
@@ -47,10 +52,16 @@ def byte_tokenizer():
         ("Name a prime number.", "", "7"),
     ],
 )
-def test_labels_mask_exactly_the_prompt_token_by_token(request, tokenizer_name, instruction, input_text, output):
+def test_labels_mask_exactly_the_prompt_token_by_token(
+    request, tokenizer_name, instruction, input_text, output
+):
     tokenizer = request.getfixturevalue(tokenizer_name)
-    example = tokenize_record(tokenizer, instruction, input_text, output, max_length=1024)
-    prompt_ids = tokenizer(build_prompt(instruction, input_text), add_special_tokens=False)["input_ids"]
+    example = tokenize_record(
+        tokenizer, instruction, input_text, output, max_length=1024
+    )
+    prompt_ids = tokenizer(
+        build_prompt(instruction, input_text), add_special_tokens=False
+    )["input_ids"]
     ids, labels = example["input_ids"], example["labels"]
 
     assert len(ids) == len(labels)
@@ -64,26 +75,38 @@ def test_labels_mask_exactly_the_prompt_token_by_token(request, tokenizer_name, 
     # The labelled tokens decode to the answer itself: no prompt token leaks in.
     answer = tokenizer.decode(labels[len(prompt_ids) : -1])
     assert answer == output
-    assert tokenizer.decode(ids[: len(prompt_ids)]) == build_prompt(instruction, input_text)
+    assert tokenizer.decode(ids[: len(prompt_ids)]) == build_prompt(
+        instruction, input_text
+    )
 
 
-def test_bpe_boundary_is_exact_where_joint_tokenisation_would_shift_the_mask(smollm2_tokenizer):
+def test_bpe_boundary_is_exact_where_joint_tokenisation_would_shift_the_mask(
+    smollm2_tokenizer,
+):
     """BPE merges the prompt's trailing space into the answer; masking len(prompt) of the joint ids would be off."""
     prompt = build_prompt("Say hi", "")
     joint = smollm2_tokenizer(prompt + "hi", add_special_tokens=False)["input_ids"]
     prompt_ids = smollm2_tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    assert joint[: len(prompt_ids)] != prompt_ids  # the pitfall is real on this tokenizer
+    assert (
+        joint[: len(prompt_ids)] != prompt_ids
+    )  # the pitfall is real on this tokenizer
     example = tokenize_record(smollm2_tokenizer, "Say hi", "", "hi", max_length=256)
     assert example["input_ids"][: len(prompt_ids)] == prompt_ids
     assert smollm2_tokenizer.decode(example["labels"][len(prompt_ids) : -1]) == "hi"
 
 
 def test_right_truncation_keeps_the_prompt_and_drops_answerless_records(byte_tokenizer):
-    prompt_len = len(byte_tokenizer(build_prompt("写诗", ""), add_special_tokens=False)["input_ids"])
-    truncated = tokenize_record(byte_tokenizer, "写诗", "", "床前明月光" * 10, max_length=prompt_len + 5)
+    prompt_len = len(
+        byte_tokenizer(build_prompt("写诗", ""), add_special_tokens=False)["input_ids"]
+    )
+    truncated = tokenize_record(
+        byte_tokenizer, "写诗", "", "床前明月光" * 10, max_length=prompt_len + 5
+    )
     assert len(truncated["input_ids"]) == prompt_len + 5
     assert truncated["labels"][:prompt_len] == [IGNORE_INDEX] * prompt_len
-    assert truncated["input_ids"][-1] != byte_tokenizer.eos_token_id  # cut on the right, EOS lost
+    assert (
+        truncated["input_ids"][-1] != byte_tokenizer.eos_token_id
+    )  # cut on the right, EOS lost
     records = make_records(4).assign(instruction=["很长的指令" * 50, "短", "短", "短"])
     dataset = SFTDataset.from_records(records, byte_tokenizer, max_length=64)
     assert dataset.dropped == 1
@@ -93,7 +116,9 @@ def test_right_truncation_keeps_the_prompt_and_drops_answerless_records(byte_tok
 def test_the_template_has_exactly_one_source():
     pattern = re.compile(r"Assistant:|Human:")
     owners = sorted(
-        str(path.relative_to(SRC)) for path in SRC.rglob("*.py") if pattern.search(path.read_text(encoding="utf-8"))
+        str(path.relative_to(SRC))
+        for path in SRC.rglob("*.py")
+        if pattern.search(path.read_text(encoding="utf-8"))
     )
     assert owners == ["templates.py"]
     from belle_kedro import registry, sft
@@ -106,7 +131,12 @@ def test_the_template_has_exactly_one_source():
 
 def test_collator_pads_right_with_masked_labels_and_counts_waste():
     collator = SFTCollator(pad_token_id=0)
-    batch = collator([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8], "labels": [8]}])
+    batch = collator(
+        [
+            {"input_ids": [5, 6, 7], "labels": [-100, 6, 7]},
+            {"input_ids": [8], "labels": [8]},
+        ]
+    )
     assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert batch["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
@@ -124,7 +154,9 @@ def test_length_grouping_is_deterministic_complete_and_low_waste():
     assert list(sampler) == first  # same seed and epoch: same order (exact resume)
     sampler.set_epoch(1)
     assert list(sampler) != first  # a new epoch reshuffles
-    random_order = torch.randperm(len(lengths), generator=torch.Generator().manual_seed(0)).tolist()
+    random_order = torch.randperm(
+        len(lengths), generator=torch.Generator().manual_seed(0)
+    ).tolist()
     assert padding_waste(lengths, first, 8) <= 0.05
     assert padding_waste(lengths, random_order, 8) > 0.2
 

@@ -14,7 +14,11 @@ from tests.pipelines.train.records import make_records
 
 TINY_CONFIG = {
     "seed": 7,
-    "model": {"source": "tiny_bloom", "tokenizer": "bytes", "tiny_bloom": {"n_layer": 1, "hidden_size": 64, "n_head": 4}},
+    "model": {
+        "source": "tiny_bloom",
+        "tokenizer": "bytes",
+        "tiny_bloom": {"n_layer": 1, "hidden_size": 64, "n_head": 4},
+    },
     "finetuning": {"method": "full"},
     "data": {"max_length": 256, "group_by_length": True},
     "eval": {"max_examples": 8},
@@ -64,11 +68,15 @@ class RecordSteps(TrainerCallback):
 
 @pytest.mark.slow
 def test_a_real_tiny_run_lowers_the_loss(tmp_path):
-    run_dir = training.prepare_run_dir(tmp_path, "small", make_records(48), make_records(8, seed=1), tiny_config())
+    run_dir = training.prepare_run_dir(
+        tmp_path, "small", make_records(48), make_records(8, seed=1), tiny_config()
+    )
     result = training.launch(run_dir, {"nproc_per_node": 1})
 
     losses = [entry["loss"] for entry in result["log_history"] if "loss" in entry]
-    eval_losses = [entry["eval_loss"] for entry in result["log_history"] if "eval_loss" in entry]
+    eval_losses = [
+        entry["eval_loss"] for entry in result["log_history"] if "eval_loss" in entry
+    ]
     assert result["global_step"] == 12
     assert len(losses) == 12
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.5
@@ -87,10 +95,14 @@ def test_a_crashed_run_resumes_from_its_last_checkpoint(tmp_path):
     run_dir = training.prepare_run_dir(tmp_path, "small", train, holdout, config)
     with pytest.raises(SimulatedCrash):
         training.run_training(run_dir, callbacks=[CrashAtStep(6)])
-    assert sorted(path.name for path in (run_dir / training.CHECKPOINT_DIR).iterdir()) == ["checkpoint-3", "checkpoint-6"]
+    assert sorted(
+        path.name for path in (run_dir / training.CHECKPOINT_DIR).iterdir()
+    ) == ["checkpoint-3", "checkpoint-6"]
 
     # Rerunning the same data and config reuses the run folder and continues at step 7.
-    assert training.prepare_run_dir(tmp_path, "small", train, holdout, config) == run_dir
+    assert (
+        training.prepare_run_dir(tmp_path, "small", train, holdout, config) == run_dir
+    )
     steps = RecordSteps()
     result = training.run_training(run_dir, callbacks=[steps])
     assert result["resumed_from_step"] == 6
@@ -107,25 +119,48 @@ def test_a_crashed_run_resumes_from_its_last_checkpoint(tmp_path):
 def test_a_changed_config_gets_a_fresh_run_folder(tmp_path):
     train, holdout = make_records(8), make_records(2, seed=1)
     first = training.prepare_run_dir(tmp_path, "small", train, holdout, tiny_config())
-    second = training.prepare_run_dir(tmp_path, "small", train, holdout, tiny_config(learning_rate=1e-4))
-    relaunched = training.prepare_run_dir(tmp_path, "small", train, holdout, {**tiny_config(), "launcher": {"nproc_per_node": 4}})
+    second = training.prepare_run_dir(
+        tmp_path, "small", train, holdout, tiny_config(learning_rate=1e-4)
+    )
+    relaunched = training.prepare_run_dir(
+        tmp_path,
+        "small",
+        train,
+        holdout,
+        {**tiny_config(), "launcher": {"nproc_per_node": 4}},
+    )
     assert first != second
     assert relaunched == first  # how it is launched does not change what it computes
 
 
 def test_launcher_command_hands_off_to_torchrun_or_deepspeed(tmp_path: Path):
-    assert training.launcher_command(tmp_path, {"nproc_per_node": 1}, uses_deepspeed=False) is None
-    single = training.launcher_command(tmp_path, {"nproc_per_node": 2}, uses_deepspeed=False)
+    assert (
+        training.launcher_command(tmp_path, {"nproc_per_node": 1}, uses_deepspeed=False)
+        is None
+    )
+    single = training.launcher_command(
+        tmp_path, {"nproc_per_node": 2}, uses_deepspeed=False
+    )
     assert single == [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
         "-m", "belle_kedro.training", str(tmp_path),
     ]  # fmt: skip
     multi = training.launcher_command(
-        tmp_path, {"nproc_per_node": 8, "nnodes": 2, "node_rank": 0, "master_addr": "10.0.0.1", "master_port": 29400}, False
+        tmp_path,
+        {
+            "nproc_per_node": 8,
+            "nnodes": 2,
+            "node_rank": 0,
+            "master_addr": "10.0.0.1",
+            "master_port": 29400,
+        },
+        False,
     )
     assert multi[multi.index("--rdzv_endpoint") + 1] == "10.0.0.1:29400"
     assert "--standalone" not in multi
     # DeepSpeed always goes through a launcher, even on one device.
-    deepspeed = training.launcher_command(tmp_path, {"command": "deepspeed", "nproc_per_node": 1}, uses_deepspeed=True)
+    deepspeed = training.launcher_command(
+        tmp_path, {"command": "deepspeed", "nproc_per_node": 1}, uses_deepspeed=True
+    )
     assert deepspeed[1:4] == ["-m", "deepspeed.launcher.runner", "--num_gpus"]
     assert deepspeed[-3:] == ["--module", "belle_kedro.training", str(tmp_path)]

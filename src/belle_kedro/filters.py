@@ -16,10 +16,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
+from tqdm.auto import tqdm
 
 from belle_kedro.text import cjk_ratio, similarity_key
 
 TEXT_COLUMNS = ("instruction", "input", "output")
+_PROGRESS_FROM = 50_000  # records; smaller inputs finish before a bar would help
 
 
 def _safe_nfkc_table() -> dict[int, str]:
@@ -116,9 +118,14 @@ def normalise_records(records: pd.DataFrame) -> pd.DataFrame:
     if "input" not in normalised.columns:
         normalised["input"] = ""
     for column in TEXT_COLUMNS:
+        values = tqdm(
+            normalised[column],
+            desc=f"normalise {column}",
+            disable=len(normalised) < _PROGRESS_FROM,
+            mininterval=2.0,
+        )
         normalised[column] = [
-            normalise_text(value) if isinstance(value, str) else ""
-            for value in normalised[column]
+            normalise_text(value) if isinstance(value, str) else "" for value in values
         ]
     return normalised.reset_index(drop=True)
 

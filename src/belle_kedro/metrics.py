@@ -83,7 +83,9 @@ def reference_nll(
 ) -> list[tuple[float, int]]:
     """Summed negative log-likelihood of each reference given its prompt, and its token count.
 
-    Only the reference tokens are scored (the prompt is context, as in SFT). Returns
+    Only the reference tokens are scored (the prompt is context, as in SFT), and only
+    their positions go through the output projection (``base_model`` hidden states, then
+    the output embeddings), so long prompts cost no vocabulary-sized logits. Returns
     ``(nan, 0)`` for an empty reference. Perplexity is ``exp(sum_nll / tokens)``; keep
     the sums so a class or variant perplexity is pooled over tokens, not averaged.
     """
@@ -118,25 +120,21 @@ def reference_nll(
             input_ids[row, : len(ids)] = torch.tensor(ids)
             label_ids[row, : len(ids)] = torch.tensor(target)
             attention[row, : len(ids)] = 1
+        # position t predicts token t + 1; only reference positions need the vocabulary
+        # projection, which is most of the cost with a large vocabulary and long prompts.
+        mask = label_ids[:, 1:] != -100
         with torch.no_grad():
-            logits = model(input_ids=input_ids, attention_mask=attention).logits.float()
-        # position t predicts token t + 1
-        shifted_logits = logits[:, :-1, :]
-        shifted_labels = label_ids[:, 1:]
-        token_nll = torch.nn.functional.cross_entropy(
-            shifted_logits.transpose(1, 2),
-            shifted_labels,
-            ignore_index=-100,
-            reduction="none",
-        )
-        mask = shifted_labels != -100
-        for row, i in enumerate(batch):
-            tokens = int(mask[row].sum())
-            results[i] = (
-                (float(token_nll[row][mask[row]].sum()), tokens)
-                if tokens
-                else (math.nan, 0)
+            hidden = model.base_model(
+                input_ids=input_ids, attention_mask=attention
+            ).last_hidden_state
+            logits = model.get_output_embeddings()(hidden[:, :-1][mask]).float()
+            token_nll = torch.nn.functional.cross_entropy(
+                logits, label_ids[:, 1:][mask], reduction="none"
             )
+        counts = mask.sum(dim=1).tolist()
+        for i, row_nll in zip(batch, torch.split(token_nll, counts), strict=True):
+            tokens = int(row_nll.numel())
+            results[i] = (float(row_nll.sum()), tokens) if tokens else (math.nan, 0)
     return results
 
 

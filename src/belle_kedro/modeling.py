@@ -82,7 +82,9 @@ def smollm2_gguf_path() -> Path:
         candidate = Path(folder) / SMOLLM2_GGUF_NAME
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"{SMOLLM2_GGUF_NAME} not found in package {SMOLLM2_PACKAGE!r}")
+    raise FileNotFoundError(
+        f"{SMOLLM2_GGUF_NAME} not found in package {SMOLLM2_PACKAGE!r}"
+    )
 
 
 def torch_dtype(name: str | None) -> torch.dtype:
@@ -92,13 +94,17 @@ def torch_dtype(name: str | None) -> torch.dtype:
     try:
         return _DTYPES[name.lower()]
     except KeyError:
-        raise ValueError(f"unknown dtype {name!r}; use one of {sorted(_DTYPES)}") from None
+        raise ValueError(
+            f"unknown dtype {name!r}; use one of {sorted(_DTYPES)}"
+        ) from None
 
 
 def _atomic_save(save: Any, destination: Path) -> None:
     """Write a folder via ``save(tmp_dir)`` and rename it into place (never half-written)."""
     destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    staging = Path(
+        tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent)
+    )
     try:
         save(staging)
         try:
@@ -118,12 +124,16 @@ def _finish_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizer
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if tokenizer.eos_token is None:
-        raise ValueError(f"tokenizer {tokenizer.name_or_path!r} has no EOS token to end answers with")
+        raise ValueError(
+            f"tokenizer {tokenizer.name_or_path!r} has no EOS token to end answers with"
+        )
     tokenizer.padding_side = "right"
     return tokenizer
 
 
-def load_smollm2_tokenizer(cache_dir: str | Path = DEFAULT_TOKENIZER_CACHE) -> PreTrainedTokenizerBase:
+def load_smollm2_tokenizer(
+    cache_dir: str | Path = DEFAULT_TOKENIZER_CACHE,
+) -> PreTrainedTokenizerBase:
     """SmolLM2's tokenizer, converted from the GGUF once and cached under ``cache_dir``."""
     cached = Path(cache_dir) / "smollm2-135m-instruct"
     if not (cached / "tokenizer.json").is_file():
@@ -143,26 +153,39 @@ def load_tokenizer(model_config: Mapping[str, Any]) -> PreTrainedTokenizerBase:
     source = model_config.get("source", "tiny_bloom")
     name = model_config.get("tokenizer")
     if name is None:
-        name = {"tiny_bloom": BYTE_TOKENIZER, "pretrained": model_config.get("name_or_path")}.get(source)
+        name = {
+            "tiny_bloom": BYTE_TOKENIZER,
+            "pretrained": model_config.get("name_or_path"),
+        }.get(source)
         if source == "gguf" and model_config.get("name_or_path"):
             gguf = Path(model_config["name_or_path"])
-            return _finish_tokenizer(AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name))
+            return _finish_tokenizer(
+                AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            )
         name = name or SMOLLM2_TOKENIZER
     if name == BYTE_TOKENIZER:
         return _finish_tokenizer(ByT5Tokenizer())
     if name == SMOLLM2_TOKENIZER:
-        return load_smollm2_tokenizer(model_config.get("tokenizer_cache_dir") or DEFAULT_TOKENIZER_CACHE)
-    return _finish_tokenizer(AutoTokenizer.from_pretrained(name, revision=model_config.get("revision")))
+        return load_smollm2_tokenizer(
+            model_config.get("tokenizer_cache_dir") or DEFAULT_TOKENIZER_CACHE
+        )
+    return _finish_tokenizer(
+        AutoTokenizer.from_pretrained(name, revision=model_config.get("revision"))
+    )
 
 
-def build_tiny_bloom(tokenizer: PreTrainedTokenizerBase, tiny: Mapping[str, Any], seed: int) -> BloomForCausalLM:
+def build_tiny_bloom(
+    tokenizer: PreTrainedTokenizerBase, tiny: Mapping[str, Any], seed: int
+) -> BloomForCausalLM:
     """A randomly initialised BLOOM sized by ``tiny`` (``n_layer``, ``hidden_size``, ``n_head``)."""
     config = BloomConfig(
         vocab_size=len(tokenizer),
         hidden_size=int(tiny.get("hidden_size", 128)),
         n_layer=int(tiny.get("n_layer", 2)),
         n_head=int(tiny.get("n_head", 4)),
-        bos_token_id=tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id
+        if tokenizer.bos_token_id is not None
+        else tokenizer.eos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
@@ -182,10 +205,14 @@ def load_base_model(
     source = model_config.get("source", "tiny_bloom")
     dtype = torch_dtype(model_config.get("dtype"))
     if source == "tiny_bloom":
-        return build_tiny_bloom(tokenizer, model_config.get("tiny_bloom") or {}, seed).to(dtype)
+        return build_tiny_bloom(
+            tokenizer, model_config.get("tiny_bloom") or {}, seed
+        ).to(dtype)
     if source == "gguf":
         gguf = Path(model_config.get("name_or_path") or smollm2_gguf_path())
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf.parent, gguf_file=gguf.name, dtype=dtype
+        )
         # The de-quantised weights are ordinary tensors; a leftover quantization config
         # would make save_pretrained (and MLflow) describe a model that no longer exists.
         if hasattr(model.config, "quantization_config"):
@@ -193,9 +220,13 @@ def load_base_model(
         return model
     if source == "pretrained":
         return AutoModelForCausalLM.from_pretrained(
-            model_config["name_or_path"], dtype=dtype, revision=model_config.get("revision")
+            model_config["name_or_path"],
+            dtype=dtype,
+            revision=model_config.get("revision"),
         )
-    raise ValueError(f"train.model.source must be tiny_bloom, pretrained or gguf, not {source!r}")
+    raise ValueError(
+        f"train.model.source must be tiny_bloom, pretrained or gguf, not {source!r}"
+    )
 
 
 def apply_lora(model: PreTrainedModel, lora: Mapping[str, Any]) -> PreTrainedModel:
@@ -220,13 +251,17 @@ def load_model_and_tokenizer(
     """Model (LoRA-wrapped when ``finetuning.method`` is ``lora``) and tokenizer for SFT."""
     model_config = train_config.get("model") or {}
     tokenizer = load_tokenizer(model_config)
-    model = load_base_model(model_config, tokenizer, seed=int(train_config.get("seed", 0)))
+    model = load_base_model(
+        model_config, tokenizer, seed=int(train_config.get("seed", 0))
+    )
     finetuning = train_config.get("finetuning") or {}
     method = finetuning.get("method", "full")
     if method == "lora":
         model = apply_lora(model, finetuning.get("lora") or {})
     elif method != "full":
-        raise ValueError(f"train.finetuning.method must be full or lora, not {method!r}")
+        raise ValueError(
+            f"train.finetuning.method must be full or lora, not {method!r}"
+        )
     return model, tokenizer
 
 
@@ -260,11 +295,19 @@ def generate_answers(
     answers: list[str] = []
     try:
         starts = range(0, len(prompts), batch_size)
-        for start in tqdm(starts, desc=progress or "generate", disable=progress is None):
+        for start in tqdm(
+            starts, desc=progress or "generate", disable=progress is None
+        ):
             batch = list(prompts[start : start + batch_size])
-            encoded = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False)
+            encoded = tokenizer(
+                batch, return_tensors="pt", padding=True, add_special_tokens=False
+            )
             encoded = {key: value.to(model.device) for key, value in encoded.items()}
-            sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if do_sample else {"do_sample": False}
+            sampling = (
+                {"do_sample": True, "temperature": temperature, "top_p": top_p}
+                if do_sample
+                else {"do_sample": False}
+            )
             output = model.generate(
                 **encoded,
                 max_new_tokens=max_new_tokens,
@@ -273,7 +316,10 @@ def generate_answers(
                 **sampling,
             )
             new_tokens = output[:, encoded["input_ids"].shape[1] :]
-            answers.extend(text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True))
+            answers.extend(
+                text.strip()
+                for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            )
     finally:
         tokenizer.padding_side = previous_side
     return answers

@@ -68,7 +68,9 @@ def log_and_register(
     """
     run = mlflow.active_run()
     if run is None:
-        raise RuntimeError("log_and_register needs an active MLflow run (the variant's child run)")
+        raise RuntimeError(
+            "log_and_register needs an active MLflow run (the variant's child run)"
+        )
     with_peft = _is_peft(model)
     if with_peft and not keep_adapter:
         model = model.merge_and_unload()
@@ -79,11 +81,26 @@ def log_and_register(
         task="text-generation",
         prompt_template=PROMPT_TEMPLATE,
         pip_requirements=pip_requirements(with_peft=with_peft),
-        metadata={"variant": variant, "train_size": int(train_size), "data_digest": data_digest},
+        metadata={
+            "variant": variant,
+            "train_size": int(train_size),
+            "data_digest": data_digest,
+        },
     )
-    tags = {"variant": variant, "train_size": str(int(train_size)), "data_digest": data_digest}
-    version = mlflow.register_model(model_info.model_uri, registered_model_name, tags=tags)
-    logger.info("Registered %s version %s (variant %s)", registered_model_name, version.version, variant)
+    tags = {
+        "variant": variant,
+        "train_size": str(int(train_size)),
+        "data_digest": data_digest,
+    }
+    version = mlflow.register_model(
+        model_info.model_uri, registered_model_name, tags=tags
+    )
+    logger.info(
+        "Registered %s version %s (variant %s)",
+        registered_model_name,
+        version.version,
+        variant,
+    )
     return {
         "registered_model_name": registered_model_name,
         "version": str(version.version),
@@ -100,9 +117,13 @@ def load_text_generator(model_uri: str) -> Any:
     return mlflow.transformers.load_model(model_uri)
 
 
-def load_registered_model(model_uri: str) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_registered_model(
+    model_uri: str,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The registered model's ``(model, tokenizer)``, e.g. for ``modeling.generate_answers``."""
-    components: Mapping[str, Any] = mlflow.transformers.load_model(model_uri, return_type="components")
+    components: Mapping[str, Any] = mlflow.transformers.load_model(
+        model_uri, return_type="components"
+    )
     tokenizer = components["tokenizer"]
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -26,6 +26,8 @@ HOOKS = (SecretRedactionHook(), VariantChildRunHook())
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    # An environment overrides only the parameter keys it names (conf/openai, conf/belle).
+    "merge_strategy": {"parameters": "soft"},
     # oc.env lets mlflow.yml and catalogs read e.g. MLFLOW_TRACKING_URI, so tests and
     # CI can point the whole project at a temporary store without editing conf.
     "custom_resolvers": {"oc.env": oc.env, "project_root": lambda: str(PROJECT_ROOT)},

@@ -37,7 +37,9 @@ RECORD_COLUMNS = ("instruction", "input", "output")
 def data_digest(records: pd.DataFrame) -> str:
     """SHA-256 of the records' instruction/input/output in order (lineage identity)."""
     digest = hashlib.sha256()
-    for instruction, input_text, output in records.loc[:, list(RECORD_COLUMNS)].itertuples(index=False):
+    for instruction, input_text, output in records.loc[
+        :, list(RECORD_COLUMNS)
+    ].itertuples(index=False):
         # Unit/record separators cannot occur in normal text, so fields never run together.
         digest.update(f"{instruction}\x1f{input_text}\x1f{output}\x1e".encode())
     return digest.hexdigest()
@@ -51,8 +53,13 @@ def tokenize_record(
     max_length: int,
 ) -> dict[str, list[int]]:
     """``input_ids`` and ``labels`` for one record (labels -100 on the prompt)."""
-    prompt_ids = tokenizer(build_prompt(instruction, input_text), add_special_tokens=False)["input_ids"]
-    answer_ids = [*tokenizer(output.strip(), add_special_tokens=False)["input_ids"], tokenizer.eos_token_id]
+    prompt_ids = tokenizer(
+        build_prompt(instruction, input_text), add_special_tokens=False
+    )["input_ids"]
+    answer_ids = [
+        *tokenizer(output.strip(), add_special_tokens=False)["input_ids"],
+        tokenizer.eos_token_id,
+    ]
     input_ids = [*prompt_ids, *answer_ids][:max_length]
     labels = [*([IGNORE_INDEX] * len(prompt_ids)), *answer_ids][:max_length]
     return {"input_ids": input_ids, "labels": labels}
@@ -73,10 +80,16 @@ class SFTDataset(Dataset):
         """Tokenise a DataFrame of instruction records; drops records with no answer token left."""
         missing = [column for column in RECORD_COLUMNS if column not in records.columns]
         if missing:
-            raise ValueError(f"training records lack column(s) {missing}; got {list(records.columns)}")
+            raise ValueError(
+                f"training records lack column(s) {missing}; got {list(records.columns)}"
+            )
         examples, dropped = [], 0
-        for instruction, input_text, output in records.loc[:, list(RECORD_COLUMNS)].fillna("").itertuples(index=False):
-            example = tokenize_record(tokenizer, str(instruction), str(input_text), str(output), max_length)
+        for instruction, input_text, output in (
+            records.loc[:, list(RECORD_COLUMNS)].fillna("").itertuples(index=False)
+        ):
+            example = tokenize_record(
+                tokenizer, str(instruction), str(input_text), str(output), max_length
+            )
             if all(label == IGNORE_INDEX for label in example["labels"]):
                 dropped += 1
                 continue
@@ -104,7 +117,11 @@ class PaddingStats:
     @property
     def waste(self) -> float:
         """Share of the padded batch tensors that is padding."""
-        return 0.0 if self.padded_tokens == 0 else 1.0 - self.real_tokens / self.padded_tokens
+        return (
+            0.0
+            if self.padded_tokens == 0
+            else 1.0 - self.real_tokens / self.padded_tokens
+        )
 
 
 class SFTCollator:
@@ -115,11 +132,17 @@ class SFTCollator:
         self.pad_to_multiple_of = pad_to_multiple_of
         self.stats = PaddingStats()
 
-    def __call__(self, batch: Sequence[Mapping[str, Sequence[int]]]) -> dict[str, torch.Tensor]:
+    def __call__(
+        self, batch: Sequence[Mapping[str, Sequence[int]]]
+    ) -> dict[str, torch.Tensor]:
         longest = max(len(example["input_ids"]) for example in batch)
         if self.pad_to_multiple_of:
-            longest = math.ceil(longest / self.pad_to_multiple_of) * self.pad_to_multiple_of
-        input_ids = torch.full((len(batch), longest), self.pad_token_id, dtype=torch.long)
+            longest = (
+                math.ceil(longest / self.pad_to_multiple_of) * self.pad_to_multiple_of
+            )
+        input_ids = torch.full(
+            (len(batch), longest), self.pad_token_id, dtype=torch.long
+        )
         labels = torch.full((len(batch), longest), IGNORE_INDEX, dtype=torch.long)
         attention_mask = torch.zeros((len(batch), longest), dtype=torch.long)
         for row, example in enumerate(batch):
@@ -129,11 +152,18 @@ class SFTCollator:
             attention_mask[row, :length] = 1
         self.stats.real_tokens += int(attention_mask.sum())
         self.stats.padded_tokens += attention_mask.numel()
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "labels": labels,
+        }
 
 
 def length_grouped_indices(
-    lengths: Sequence[int], batch_size: int, megabatch_size: int, generator: torch.Generator
+    lengths: Sequence[int],
+    batch_size: int,
+    megabatch_size: int,
+    generator: torch.Generator,
 ) -> list[int]:
     """Indices whose consecutive ``batch_size`` slices hold examples of similar length.
 
@@ -144,18 +174,34 @@ def length_grouped_indices(
     order = torch.randperm(len(lengths), generator=generator).tolist()
     batches: list[list[int]] = []
     for start in range(0, len(order), megabatch_size):
-        megabatch = sorted(order[start : start + megabatch_size], key=lambda index: lengths[index])
-        batches.extend(megabatch[i : i + batch_size] for i in range(0, len(megabatch), batch_size))
+        megabatch = sorted(
+            order[start : start + megabatch_size], key=lambda index: lengths[index]
+        )
+        batches.extend(
+            megabatch[i : i + batch_size] for i in range(0, len(megabatch), batch_size)
+        )
     # A short last batch stays last so no full batch is split across processes.
-    full, tail = (batches[:-1], batches[-1:]) if batches and len(batches[-1]) < batch_size else (batches, [])
-    shuffled = [full[i] for i in torch.randperm(len(full), generator=generator).tolist()]
+    full, tail = (
+        (batches[:-1], batches[-1:])
+        if batches and len(batches[-1]) < batch_size
+        else (batches, [])
+    )
+    shuffled = [
+        full[i] for i in torch.randperm(len(full), generator=generator).tolist()
+    ]
     return [index for batch in (*shuffled, *tail) for index in batch]
 
 
 class LengthGroupedSampler(Sampler[int]):
     """Seeded, epoch-aware length grouping (deterministic, so a resumed run skips exactly)."""
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, megabatch_batches: int = 64, seed: int = 0):
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        megabatch_batches: int = 64,
+        seed: int = 0,
+    ):
         self.lengths = list(lengths)
         self.batch_size = batch_size
         self.megabatch_size = batch_size * megabatch_batches
@@ -170,10 +216,16 @@ class LengthGroupedSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(length_grouped_indices(self.lengths, self.batch_size, self.megabatch_size, generator))
+        return iter(
+            length_grouped_indices(
+                self.lengths, self.batch_size, self.megabatch_size, generator
+            )
+        )
 
 
-def padding_waste(lengths: Sequence[int], order: Sequence[int], batch_size: int) -> float:
+def padding_waste(
+    lengths: Sequence[int], order: Sequence[int], batch_size: int
+) -> float:
     """Padding share of batches cut from ``order`` when each pads to its longest example."""
     real = padded = 0
     for start in range(0, len(order), batch_size):

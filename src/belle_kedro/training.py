@@ -62,7 +62,12 @@ CHECKPOINT_DIR = "checkpoints"
 # Parameters that change how training is launched, not what it computes.
 _NOT_FINGERPRINTED = ("launcher", "checkpoint_root", "registered_model_name")
 # Trainer log keys -> MLflow metric names.
-_METRIC_NAMES = {"loss": "train_loss", "eval_loss": "eval_loss", "learning_rate": "learning_rate", "grad_norm": "grad_norm"}
+_METRIC_NAMES = {
+    "loss": "train_loss",
+    "eval_loss": "eval_loss",
+    "learning_rate": "learning_rate",
+    "grad_norm": "grad_norm",
+}
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -77,11 +82,21 @@ def _write_parquet_atomic(path: Path, records: pd.DataFrame) -> None:
     staging.replace(path)
 
 
-def run_fingerprint(train_data: pd.DataFrame, eval_data: pd.DataFrame, train_config: Mapping[str, Any]) -> str:
+def run_fingerprint(
+    train_data: pd.DataFrame, eval_data: pd.DataFrame, train_config: Mapping[str, Any]
+) -> str:
     """Short hash of what determines a training run's result (data + config)."""
-    config = {key: value for key, value in train_config.items() if key not in _NOT_FINGERPRINTED}
+    config = {
+        key: value
+        for key, value in train_config.items()
+        if key not in _NOT_FINGERPRINTED
+    }
     payload = json.dumps(
-        {"train": data_digest(train_data), "eval": data_digest(eval_data), "config": config},
+        {
+            "train": data_digest(train_data),
+            "eval": data_digest(eval_data),
+            "config": config,
+        },
         sort_keys=True,
         default=str,
     )
@@ -94,6 +109,7 @@ def prepare_run_dir(
     train_data: pd.DataFrame,
     eval_data: pd.DataFrame,
     train_config: Mapping[str, Any],
+    *,
     mlflow_run: Mapping[str, str] | None = None,
 ) -> Path:
     """Create (or reuse, to resume) the variant's run folder and write its inputs."""
@@ -102,7 +118,11 @@ def prepare_run_dir(
     if deepspeed:
         # Absolute, so launcher subprocesses on any working directory find it.
         config["deepspeed"] = str(Path(deepspeed).resolve())
-    run_dir = Path(checkpoint_root).resolve() / variant / run_fingerprint(train_data, eval_data, config)
+    run_dir = (
+        Path(checkpoint_root).resolve()
+        / variant
+        / run_fingerprint(train_data, eval_data, config)
+    )
     if (run_dir / RESULT_FILE).is_file():
         # A finished run: train again from scratch rather than "resume" a complete one.
         shutil.rmtree(run_dir)
@@ -110,8 +130,14 @@ def prepare_run_dir(
     columns = ["instruction", "input", "output"]
     _write_parquet_atomic(run_dir / TRAIN_FILE, train_data.loc[:, columns])
     _write_parquet_atomic(run_dir / EVAL_FILE, eval_data.loc[:, columns])
-    job = {"variant": variant, "train": config, "mlflow": dict(mlflow_run) if mlflow_run else None}
-    _write_atomic(run_dir / JOB_FILE, json.dumps(job, indent=2, sort_keys=True, default=str))
+    job = {
+        "variant": variant,
+        "train": config,
+        "mlflow": dict(mlflow_run) if mlflow_run else None,
+    }
+    _write_atomic(
+        run_dir / JOB_FILE, json.dumps(job, indent=2, sort_keys=True, default=str)
+    )
     return run_dir
 
 
@@ -122,7 +148,9 @@ class MlflowStepLogger(TrainerCallback):
     and inside launcher subprocesses, which have no active MLflow run of their own.
     """
 
-    def __init__(self, tracking_uri: str, run_id: str, collator: SFTCollator, world_size: int):
+    def __init__(
+        self, tracking_uri: str, run_id: str, collator: SFTCollator, world_size: int
+    ):
         from mlflow.tracking import MlflowClient
 
         self.client = MlflowClient(tracking_uri=tracking_uri)
@@ -145,7 +173,9 @@ class MlflowStepLogger(TrainerCallback):
         metrics = [
             Metric(_METRIC_NAMES[key], float(value), now_ms, state.global_step)
             for key, value in logs.items()
-            if key in _METRIC_NAMES and isinstance(value, int | float) and math.isfinite(value)
+            if key in _METRIC_NAMES
+            and isinstance(value, int | float)
+            and math.isfinite(value)
         ]
         if "loss" in logs:
             now = time.perf_counter()
@@ -153,7 +183,9 @@ class MlflowStepLogger(TrainerCallback):
             elapsed = now - self._last_time
             if elapsed > 0 and tokens > self._last_tokens:
                 rate = (tokens - self._last_tokens) * self.world_size / elapsed
-                metrics.append(Metric("tokens_per_second", rate, now_ms, state.global_step))
+                metrics.append(
+                    Metric("tokens_per_second", rate, now_ms, state.global_step)
+                )
             self._last_tokens, self._last_time = tokens, now
         if metrics:
             self.client.log_batch(self.run_id, metrics=metrics)
@@ -201,7 +233,9 @@ def _world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def _training_arguments(run_dir: Path, config: Mapping[str, Any], has_eval: bool) -> TrainingArguments:
+def _training_arguments(
+    run_dir: Path, config: Mapping[str, Any], has_eval: bool
+) -> TrainingArguments:
     trainer_params = dict(config.get("trainer") or {})
     if not has_eval:
         trainer_params["eval_strategy"] = "no"
@@ -219,7 +253,9 @@ def _training_arguments(run_dir: Path, config: Mapping[str, Any], has_eval: bool
     )
 
 
-def run_training(run_dir: str | Path, callbacks: Sequence[TrainerCallback] = ()) -> dict[str, Any]:
+def run_training(
+    run_dir: str | Path, callbacks: Sequence[TrainerCallback] = ()
+) -> dict[str, Any]:
     """Train from a run folder (every process calls this); resumes from its last checkpoint.
 
     Rank 0 writes ``model/`` and ``result.json``; every rank returns the result.
@@ -231,18 +267,35 @@ def run_training(run_dir: str | Path, callbacks: Sequence[TrainerCallback] = ())
     max_length = int(data_config.get("max_length", 512))
 
     model, tokenizer = load_model_and_tokenizer(config)
-    train_dataset = SFTDataset.from_records(pd.read_parquet(run_dir / TRAIN_FILE), tokenizer, max_length)
+    train_dataset = SFTDataset.from_records(
+        pd.read_parquet(run_dir / TRAIN_FILE), tokenizer, max_length
+    )
     eval_records = pd.read_parquet(run_dir / EVAL_FILE)
-    eval_dataset = SFTDataset.from_records(eval_records, tokenizer, max_length) if len(eval_records) else None
+    eval_dataset = (
+        SFTDataset.from_records(eval_records, tokenizer, max_length)
+        if len(eval_records)
+        else None
+    )
     if len(train_dataset) == 0:
-        raise ValueError(f"{run_dir / TRAIN_FILE}: no record has an answer token within max_length={max_length}")
+        raise ValueError(
+            f"{run_dir / TRAIN_FILE}: no record has an answer token within max_length={max_length}"
+        )
 
-    train_collator = SFTCollator(tokenizer.pad_token_id, data_config.get("pad_to_multiple_of"))
-    args = _training_arguments(run_dir, config, has_eval=eval_dataset is not None and len(eval_dataset) > 0)
+    train_collator = SFTCollator(
+        tokenizer.pad_token_id, data_config.get("pad_to_multiple_of")
+    )
+    args = _training_arguments(
+        run_dir, config, has_eval=eval_dataset is not None and len(eval_dataset) > 0
+    )
     all_callbacks = list(callbacks)
     if job.get("mlflow"):
         all_callbacks.append(
-            MlflowStepLogger(job["mlflow"]["tracking_uri"], job["mlflow"]["run_id"], train_collator, args.world_size)
+            MlflowStepLogger(
+                job["mlflow"]["tracking_uri"],
+                job["mlflow"]["run_id"],
+                train_collator,
+                args.world_size,
+            )
         )
     trainer = SFTTrainer(
         model=model,
@@ -250,18 +303,25 @@ def run_training(run_dir: str | Path, callbacks: Sequence[TrainerCallback] = ())
         train_dataset=train_dataset,
         eval_dataset=eval_dataset or None,
         data_collator=train_collator,
-        eval_collator=SFTCollator(tokenizer.pad_token_id, data_config.get("pad_to_multiple_of")),
+        eval_collator=SFTCollator(
+            tokenizer.pad_token_id, data_config.get("pad_to_multiple_of")
+        ),
         processing_class=tokenizer,
         callbacks=all_callbacks,
         group_by_length=bool(data_config.get("group_by_length", True)),
         megabatch_batches=int(data_config.get("megabatch_batches", 64)),
     )
-    last_checkpoint = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+    last_checkpoint = (
+        get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+    )
     if last_checkpoint:
         logger.info("Resuming %s from %s", job["variant"], last_checkpoint)
     output = trainer.train(resume_from_checkpoint=last_checkpoint)
 
-    counts = torch.tensor([train_collator.stats.real_tokens, train_collator.stats.padded_tokens], dtype=torch.long)
+    counts = torch.tensor(
+        [train_collator.stats.real_tokens, train_collator.stats.padded_tokens],
+        dtype=torch.long,
+    )
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.all_reduce(counts)
     real_tokens, padded_tokens = (int(value) for value in counts)
@@ -272,14 +332,18 @@ def run_training(run_dir: str | Path, callbacks: Sequence[TrainerCallback] = ())
     result = {
         "variant": job["variant"],
         "global_step": int(trainer.state.global_step),
-        "resumed_from_step": int(Path(last_checkpoint).name.split("-")[-1]) if last_checkpoint else 0,
+        "resumed_from_step": int(Path(last_checkpoint).name.split("-")[-1])
+        if last_checkpoint
+        else 0,
         "train_loss": float(output.training_loss),
         "eval_loss": eval_loss,
         "train_runtime_s": runtime,
         "train_tokens": real_tokens,
         "padded_tokens": padded_tokens,
         "tokens_per_second": real_tokens / runtime if runtime > 0 else 0.0,
-        "padding_waste": 0.0 if padded_tokens == 0 else 1.0 - real_tokens / padded_tokens,
+        "padding_waste": 0.0
+        if padded_tokens == 0
+        else 1.0 - real_tokens / padded_tokens,
         "train_examples": len(train_dataset),
         "dropped_examples": train_dataset.dropped,
         "eval_examples": len(eval_dataset) if eval_dataset is not None else 0,
@@ -297,7 +361,9 @@ def run_training(run_dir: str | Path, callbacks: Sequence[TrainerCallback] = ())
     return result
 
 
-def launcher_command(run_dir: Path, launcher: Mapping[str, Any], uses_deepspeed: bool) -> list[str] | None:
+def launcher_command(
+    run_dir: Path, launcher: Mapping[str, Any], uses_deepspeed: bool
+) -> list[str] | None:
     """The command that trains ``run_dir`` in several processes, or None for in-process."""
     nproc = int(launcher.get("nproc_per_node", 1))
     nnodes = int(launcher.get("nnodes", 1))
@@ -305,13 +371,25 @@ def launcher_command(run_dir: Path, launcher: Mapping[str, Any], uses_deepspeed:
         return None
     entry = ["-m", "belle_kedro.training", str(run_dir)]
     if launcher.get("command", "torchrun") == "deepspeed":
-        command = [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", str(nproc)]
+        command = [
+            sys.executable,
+            "-m",
+            "deepspeed.launcher.runner",
+            "--num_gpus",
+            str(nproc),
+        ]
         if launcher.get("hostfile"):
             command += ["--hostfile", str(launcher["hostfile"])]
         if launcher.get("master_port"):
             command += ["--master_port", str(launcher["master_port"])]
         return [*command, "--module", "belle_kedro.training", str(run_dir)]
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(nproc),
+    ]
     if nnodes > 1:
         command += [
             "--nnodes",
@@ -331,7 +409,9 @@ def launcher_command(run_dir: Path, launcher: Mapping[str, Any], uses_deepspeed:
 def launch(run_dir: Path, launcher: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Train ``run_dir`` in-process or through the launcher; returns ``result.json``."""
     job = json.loads((run_dir / JOB_FILE).read_text(encoding="utf-8"))
-    command = launcher_command(run_dir, launcher or {}, uses_deepspeed=bool(job["train"].get("deepspeed")))
+    command = launcher_command(
+        run_dir, launcher or {}, uses_deepspeed=bool(job["train"].get("deepspeed"))
+    )
     if command is None:
         return run_training(run_dir)
     logger.info("Handing %s to the launcher: %s", job["variant"], " ".join(command))
@@ -347,14 +427,20 @@ def launch(run_dir: Path, launcher: Mapping[str, Any] | None = None) -> dict[str
     return json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))
 
 
-def load_trained(run_dir: Path, train_config: Mapping[str, Any]) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_trained(
+    run_dir: Path, train_config: Mapping[str, Any]
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """The trained model (base + adapter for LoRA) and tokenizer from ``run_dir/model``."""
     model_dir = run_dir / MODEL_DIR
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if (train_config.get("finetuning") or {}).get("method", "full") == "lora":
         from peft import PeftModel
 
-        base = load_base_model(train_config.get("model") or {}, tokenizer, seed=int(train_config.get("seed", 0)))
+        base = load_base_model(
+            train_config.get("model") or {},
+            tokenizer,
+            seed=int(train_config.get("seed", 0)),
+        )
         return PeftModel.from_pretrained(base, model_dir), tokenizer
     return AutoModelForCausalLM.from_pretrained(model_dir), tokenizer
 

@@ -30,11 +30,14 @@ from kedro_mlflow.io.artifacts import MlflowArtifactDataset
 class VersionedMlflowArtifactDataset(MlflowArtifactDataset):
     """``MlflowArtifactDataset`` whose inner dataset uses the catalog's save version."""
 
-    versioned = False  # Kedro passes a Version only when the entry says `versioned: true`
+    versioned = (
+        False  # Kedro passes a Version only when the entry says `versioned: true`
+    )
 
     def __new__(
         cls,
         dataset: str | dict[str, Any],
+        *,
         version: Version | None = None,
         run_id: str | None = None,
         artifact_path: str | None = None,

@@ -55,7 +55,9 @@ class VariantChildRunHook:
         self._caller_run_open = mlflow.active_run() is not None
 
     @hook_impl
-    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+    def before_pipeline_run(
+        self, run_params: dict[str, Any], pipeline: Any, catalog: Any
+    ) -> None:
         # Children belong to this kedro run's parent; a new run starts new children.
         self._child_run_ids = {}
         self._open_variant = None
@@ -76,7 +78,9 @@ class VariantChildRunHook:
             return
         run_id = self._child_run_ids.get(variant)
         if run_id is None:
-            child = mlflow.start_run(run_name=variant, nested=True, tags={VARIANT_TAG: variant})
+            child = mlflow.start_run(
+                run_name=variant, nested=True, tags={VARIANT_TAG: variant}
+            )
             self._child_run_ids[variant] = child.info.run_id
         else:
             mlflow.start_run(run_id=run_id, nested=True)
@@ -111,14 +115,18 @@ class VariantChildRunHook:
     def _drop_leftover_parent(self, status: str) -> None:
         if self._caller_run_open or self._parent_run_id is None:
             return
-        while (active := mlflow.active_run()) is not None and active.info.run_id == self._parent_run_id:
+        while (
+            active := mlflow.active_run()
+        ) is not None and active.info.run_id == self._parent_run_id:
             mlflow.end_run(status=status)
 
     def _close_child(self, status: str = "FINISHED") -> None:
         if self._open_variant is None:
             return
         active = mlflow.active_run()
-        if active is not None and active.info.run_id == self._child_run_ids.get(self._open_variant):
+        if active is not None and active.info.run_id == self._child_run_ids.get(
+            self._open_variant
+        ):
             mlflow.end_run(status=status)
         self._open_variant = None
         self._pending_outputs = set()

@@ -9,9 +9,11 @@ the pipeline runs on a fresh machine with no network.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,9 +119,7 @@ class LocalBackend:
         import torch
 
         started = time.time()
-        with self._lock:
-            if self.num_threads:
-                torch.set_num_threads(int(self.num_threads))
+        with self._lock, _torch_threads(self.num_threads):
             tokenizer, model = self._ensure_loaded()
             input_ids = self._input_ids(tokenizer, request)
             params = request.params
@@ -176,6 +176,22 @@ class LocalBackend:
     async def aclose(self) -> None:
         """Nothing to release; the model is freed with the backend."""
         return None
+
+
+@contextlib.contextmanager
+def _torch_threads(count: int | None) -> Iterator[None]:
+    """Use ``count`` CPU threads inside the block only (later pipelines keep theirs)."""
+    import torch
+
+    if not count:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(count))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _as_list(value: Any) -> list[str]:

@@ -26,7 +26,9 @@ REGISTERED_MODEL = "belle-eval-test"
 @functools.cache
 def test_tokenizer() -> Any:
     """SmolLM2's tokenizer, converted from the GGUF once per machine (outside the checkout)."""
-    return load_smollm2_tokenizer(Path(tempfile.gettempdir()) / "belle_kedro_tests" / "tokenizers")
+    return load_smollm2_tokenizer(
+        Path(tempfile.gettempdir()) / "belle_kedro_tests" / "tokenizers"
+    )
 
 
 def use_store(tracking_uri: str, artifacts: str | Path) -> None:
@@ -60,14 +62,19 @@ def memorising_bloom(
     sequences, targets = [], []
     for prompt, answer in pairs:
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        answer_ids = [*tokenizer(answer, add_special_tokens=False)["input_ids"], tokenizer.eos_token_id]
+        answer_ids = [
+            *tokenizer(answer, add_special_tokens=False)["input_ids"],
+            tokenizer.eos_token_id,
+        ]
         sequences.append(prompt_ids + answer_ids)
         targets.append([-100] * len(prompt_ids) + answer_ids)
     width = max(len(ids) for ids in sequences)
     pad = tokenizer.pad_token_id
     input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids in sequences])
     labels = torch.tensor([ids + [-100] * (width - len(ids)) for ids in targets])
-    attention = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in sequences])
+    attention = torch.tensor(
+        [[1] * len(ids) + [0] * (width - len(ids)) for ids in sequences]
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     model.train()
     for _ in range(max_steps):
@@ -83,7 +90,9 @@ def memorising_bloom(
 
 
 def register_variants(
-    tokenizer: Any, variant_sizes: Mapping[str, int], models: Mapping[str, Any] | None = None
+    tokenizer: Any,
+    variant_sizes: Mapping[str, int],
+    models: Mapping[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Log and register one tiny BLOOM per variant (seeded by position) in the active store.
 
@@ -92,7 +101,9 @@ def register_variants(
     records = {}
     with mlflow.start_run(run_name="register test variants"):
         for seed, (variant, size) in enumerate(variant_sizes.items()):
-            model = (models or {}).get(variant) or build_tiny_bloom(tokenizer, TINY, seed)
+            model = (models or {}).get(variant) or build_tiny_bloom(
+                tokenizer, TINY, seed
+            )
             records[variant] = log_and_register(
                 model,
                 tokenizer,

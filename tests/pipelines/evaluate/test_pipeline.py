@@ -33,34 +33,50 @@ def judged_score(answer: str) -> float | None:
 def judge_responder(body: dict[str, Any], endpoint: str) -> Reply:
     answer = prompt_text(body).rsplit(ANSWER_MARKER, 1)[1].strip()
     score = judged_score(answer)
-    return Reply(text="这个回答无法评价。" if score is None else f"回答基本切题。\n**得分：{score}**")
+    return Reply(
+        text="这个回答无法评价。"
+        if score is None
+        else f"回答基本切题。\n**得分：{score}**"
+    )
 
 
 def _run(project: Path, runtime_params: dict[str, Any]) -> dict[str, Any]:
-    with KedroSession.create(project_path=project, runtime_params=runtime_params) as session:
+    with KedroSession.create(
+        project_path=project, runtime_params=runtime_params
+    ) as session:
         session.run(pipeline_name="evaluate")
         catalog = session.load_context().catalog
-        outputs = {name: catalog.load(name) for name in ("eval_table", "eval_macro", "champion", "eval_report")}
+        outputs = {
+            name: catalog.load(name)
+            for name in ("eval_table", "eval_macro", "champion", "eval_report")
+        }
         outputs["answers"] = {
-            variant: catalog.load(f"{variant}.answers") for variant in outputs["eval_macro"]["variant"]
+            variant: catalog.load(f"{variant}.answers")
+            for variant in outputs["eval_macro"]["variant"]
         }
         outputs["scored"] = {
-            variant: catalog.load(f"{variant}.scored_answers") for variant in outputs["eval_macro"]["variant"]
+            variant: catalog.load(f"{variant}.scored_answers")
+            for variant in outputs["eval_macro"]["variant"]
         }
     return outputs
 
 
-def _assert_champion_alias_on_best(outputs: dict[str, Any], records: dict[str, dict[str, Any]]) -> None:
+def _assert_champion_alias_on_best(
+    outputs: dict[str, Any], records: dict[str, dict[str, Any]]
+) -> None:
     macro = outputs["eval_macro"]
     best = macro.sort_values(["macro", "train_size"], ascending=[False, True]).iloc[0]
     champion = outputs["champion"]
     assert champion["variant"] == best["variant"]
     alias = MlflowClient().get_model_version_by_alias(REGISTERED_MODEL, "champion")
-    assert str(alias.version) == records[best["variant"]]["version"] == champion["version"]
+    assert (
+        str(alias.version) == records[best["variant"]]["version"] == champion["version"]
+    )
 
 
 def test_loopback_judge_scores_flow_into_the_table_and_reruns_pay_nothing(
-    registered_project: tuple[Path, dict[str, dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+    registered_project: tuple[Path, dict[str, dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     project, records = registered_project
     monkeypatch.setenv("JUDGE_API_KEY", "test-judge-key")
@@ -72,7 +88,11 @@ def test_loopback_judge_scores_flow_into_the_table_and_reruns_pay_nothing(
                     "enabled": True,
                     "samples": 3,
                     "max_in_flight": 4,
-                    "backend": {"backend": "openai", "model": "loopback-judge", "base_url": server.base_url},
+                    "backend": {
+                        "backend": "openai",
+                        "model": "loopback-judge",
+                        "base_url": server.base_url,
+                    },
                 },
             }
         }
@@ -95,7 +115,9 @@ def test_loopback_judge_scores_flow_into_the_table_and_reruns_pay_nothing(
     # the table holds exactly the loopback judge's verdicts, unparsed ones left out
     answers["expected"] = [judged_score(answer.strip()) for answer in answers["answer"]]
     expected = (
-        answers.dropna(subset=["expected"]).groupby(["variant", "class"])["expected"].agg(["mean", "count"])
+        answers.dropna(subset=["expected"])
+        .groupby(["variant", "class"])["expected"]
+        .agg(["mean", "count"])
     )
     table = outputs["eval_table"].set_index(["variant", "class"])
     for (variant, cls), row in table.iterrows():
@@ -117,24 +139,43 @@ def test_offline_default_produces_report_plot_and_champion(
     registered_project: tuple[Path, dict[str, dict[str, Any]]],
 ) -> None:
     project, records = registered_project
-    outputs = _run(project, {"evaluate": {"questions": {"max_per_class": QUESTIONS_PER_CLASS}}})
+    outputs = _run(
+        project, {"evaluate": {"questions": {"max_per_class": QUESTIONS_PER_CLASS}}}
+    )
 
     reporting = project / "data" / "08_reporting"
-    for name in ("eval_table.csv", "eval_macro.csv", "scaling_plot.png", "scaling_plot.json", "eval_report.md", "champion.json"):
+    for name in (
+        "eval_table.csv",
+        "eval_macro.csv",
+        "scaling_plot.png",
+        "scaling_plot.json",
+        "eval_report.md",
+        "champion.json",
+    ):
         versions = list((reporting / name).glob(f"*/{name}"))
         assert len(versions) == 1 and versions[0].stat().st_size > 0, name
-    plot = json.loads(next((reporting / "scaling_plot.json").glob("*/scaling_plot.json")).read_text())
+    plot = json.loads(
+        next((reporting / "scaling_plot.json").glob("*/scaling_plot.json")).read_text()
+    )
     assert "overall (macro)" in [trace["name"] for trace in plot["data"]]
-    assert next((reporting / "scaling_plot.png").glob("*/scaling_plot.png")).read_bytes()[:4] == b"\x89PNG"
+    assert (
+        next((reporting / "scaling_plot.png").glob("*/scaling_plot.png")).read_bytes()[
+            :4
+        ]
+        == b"\x89PNG"
+    )
 
     report = outputs["eval_report"]
-    assert "offline `rouge_l`" in report and "judge switched off" in report
+    assert "offline `reference_token_prob`" in report and "judge switched off" in report
     # with the judge off, open-ended classes have no standard answer and so no score
     table = outputs["eval_table"].set_index(["variant", "class"])
     assert table.loc[("small", "generation"), "count"] == 0
     assert table.loc[("small", "math"), "count"] == QUESTIONS_PER_CLASS
     scored = outputs["scored"]["small"]
-    assert scored["reference_tokens"].gt(0).any() and scored["perplexity"].dropna().gt(1).all()
+    assert (
+        scored["reference_tokens"].gt(0).any()
+        and scored["perplexity"].dropna().gt(1).all()
+    )
     _assert_champion_alias_on_best(outputs, records)
 
     # the report and metrics landed in the kedro run's MLflow run
@@ -144,5 +185,31 @@ def test_offline_default_produces_report_plot_and_champion(
         filter_string="metrics.`evaluate.champion.score` > -1",
     )
     assert len(runs) == 1
-    artifacts = {item.path for item in client.list_artifacts(runs[0].info.run_id, "evaluate")}
-    assert {"evaluate/eval_report.md", "evaluate/scaling_plot.png", "evaluate/scaling_plot.json"} <= artifacts
+    parent = runs[0].info.run_id
+    artifacts = {item.path for item in client.list_artifacts(parent, "evaluate")}
+    assert {
+        "evaluate/eval_report.md",
+        "evaluate/scaling_plot.png",
+        "evaluate/scaling_plot.json",
+    } <= artifacts
+    # ... and each variant's answers and metrics in its own child run under it
+    children = client.search_runs(
+        [runs[0].info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{parent}'",
+    )
+    by_name = {child.info.run_name: child for child in children}
+    assert set(by_name) == set(records)
+    small = by_name["small"]
+    expected_math = (
+        outputs["eval_table"]
+        .set_index(["variant", "class"])
+        .loc[("small", "math"), "mean"]
+    )
+    assert small.data.metrics["evaluate.score.math"] == pytest.approx(expected_math)
+    child_artifacts = {
+        item.path for item in client.list_artifacts(small.info.run_id, "evaluate")
+    }
+    assert {
+        "evaluate/answers.parquet",
+        "evaluate/scored_answers.csv",
+    } <= child_artifacts

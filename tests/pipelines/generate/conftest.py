@@ -67,11 +67,8 @@ def write_loopback_env(project: Path, base_url: str, **overrides) -> None:
     )
 
 
-@pytest.fixture
-def generate_project(
-    tmp_path: Path, mlflow_store: str, monkeypatch: pytest.MonkeyPatch
-) -> Path:
-    """Like ``kedro_project`` (conf + shipped raw data), plus the ``src/`` Kedro checks for."""
+def make_generate_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Like ``kedro_project`` (generate's conf + shipped raw data), plus the ``src/`` Kedro checks for."""
     from kedro.framework.startup import bootstrap_project
 
     project = tmp_path / "project"
@@ -100,3 +97,11 @@ def generate_project(
     monkeypatch.chdir(project)
     bootstrap_project(project)
     return project
+
+
+@pytest.fixture
+def generate_project(
+    tmp_path: Path, mlflow_store: str, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """A temp project for generate, with its own MLflow store (``mlflow_store``)."""
+    return make_generate_project(tmp_path, monkeypatch)

@@ -15,14 +15,20 @@ from tests.conftest import REPO_ROOT
 
 
 @pytest.fixture
-def train_project(tmp_path: Path, mlflow_store: str, monkeypatch: pytest.MonkeyPatch) -> Path:
+def train_project(
+    tmp_path: Path, mlflow_store: str, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     from kedro.framework.startup import bootstrap_project
 
     project = tmp_path / "project"
     project.mkdir()
     for name in ("pyproject.toml", ".telemetry"):
         shutil.copy2(REPO_ROOT / name, project / name)
-    shutil.copytree(REPO_ROOT / "conf", project / "conf", ignore=shutil.ignore_patterns("credentials.yml"))
+    shutil.copytree(
+        REPO_ROOT / "conf",
+        project / "conf",
+        ignore=shutil.ignore_patterns("credentials.yml"),
+    )
     for layer in sorted((REPO_ROOT / "data").iterdir()):
         (project / "data" / layer.name).mkdir(parents=True, exist_ok=True)
     for shipped in (REPO_ROOT / "data" / "01_raw").glob("*.json"):

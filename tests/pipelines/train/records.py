@@ -6,7 +6,18 @@ import random
 
 import pandas as pd
 
-TOPICS = ("春天", "数学", "历史", "音乐", "编程", "天气", "旅行", "健康", "茶叶", "星空")
+TOPICS = (
+    "春天",
+    "数学",
+    "历史",
+    "音乐",
+    "编程",
+    "天气",
+    "旅行",
+    "健康",
+    "茶叶",
+    "星空",
+)
 VERBS = ("介绍", "解释", "总结", "描述")
 
 
@@ -21,7 +32,9 @@ def make_records(count: int, seed: int = 0) -> pd.DataFrame:
             {
                 "instruction": f"请用{sentences}句话{verb}{topic}。",
                 "input": f"读者是第{index}位新同学。" if index % 3 == 0 else "",
-                "output": "".join(f"{topic}的第{n + 1}个要点值得记住。" for n in range(sentences)),
+                "output": "".join(
+                    f"{topic}的第{n + 1}个要点值得记住。" for n in range(sentences)
+                ),
                 "category": "generation",
             }
         )

@@ -13,7 +13,12 @@ from belle_kedro.pipelines.train import pipeline as train_pipeline
 from belle_kedro.variants import variant_names
 from tests.pipelines.train.records import make_records
 
-VARIANT_NODES = {"describe_training_data", "fine_tune", "register_model", "summarise_training"}
+VARIANT_NODES = {
+    "describe_training_data",
+    "fine_tune",
+    "register_model",
+    "summarise_training",
+}
 
 
 def test_one_namespaced_pipeline_per_configured_variant():
@@ -23,7 +28,11 @@ def test_one_namespaced_pipeline_per_configured_variant():
     for variant in variants:
         names = {node.name for node in pipeline.nodes if node.namespace == variant}
         assert names == {f"{variant}.{name}" for name in VARIANT_NODES}
-    assert pipeline.inputs() == {"holdout", "params:train", *(f"{v}.train_data" for v in variants)}
+    assert pipeline.inputs() == {
+        "holdout",
+        "params:train",
+        *(f"{v}.train_data" for v in variants),
+    }
     assert {f"{v}.model_version" for v in variants} <= pipeline.outputs()
 
 
@@ -31,7 +40,11 @@ def test_the_variant_list_drives_the_namespaces(monkeypatch):
     monkeypatch.setattr(train_pipeline, "variant_names", lambda: ["tiny", "huge"])
     pipeline = train_pipeline.create_pipeline()
     assert {node.namespace for node in pipeline.nodes} == {"tiny", "huge"}
-    assert pipeline.only_nodes_with_namespaces(["tiny"]).inputs() == {"holdout", "params:train", "tiny.train_data"}
+    assert pipeline.only_nodes_with_namespaces(["tiny"]).inputs() == {
+        "holdout",
+        "params:train",
+        "tiny.train_data",
+    }
 
 
 def _use_fixture_clean_instructions(project: Path, records: pd.DataFrame) -> str:
@@ -48,13 +61,16 @@ def _use_fixture_clean_instructions(project: Path, records: pd.DataFrame) -> str
     path = project / "data" / "03_primary" / "clean_fixture.parquet"
     records.to_parquet(path, index=False)
     (project / "conf" / env / "catalog.yml").write_text(
-        f"clean_instructions:\n  type: pandas.ParquetDataset\n  filepath: {path}\n", encoding="utf-8"
+        f"clean_instructions:\n  type: pandas.ParquetDataset\n  filepath: {path}\n",
+        encoding="utf-8",
     )
     return env
 
 
 @pytest.mark.slow
-def test_kedro_run_split_and_train_tracks_parent_children_and_registered_versions(train_project):
+def test_kedro_run_split_and_train_tracks_parent_children_and_registered_versions(
+    train_project,
+):
     from kedro.framework.session import KedroSession
 
     from belle_kedro.modeling import generate_answers
@@ -63,7 +79,11 @@ def test_kedro_run_split_and_train_tracks_parent_children_and_registered_version
 
     env = _use_fixture_clean_instructions(train_project, make_records(160, seed=5))
     variants = variant_names()
-    with KedroSession.create(project_path=train_project, env=env) as session:
+    # One epoch keeps the test short; the default run's recipe is timed by `kedro run` itself.
+    quick = {"train": {"trainer": {"num_train_epochs": 1, "eval_steps": 2}}}
+    with KedroSession.create(
+        project_path=train_project, env=env, runtime_params=quick
+    ) as session:
         session.run(pipeline_names=["split", "train"])
 
     client = MlflowClient()
@@ -71,7 +91,11 @@ def test_kedro_run_split_and_train_tracks_parent_children_and_registered_version
     runs = client.search_runs([experiment.experiment_id])
     parents = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
     assert len(parents) == 1
-    children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    children = [
+        run
+        for run in runs
+        if run.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id
+    ]
     assert sorted(run.info.run_name for run in children) == sorted(variants)
 
     versions = client.search_model_versions("name = 'belle-sft'")
@@ -87,27 +111,65 @@ def test_kedro_run_split_and_train_tracks_parent_children_and_registered_version
     train_loss = client.get_metric_history(small.info.run_id, "train_loss")
     eval_loss = client.get_metric_history(small.info.run_id, "eval_loss")
     assert len(train_loss) >= 3 and len(eval_loss) >= 2
-    assert sorted(train_loss, key=lambda m: m.step)[-1].value < sorted(train_loss, key=lambda m: m.step)[0].value
-    assert {"tokens_per_second", "train.tokens_per_second", "train.padding_waste"} <= set(small.data.metrics)
+    assert (
+        sorted(train_loss, key=lambda m: m.step)[-1].value
+        < sorted(train_loss, key=lambda m: m.step)[0].value
+    )
+    assert {
+        "tokens_per_second",
+        "train.tokens_per_second",
+        "train.padding_waste",
+    } <= set(small.data.metrics)
     assert small.data.params["train.finetuning.method"] == "full"
-    assert [dataset.dataset.name for dataset in small.inputs.dataset_inputs] == [f"{variants[0]}.train_data", "holdout"]
-    assert any(a.path == "train" for a in client.list_artifacts(small.info.run_id))  # the loss curve
+    assert [dataset.dataset.name for dataset in small.inputs.dataset_inputs] == [
+        f"{variants[0]}.train_data",
+        "holdout",
+    ]
+    assert any(
+        a.path == "train" for a in client.list_artifacts(small.info.run_id)
+    )  # the loss curve
 
-    record_files = sorted((train_project / "data" / "06_models" / variants[0] / "model_version.json").rglob("*.json"))
+    record_files = sorted(
+        (
+            train_project / "data" / "06_models" / variants[0] / "model_version.json"
+        ).rglob("*.json")
+    )
     record = json.loads(record_files[-1].read_text(encoding="utf-8"))
     assert record["model_uri"] == f"models:/belle-sft/{record['version']}"
     assert record["run_id"] == small.info.run_id
     model, tokenizer = load_registered_model(record["model_uri"])
-    encoded = tokenizer(build_prompt("请介绍春天。"), add_special_tokens=False, return_tensors="pt")
-    output = model.generate(**encoded, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    encoded = tokenizer(
+        build_prompt("请介绍春天。"), add_special_tokens=False, return_tensors="pt"
+    )
+    output = model.generate(
+        **encoded,
+        max_new_tokens=12,
+        do_sample=False,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     assert output.shape[1] > encoded["input_ids"].shape[1]
-    assert isinstance(generate_answers(model, tokenizer, [build_prompt("请介绍春天。")], max_new_tokens=12)[0], str)
+    assert isinstance(
+        generate_answers(
+            model, tokenizer, [build_prompt("请介绍春天。")], max_new_tokens=12
+        )[0],
+        str,
+    )
 
     # `kedro run --namespaces=<variant>` trains that variant alone.
-    with KedroSession.create(project_path=train_project, env=env) as session:
+    with KedroSession.create(
+        project_path=train_project, env=env, runtime_params=quick
+    ) as session:
         session.run(pipeline_names=["train"], namespaces=[variants[0]])
-    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
-    newest_parent = next(run for run in runs if "mlflow.parentRunId" not in run.data.tags)
-    new_children = [run for run in runs if run.data.tags.get("mlflow.parentRunId") == newest_parent.info.run_id]
+    runs = client.search_runs(
+        [experiment.experiment_id], order_by=["attributes.start_time DESC"]
+    )
+    newest_parent = next(
+        run for run in runs if "mlflow.parentRunId" not in run.data.tags
+    )
+    new_children = [
+        run
+        for run in runs
+        if run.data.tags.get("mlflow.parentRunId") == newest_parent.info.run_id
+    ]
     assert [run.info.run_name for run in new_children] == [variants[0]]
     assert len(client.search_model_versions("name = 'belle-sft'")) == len(variants) + 1

@@ -28,6 +28,14 @@ logger = logging.getLogger(__name__)
 # greedily (BELLE's evals used 0.001) and make answers exactly reproducible.
 GREEDY_BELOW_TEMPERATURE = 0.01
 
+# The offline metrics a table can be built on when the judge is off (all in [0, 1]).
+OFFLINE_SCORES = {
+    "rouge_l": "character ROUGE-L F1 of the answer against the standard answer",
+    "char_f1": "character-bag F1 of the answer against the standard answer",
+    "number_match": "exact match of the final number (math-like classes only)",
+    "reference_token_prob": "geometric-mean probability of the standard answer's tokens, 1 / perplexity",
+}
+
 JUDGE_COLUMNS = [
     "question_id",
     "judge_model",
@@ -63,8 +71,12 @@ def select_questions(
         questions = questions[~duplicated]
     max_per_class = selection.get("max_per_class")
     if max_per_class:
-        shuffled = questions.sample(frac=1.0, random_state=int(selection.get("seed", 0)))
-        questions = shuffled.groupby("class", sort=False).head(int(max_per_class)).sort_index()
+        shuffled = questions.sample(
+            frac=1.0, random_state=int(selection.get("seed", 0))
+        )
+        questions = (
+            shuffled.groupby("class", sort=False).head(int(max_per_class)).sort_index()
+        )
     return questions.reset_index(drop=True)[
         ["question_id", "class", "question", "std_answer"]
     ]
@@ -88,11 +100,16 @@ def answer_questions(
     temperature = float(generation.get("temperature", 0.001))
     batch_size = int(generation.get("batch_size", 8))
     prompts = [build_prompt(question) for question in questions["question"]]
+    references = questions["std_answer"].tolist()
+    # Batches of similar length waste little on padding; results go back in eval-set order.
+    order = sorted(
+        range(len(prompts)), key=lambda i: len(prompts[i]) + len(references[i])
+    )
     torch.manual_seed(int(generation.get("seed", 0)))
-    answers = generate_answers(
+    sorted_answers = generate_answers(
         model,
         tokenizer,
-        prompts,
+        [prompts[i] for i in order],
         max_new_tokens=int(generation.get("max_new_tokens", 512)),
         batch_size=batch_size,
         do_sample=temperature > GREEDY_BELOW_TEMPERATURE,
@@ -100,13 +117,18 @@ def answer_questions(
         top_p=float(generation.get("top_p", 1.0)),
         progress=f"answer {model_version['variant']}",
     )
-    nll = metrics.reference_nll(
+    sorted_nll = metrics.reference_nll(
         model,
         tokenizer,
-        prompts,
-        questions["std_answer"].tolist(),
+        [prompts[i] for i in order],
+        [references[i] for i in order],
         batch_size=batch_size,
     )
+    answers: list[str] = [""] * len(prompts)
+    nll: list[tuple[float, int]] = [(math.nan, 0)] * len(prompts)
+    for position, i in enumerate(order):
+        answers[i] = sorted_answers[position]
+        nll[i] = sorted_nll[position]
     result = questions.copy()
     result["answer"] = answers
     result["reference_nll"] = [value for value, _ in nll]
@@ -233,6 +255,7 @@ def judge_answers(
             responses.get(request.request_id)
         )
     rows = []
+    unparsed_replies = 0
     for question_id, samples in by_question.items():
         replies = [
             response.text if response is not None and response.ok else None
@@ -241,14 +264,7 @@ def judge_answers(
         average = judging.average_samples(
             [judging.parse_score(reply) for reply in replies]
         )
-        unparsed = average.n_samples - average.n_parsed
-        if unparsed:
-            logger.info(
-                "Judge: %d of %d replies for %s had no readable score",
-                unparsed,
-                average.n_samples,
-                question_id,
-            )
+        unparsed_replies += average.n_samples - average.n_parsed
         rows.append(
             {
                 "question_id": question_id,
@@ -259,6 +275,13 @@ def judge_answers(
                 "judge_parsed": average.parsed,
                 "judge_replies": json.dumps(replies, ensure_ascii=False),
             }
+        )
+    if unparsed_replies:
+        logger.warning(
+            "Judge (%s): %d of %d replies had no readable score; left out, not counted as 0",
+            variant,
+            unparsed_replies,
+            len(requests),
         )
     return pd.DataFrame(rows, columns=JUDGE_COLUMNS) if rows else _empty_judgements()
 
@@ -291,6 +314,9 @@ def score_answers(
             scored["reference_nll"], scored["reference_tokens"], strict=True
         )
     ]
+    # Geometric-mean probability the model gives each standard-answer token: in [0, 1],
+    # higher is better, and it separates smoke-sized models whose answers are empty.
+    scored["reference_token_prob"] = 1.0 / scored["perplexity"]
     judged = judgements.drop_duplicates("question_id")
     scored = scored.merge(judged, on="question_id", how="left")
     scored["judge_samples"] = scored["judge_samples"].fillna(0).astype(int)
@@ -311,14 +337,14 @@ def score_answers(
         )
     else:
         metric = str(scoring.get("offline_score", "rouge_l"))
-        if metric not in offline.columns:
+        if metric not in OFFLINE_SCORES:
             raise ValueError(
-                f"scoring.offline_score must be one of {sorted(offline.columns)}, not {metric!r}"
+                f"scoring.offline_score must be one of {sorted(OFFLINE_SCORES)}, not {metric!r}"
             )
         scored["score"] = scored[metric]
         scored["score_metric"] = f"offline {metric}"
         scored["score_source"] = (
-            f"offline `{metric}` against the standard answer (judge switched off; "
+            f"offline `{metric}` ({OFFLINE_SCORES[metric]}; judge switched off, "
             "questions without a standard answer have no score)"
         )
     return scored
@@ -341,10 +367,25 @@ def variant_metrics(scored_answers: pd.DataFrame) -> dict[str, dict[str, float]]
 
 
 def build_score_tables(
-    report: Mapping[str, Any], *scored_answers: pd.DataFrame
+    report: Mapping[str, Any],
+    variant_sizes: Mapping[str, int],
+    *scored_answers: pd.DataFrame,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The class x variant table, the per-variant macro table and the offline summary."""
+    """The class x variant table, the per-variant macro table and the offline summary.
+
+    A variant's size is its nominal size from ``split.variant_sizes`` (BELLE's 0.2M to
+    2M), not the record count train saw: ``conf/belle`` adds the same English mix-in to
+    every variant, which BELLE's figure does not count either. The record count stays
+    in the answers as ``train_records``.
+    """
     combined = pd.concat(scored_answers, ignore_index=True)
+    combined["train_records"] = combined["train_size"]
+    combined["train_size"] = [
+        int(variant_sizes.get(variant, records))
+        for variant, records in zip(
+            combined["variant"], combined["train_records"], strict=True
+        )
+    ]
     table, macro = reporting.score_tables(
         combined,
         n_resamples=int(report.get("bootstrap_resamples", 1000)),

@@ -37,7 +37,13 @@ def _variant_template() -> Pipeline:
             ),
             Node(
                 judge_answers,
-                ["answers", "judge_prompts", "judge_journal", "judge_credentials", "params:evaluate.judge"],
+                [
+                    "answers",
+                    "judge_prompts",
+                    "judge_journal",
+                    "judge_credentials",
+                    "params:evaluate.judge",
+                ],
                 "judgements",
                 name="judge_answers",
             ),
@@ -77,6 +83,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 build_score_tables,
                 [
                     "params:evaluate.report",
+                    "params:split.variant_sizes",
                     *(f"{variant}.scored_answers" for variant in variants),
                 ],
                 ["eval_table", "eval_macro", "offline_summary"],

@@ -45,14 +45,18 @@ def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str
     return flat
 
 
-def holdout_sample(holdout: pd.DataFrame, max_examples: int | None, seed: int) -> pd.DataFrame:
+def holdout_sample(
+    holdout: pd.DataFrame, max_examples: int | None, seed: int
+) -> pd.DataFrame:
     """At most ``max_examples`` held-out records, a seeded sample (all when None)."""
     if max_examples is None or len(holdout) <= max_examples:
         return holdout.reset_index(drop=True)
     return holdout.sample(n=int(max_examples), random_state=seed).reset_index(drop=True)
 
 
-def describe_training_data(train_data: pd.DataFrame, holdout: pd.DataFrame, variant: str) -> dict[str, Any]:
+def describe_training_data(
+    train_data: pd.DataFrame, holdout: pd.DataFrame, variant: str
+) -> dict[str, Any]:
     """The variant's data lineage: name, size and digest of its training and held-out data."""
     return {
         "variant": variant,
@@ -76,17 +80,33 @@ def fine_tune(
     run; the training loop logs train/eval loss and tokens/s by step to the same run.
     """
     variant = str(lineage["variant"])
-    eval_data = holdout_sample(holdout, (train_params.get("eval") or {}).get("max_examples"), int(train_params.get("seed", 0)))
+    eval_data = holdout_sample(
+        holdout,
+        (train_params.get("eval") or {}).get("max_examples"),
+        int(train_params.get("seed", 0)),
+    )
     run = mlflow.active_run()
     if run is not None:
         mlflow.log_params(flatten_params(train_params, "train."))
-        mlflow.log_params({"variant": variant, "train_size": lineage["train_size"], "data_digest": lineage["data_digest"]})
+        mlflow.log_params(
+            {
+                "variant": variant,
+                "train_size": lineage["train_size"],
+                "data_digest": lineage["data_digest"],
+            }
+        )
         mlflow.log_input(
-            mlflow.data.from_pandas(train_data, name=str(lineage["dataset_name"]), digest=str(lineage["data_digest"])[:36]),
+            mlflow.data.from_pandas(
+                train_data,
+                name=str(lineage["dataset_name"]),
+                digest=str(lineage["data_digest"])[:36],
+            ),
             context="training",
         )
         mlflow.log_input(
-            mlflow.data.from_pandas(eval_data, name="holdout", digest=str(lineage["holdout_digest"])[:36]),
+            mlflow.data.from_pandas(
+                eval_data, name="holdout", digest=str(lineage["holdout_digest"])[:36]
+            ),
             context="evaluation",
         )
     run_dir = training.prepare_run_dir(
@@ -95,7 +115,12 @@ def fine_tune(
         train_data,
         eval_data,
         train_params,
-        mlflow_run={"tracking_uri": mlflow.get_tracking_uri(), "run_id": run.info.run_id} if run else None,
+        mlflow_run={
+            "tracking_uri": mlflow.get_tracking_uri(),
+            "run_id": run.info.run_id,
+        }
+        if run
+        else None,
     )
     result = training.launch(run_dir, train_params.get("launcher"))
     return {**result, "run_dir": str(run_dir)}
@@ -107,7 +132,9 @@ def register_model(
     train_params: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Log the trained model to the child run and register it as a new version."""
-    model, tokenizer = training.load_trained(Path(training_result["run_dir"]), train_params)
+    model, tokenizer = training.load_trained(
+        Path(training_result["run_dir"]), train_params
+    )
     finetuning = train_params.get("finetuning") or {}
     return registry.log_and_register(
         model,
@@ -120,10 +147,19 @@ def register_model(
     )
 
 
-def summarise_training(training_result: Mapping[str, Any]) -> tuple[dict[str, Any], Figure]:
+def summarise_training(
+    training_result: Mapping[str, Any],
+) -> tuple[dict[str, Any], Figure]:
     """Final metrics for MLflow (``train.*``) and a train/eval loss curve by step."""
     step = int(training_result["global_step"])
-    names = ("tokens_per_second", "padding_waste", "train_loss", "eval_loss", "train_runtime_s", "train_examples")
+    names = (
+        "tokens_per_second",
+        "padding_waste",
+        "train_loss",
+        "eval_loss",
+        "train_runtime_s",
+        "train_examples",
+    )
     metrics = {
         name: {"value": float(training_result[name]), "step": step}
         for name in names
@@ -134,7 +170,9 @@ def summarise_training(training_result: Mapping[str, Any]) -> tuple[dict[str, An
     for column, label in (("loss", "train loss"), ("eval_loss", "eval loss (holdout)")):
         if column in history:
             points = history.dropna(subset=[column])
-            axes.plot(points["step"], points[column], marker="o", markersize=3, label=label)
+            axes.plot(
+                points["step"], points[column], marker="o", markersize=3, label=label
+            )
     axes.set_xlabel("step")
     axes.set_ylabel("loss")
     axes.set_title(f"{training_result['variant']}: SFT loss")

@@ -21,10 +21,17 @@ SHARED_PARAMETERS = {"params:train"}
 
 def _variant_template(variant: str) -> Pipeline:
     # The variant's name is the one input Kedro cannot supply from the catalog.
-    describe = update_wrapper(partial(describe_training_data, variant=variant), describe_training_data)
+    describe = update_wrapper(
+        partial(describe_training_data, variant=variant), describe_training_data
+    )
     return Pipeline(
         [
-            Node(describe, ["train_data", "holdout"], "data_lineage", name="describe_training_data"),
+            Node(
+                describe,
+                ["train_data", "holdout"],
+                "data_lineage",
+                name="describe_training_data",
+            ),
             Node(
                 fine_tune,
                 ["train_data", "holdout", "data_lineage", "params:train"],
@@ -59,4 +66,6 @@ def create_variant_pipeline(variant: str) -> Pipeline:
 
 def create_pipeline(**kwargs) -> Pipeline:
     """One namespaced SFT pipeline per variant in ``split.variant_sizes``."""
-    return sum((create_variant_pipeline(variant) for variant in variant_names()), Pipeline([]))
+    return sum(
+        (create_variant_pipeline(variant) for variant in variant_names()), Pipeline([])
+    )
