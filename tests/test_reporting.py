@@ -177,6 +177,18 @@ def test_figures_have_one_line_per_class_plus_overall_and_published(
     assert [line.get_label() for line in png.axes[0].get_lines()] == names
     json.loads(interactive.to_json())  # what plotly.JSONDataset writes
 
+    # a class nobody could score draws no line
+    unscored = pd.concat(
+        [
+            table,
+            table.iloc[[0]].assign(
+                **{"class": "generation", "mean": math.nan, "count": 0}
+            ),
+        ]
+    )
+    _, without = scaling_figures(unscored, macro, score_label="score")
+    assert "generation" not in [trace.name for trace in without.data]
+
 
 def test_markdown_report_states_the_score_and_shows_published_figures(
     scores: pd.DataFrame,

@@ -27,7 +27,7 @@ import json
 import math
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,8 +122,3 @@ def sample_ids(
         judge_request_id(judge_model, prompt, sample, request_params)
         for sample in range(n_samples)
     ]
-
-
-def unique_in_order(items: Iterable[str]) -> list[str]:
-    """Drop repeats, keep first occurrences (the same prompt twice is judged once)."""
-    return list(dict.fromkeys(items))

@@ -213,9 +213,13 @@ def load_base_model(
         model = AutoModelForCausalLM.from_pretrained(
             gguf.parent, gguf_file=gguf.name, dtype=dtype
         )
-        # The de-quantised weights are ordinary tensors; a leftover quantization config
-        # would make save_pretrained (and MLflow) describe a model that no longer exists.
-        if hasattr(model.config, "quantization_config"):
+        # The de-quantised weights are ordinary fp tensors, but the model still carries the
+        # GGUF quantizer: the Trainer would refuse to train it and save_pretrained (and
+        # MLflow) would describe a quantisation that no longer exists.
+        quantizer = getattr(model, "hf_quantizer", None)
+        if quantizer is not None:
+            quantizer.remove_quantization_config(model)
+        elif hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         return model
     if source == "pretrained":

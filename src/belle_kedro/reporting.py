@@ -213,6 +213,8 @@ def _plot_series(
 ) -> list[tuple[str, list[int], list[float]]]:
     series = []
     for cls, part in table.groupby("class", sort=True):
+        if part["mean"].isna().all():
+            continue  # a class nobody could score (e.g. no standard answers offline)
         ordered_part = part.sort_values("train_size")
         series.append(
             (
@@ -251,15 +253,17 @@ def scaling_figures(
     )
 
     figure, axes = plt.subplots(figsize=(9, 5.5))
-    for name, xs, ys in series:
+    # 11+ classes: tab20 keeps neighbouring lines distinguishable (the default has 10).
+    palette = matplotlib.colormaps["tab20"].colors
+    for index, (name, xs, ys) in enumerate(series):
         is_overall = name == OVERALL
         axes.plot(
             xs,
             ys,
             marker="o",
             linewidth=2.8 if is_overall else 1.0,
-            alpha=1.0 if is_overall else 0.7,
-            color="black" if is_overall else None,
+            alpha=1.0 if is_overall else 0.8,
+            color="black" if is_overall else palette[index % len(palette)],
             label=name,
         )
     if published_points:

@@ -352,10 +352,10 @@ def score_answers(
 
 def variant_metrics(scored_answers: pd.DataFrame) -> dict[str, dict[str, float]]:
     """Per-class mean scores and offline means for the variant's MLflow child run."""
-    summary: dict[str, float] = {}
-    for cls, part in scored_answers.groupby("class", sort=True):
-        summary[f"score.{cls.replace(' ', '_')}"] = part["score"].mean()
-    class_means = {key: value for key, value in summary.items()}
+    class_means = scored_answers.groupby("class", sort=True)["score"].mean().to_dict()
+    summary = {
+        f"score.{cls.replace(' ', '_')}": mean for cls, mean in class_means.items()
+    }
     summary["score.macro"] = reporting.macro_average(class_means)
     offline = reporting.offline_summary(scored_answers).iloc[0].drop("variant")
     summary.update({f"offline.{name}": value for name, value in offline.items()})
