@@ -1,4 +1,3 @@
-"""belle-kedro
-"""
+"""belle-kedro"""
 
 __version__ = "0.1"

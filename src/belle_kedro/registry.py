@@ -30,6 +30,7 @@ MODEL_ARTIFACT_NAME = "model"
 PROMPT_TEMPLATE = build_prompt("{prompt}")
 # What serving this model needs; explicit so MLflow never guesses from the environment.
 _RUNTIME_PACKAGES = ("torch", "transformers", "accelerate", "tokenizers", "safetensors")
+SERVING_GENERATION_CONFIG = {"do_sample": False, "max_new_tokens": 128}
 
 
 def pip_requirements(with_peft: bool = False) -> list[str]:
@@ -80,6 +81,9 @@ def log_and_register(
         name=MODEL_ARTIFACT_NAME,
         task="text-generation",
         prompt_template=PROMPT_TEMPLATE,
+        # Served answers are greedy (BELLE evaluated at temperature 0.001) and bounded,
+        # rather than transformers' sampling defaults.
+        model_config=SERVING_GENERATION_CONFIG,
         pip_requirements=pip_requirements(with_peft=with_peft),
         metadata={
             "variant": variant,

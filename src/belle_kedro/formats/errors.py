@@ -8,7 +8,9 @@ from pathlib import Path
 class FormatError(ValueError):
     """A bad record, named by file, line and field so a user can go straight to it."""
 
-    def __init__(self, path: str | Path, line: int | None, field: str | None, problem: str):
+    def __init__(
+        self, path: str | Path, line: int | None, field: str | None, problem: str
+    ):
         self.path = str(path)
         self.line = line
         self.field = field

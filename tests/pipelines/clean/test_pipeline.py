@@ -16,8 +16,7 @@ FIXTURE = (
 
 
 @pytest.mark.slow
-def test_clean_pipeline_session_writes_data_report_and_mlflow(clean_project: Path):
-    kedro_project = clean_project
+def test_clean_pipeline_session_writes_data_report_and_mlflow(kedro_project: Path):
     # The input is chosen in the catalog: point generated_instructions at a user file.
     (kedro_project / "conf" / "local" / "catalog_clean.yml").write_text(
         yaml.safe_dump(
@@ -82,7 +81,7 @@ def test_clean_pipeline_session_writes_data_report_and_mlflow(clean_project: Pat
 
 @pytest.mark.slow
 def test_zh_instructions_env_reads_shared_files_from_the_env_var(
-    clean_project: Path, tmp_path: Path, monkeypatch
+    kedro_project: Path, tmp_path: Path, monkeypatch
 ):
     # Two independent "translations" of one source: the second file's near copies go.
     shared = tmp_path / "shared_copy"
@@ -121,11 +120,11 @@ def test_zh_instructions_env_reads_shared_files_from_the_env_var(
     monkeypatch.setenv("BELLE_SHARED_DATA", str(shared))
 
     with KedroSession.create(
-        project_path=clean_project, env="zh_instructions"
+        project_path=kedro_project, env="zh_instructions"
     ) as session:
         session.run(pipeline_names=["clean"])
     with KedroSession.create(
-        project_path=clean_project, env="zh_instructions"
+        project_path=kedro_project, env="zh_instructions"
     ) as session:
         clean = session.load_context().catalog.load("clean_instructions")
     assert clean[["instruction", "source"]].values.tolist() == [

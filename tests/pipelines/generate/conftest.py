@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import make_project
 from tests.support.openai_server import Reply, prompt_text
 
 LOOPBACK_ENV = "loopback"
@@ -68,35 +67,8 @@ def write_loopback_env(project: Path, base_url: str, **overrides) -> None:
 
 
 def make_generate_project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Like ``kedro_project`` (generate's conf + shipped raw data), plus the ``src/`` Kedro checks for."""
-    from kedro.framework.startup import bootstrap_project
-
-    project = tmp_path / "project"
-    project.mkdir()
-    for name in ("pyproject.toml", ".telemetry"):
-        shutil.copy2(REPO_ROOT / name, project / name)
-
-    # Only generate's catalog: the other pipelines' datasets play no part here, and
-    # kedro-mlflow instantiates every catalog entry when the session starts.
-    def ignore(folder: str, names: list[str]) -> list[str]:
-        return [
-            n
-            for n in names
-            if n == "credentials.yml"
-            or (n.startswith("catalog_") and n != "catalog_generate.yml")
-        ]
-
-    shutil.copytree(REPO_ROOT / "conf", project / "conf", ignore=ignore)
-    (
-        project / "src"
-    ).mkdir()  # bootstrap_project insists on it; the package is installed
-    for layer in sorted((REPO_ROOT / "data").iterdir()):
-        (project / "data" / layer.name).mkdir(parents=True, exist_ok=True)
-    for shipped in (REPO_ROOT / "data" / "01_raw").glob("*.json"):
-        shutil.copy2(shipped, project / "data" / "01_raw" / shipped.name)
-    monkeypatch.chdir(project)
-    bootstrap_project(project)
-    return project
+    """A temp project with only generate's catalog (the others play no part here)."""
+    return make_project(tmp_path, monkeypatch, catalogs={"catalog_generate.yml"})
 
 
 @pytest.fixture

@@ -7,7 +7,12 @@ import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
-from belle_kedro.pipelines.split.nodes import build_variants, mix_into_pool, split_holdout, summarise_split
+from belle_kedro.pipelines.split.nodes import (
+    build_variants,
+    mix_into_pool,
+    split_holdout,
+    summarise_split,
+)
 from belle_kedro.pipelines.split.pipeline import create_pipeline
 from belle_kedro.text import similarity_key
 from belle_kedro.variants import variant_names
@@ -27,7 +32,13 @@ def _records(n: int, prefix: str = "题目") -> pd.DataFrame:
 
 
 def _params(**overrides) -> dict:
-    params = {"seed": 7, "holdout_size": 20, "holdout_fraction": None, "variant_sizes": {"s": 10, "m": 30, "l": 60}, "mix_in": {"mode": None}}
+    params = {
+        "seed": 7,
+        "holdout_size": 20,
+        "holdout_fraction": None,
+        "variant_sizes": {"s": 10, "m": 30, "l": 60},
+        "mix_in": {"mode": None},
+    }
     params.update(overrides)
     return params
 
@@ -98,7 +109,11 @@ def test_summary_reports_sizes_and_digests() -> None:
     variants = build_variants(pool, holdout, records.iloc[:0], params)
     report = summarise_split(holdout, params["seed"], **variants)
     assert report["holdout"]["size"] == 20
-    assert {name: v["size"] for name, v in report["variants"].items()} == {"s": 10, "m": 30, "l": 60}
+    assert {name: v["size"] for name, v in report["variants"].items()} == {
+        "s": 10,
+        "m": 30,
+        "l": 60,
+    }
     assert report["variants"]["s"]["digest"] != report["variants"]["m"]["digest"]
 
 

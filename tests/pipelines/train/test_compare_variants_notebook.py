@@ -40,14 +40,14 @@ def log_variant_runs(tracking_uri: str) -> str:
 
 
 @pytest.mark.slow
-def test_the_notebook_tables_and_plots_the_latest_variants(train_project, mlflow_store):
+def test_the_notebook_tables_and_plots_the_latest_variants(kedro_project, mlflow_store):
     log_variant_runs(mlflow_store)
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     NotebookClient(
         notebook,
         timeout=300,
         kernel_name="python3",
-        resources={"metadata": {"path": str(train_project)}},
+        resources={"metadata": {"path": str(kedro_project)}},
     ).execute()
 
     outputs = {

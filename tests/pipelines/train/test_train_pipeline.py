@@ -69,7 +69,7 @@ def _use_fixture_clean_instructions(project: Path, records: pd.DataFrame) -> str
 
 @pytest.mark.slow
 def test_kedro_run_split_and_train_tracks_parent_children_and_registered_versions(
-    train_project,
+    kedro_project,
 ):
     from kedro.framework.session import KedroSession
 
@@ -77,12 +77,12 @@ def test_kedro_run_split_and_train_tracks_parent_children_and_registered_version
     from belle_kedro.registry import load_registered_model
     from belle_kedro.templates import build_prompt
 
-    env = _use_fixture_clean_instructions(train_project, make_records(160, seed=5))
+    env = _use_fixture_clean_instructions(kedro_project, make_records(160, seed=5))
     variants = variant_names()
     # One epoch keeps the test short; the default run's recipe is timed by `kedro run` itself.
     quick = {"train": {"trainer": {"num_train_epochs": 1, "eval_steps": 2}}}
     with KedroSession.create(
-        project_path=train_project, env=env, runtime_params=quick
+        project_path=kedro_project, env=env, runtime_params=quick
     ) as session:
         session.run(pipeline_names=["split", "train"])
 
@@ -131,7 +131,7 @@ def test_kedro_run_split_and_train_tracks_parent_children_and_registered_version
 
     record_files = sorted(
         (
-            train_project / "data" / "06_models" / variants[0] / "model_version.json"
+            kedro_project / "data" / "06_models" / variants[0] / "model_version.json"
         ).rglob("*.json")
     )
     record = json.loads(record_files[-1].read_text(encoding="utf-8"))
@@ -157,7 +157,7 @@ def test_kedro_run_split_and_train_tracks_parent_children_and_registered_version
 
     # `kedro run --namespaces=<variant>` trains that variant alone.
     with KedroSession.create(
-        project_path=train_project, env=env, runtime_params=quick
+        project_path=kedro_project, env=env, runtime_params=quick
     ) as session:
         session.run(pipeline_names=["train"], namespaces=[variants[0]])
     runs = client.search_runs(

@@ -102,9 +102,8 @@ def build_clean_report(
     filter_report: dict[str, Any],
     dedup_report: dict[str, Any],
     clean_instructions: pd.DataFrame,
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, dict[str, float]]]:
-    """The JSON report (per-step drops + examples), once for disk and once for MLflow,
-    and the counts as MLflow metrics."""
+) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """The JSON report (per-step drops + examples) and the counts as MLflow metrics."""
     steps = [*filter_report["rules"], dedup_report]
     report = {
         "input_records": filter_report["input_records"],
@@ -120,4 +119,4 @@ def build_clean_report(
             "value": float(step["dropped"]),
             "step": 0,
         }
-    return report, report, metrics
+    return report, metrics

@@ -43,7 +43,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 build_clean_report,
                 ["clean_filter_report", "clean_dedup_report", "clean_instructions"],
-                ["clean_report", "clean_report_artifact", "clean_metrics"],
+                ["clean_report", "clean_metrics"],
                 name="build_clean_report",
             ),
         ]

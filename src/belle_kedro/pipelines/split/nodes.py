@@ -23,8 +23,15 @@ UNKNOWN_CATEGORY = "<unknown>"
 
 def _hash_unit(keys: pd.Series, salt: str) -> np.ndarray:
     """A uniform number in [0, 1) per key, fixed by (salt, key)."""
-    digests = (hashlib.blake2b(f"{salt}\x1f{key}".encode(), digest_size=8).digest() for key in keys)
-    return np.fromiter((int.from_bytes(d, "big") / 2**64 for d in digests), dtype=np.float64, count=len(keys))
+    digests = (
+        hashlib.blake2b(f"{salt}\x1f{key}".encode(), digest_size=8).digest()
+        for key in keys
+    )
+    return np.fromiter(
+        (int.from_bytes(d, "big") / 2**64 for d in digests),
+        dtype=np.float64,
+        count=len(keys),
+    )
 
 
 def _instruction_keys(records: pd.DataFrame) -> pd.Series:
@@ -34,7 +41,9 @@ def _instruction_keys(records: pd.DataFrame) -> pd.Series:
 def _normalise_records(records: pd.DataFrame, source: str) -> pd.DataFrame:
     missing = [column for column in RECORD_COLUMNS if column not in records.columns]
     if missing:
-        raise ValueError(f"{source} lacks the column(s) {missing}; it has {list(records.columns)}")
+        raise ValueError(
+            f"{source} lacks the column(s) {missing}; it has {list(records.columns)}"
+        )
     records = records.copy()
     for column in RECORD_COLUMNS:
         records[column] = records[column].fillna("").astype(str)
@@ -50,7 +59,9 @@ def _holdout_count(total: int, params: dict[str, Any]) -> int:
     else:
         count = round(float(params.get("holdout_fraction", 0.0)) * total)
     if not 0 <= count < total:
-        raise ValueError(f"split.holdout_size/holdout_fraction gives {count} held-out records, but only {total} records are available")
+        raise ValueError(
+            f"split.holdout_size/holdout_fraction gives {count} held-out records, but only {total} records are available"
+        )
     return count
 
 
@@ -67,7 +78,11 @@ def _stratified_quota(groups: pd.Series, count: int) -> dict[str, int]:
     return quota.to_dict()
 
 
-def mix_into_pool(clean_instructions: pd.DataFrame, mix_in_instructions: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
+def mix_into_pool(
+    clean_instructions: pd.DataFrame,
+    mix_in_instructions: pd.DataFrame,
+    params: dict[str, Any],
+) -> pd.DataFrame:
     """Add the mix-in dataset to the split's pool when ``mix_in.mode`` is ``pool``."""
     records = _normalise_records(clean_instructions, "clean_instructions")
     mix = params.get("mix_in") or {}
@@ -77,16 +92,22 @@ def mix_into_pool(clean_instructions: pd.DataFrame, mix_in_instructions: pd.Data
     return pd.concat([records, extra], ignore_index=True)
 
 
-def _sample_mix_in(mix_in_instructions: pd.DataFrame, mix: dict[str, Any], seed: int) -> pd.DataFrame:
+def _sample_mix_in(
+    mix_in_instructions: pd.DataFrame, mix: dict[str, Any], seed: int
+) -> pd.DataFrame:
     extra = _normalise_records(mix_in_instructions, "mix_in_instructions")
     size = mix.get("size")
     if size is not None and int(size) < len(extra):
-        order = np.argsort(_hash_unit(_instruction_keys(extra), f"{seed}:mix_in"), kind="stable")
+        order = np.argsort(
+            _hash_unit(_instruction_keys(extra), f"{seed}:mix_in"), kind="stable"
+        )
         extra = extra.iloc[np.sort(order[: int(size)])].reset_index(drop=True)
     return extra
 
 
-def split_holdout(pool: pd.DataFrame, params: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split_holdout(
+    pool: pd.DataFrame, params: dict[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Hold out a stratified (by category where known), seeded share of the pool.
 
     Returns ``(holdout, train_pool)``. Records sharing a normalised instruction with
@@ -108,11 +129,18 @@ def split_holdout(pool: pd.DataFrame, params: dict[str, Any]) -> tuple[pd.DataFr
     train_pool = records[~chosen & ~keys.isin(held_keys)].reset_index(drop=True)
     dropped = int((~chosen).sum()) - len(train_pool)
     if dropped:
-        logger.info("Dropped %d training records that repeat a held-out instruction", dropped)
+        logger.info(
+            "Dropped %d training records that repeat a held-out instruction", dropped
+        )
     return holdout, train_pool
 
 
-def build_variants(train_pool: pd.DataFrame, holdout: pd.DataFrame, mix_in_instructions: pd.DataFrame, params: dict[str, Any]) -> dict[str, pd.DataFrame]:
+def build_variants(
+    train_pool: pd.DataFrame,
+    holdout: pd.DataFrame,
+    mix_in_instructions: pd.DataFrame,
+    params: dict[str, Any],
+) -> dict[str, pd.DataFrame]:
     """Nested, seeded sample-size variants, keyed by the names in ``variant_sizes``.
 
     One seeded permutation of the pool; variant ``n`` is its first ``n`` records, so each
@@ -121,7 +149,9 @@ def build_variants(train_pool: pd.DataFrame, holdout: pd.DataFrame, mix_in_instr
     """
     sizes = params["variant_sizes"]
     keys = _instruction_keys(train_pool)
-    order = np.lexsort((keys.to_numpy(), _hash_unit(keys, f"{params['seed']}:variants")))
+    order = np.lexsort(
+        (keys.to_numpy(), _hash_unit(keys, f"{params['seed']}:variants"))
+    )
     shuffled = train_pool.iloc[order].reset_index(drop=True)
     mix = params.get("mix_in") or {}
     extra = None
@@ -131,7 +161,9 @@ def build_variants(train_pool: pd.DataFrame, holdout: pd.DataFrame, mix_in_instr
     variants = {}
     for name, size in sizes.items():
         if size > len(shuffled):
-            raise ValueError(f"split.variant_sizes.{name} asks for {size} records, but the training pool has only {len(shuffled)} after the held-out split")
+            raise ValueError(
+                f"split.variant_sizes.{name} asks for {size} records, but the training pool has only {len(shuffled)} after the held-out split"
+            )
         variant = shuffled.iloc[: int(size)]
         if extra is not None:
             variant = pd.concat([variant, extra], ignore_index=True)
@@ -148,13 +180,25 @@ def records_digest(records: pd.DataFrame) -> str:
     return digest.hexdigest()[:16]
 
 
-def summarise_split(holdout: pd.DataFrame, seed: int, **variants: pd.DataFrame) -> dict[str, Any]:
+def summarise_split(
+    holdout: pd.DataFrame, seed: int, **variants: pd.DataFrame
+) -> dict[str, Any]:
     """Sizes, digests and the overlap check of the split, for the report and MLflow."""
     held_keys = set(_instruction_keys(holdout))
-    report: dict[str, Any] = {"seed": seed, "holdout": {"size": len(holdout), "digest": records_digest(holdout)}, "variants": {}}
+    report: dict[str, Any] = {
+        "seed": seed,
+        "holdout": {"size": len(holdout), "digest": records_digest(holdout)},
+        "variants": {},
+    }
     for name, variant in variants.items():
         overlap = int(_instruction_keys(variant).isin(held_keys).sum())
         if overlap:
-            raise AssertionError(f"variant {name} shares {overlap} instructions with the held-out set")
-        report["variants"][name] = {"size": len(variant), "digest": records_digest(variant), "holdout_overlap": overlap}
+            raise AssertionError(
+                f"variant {name} shares {overlap} instructions with the held-out set"
+            )
+        report["variants"][name] = {
+            "size": len(variant),
+            "digest": records_digest(variant),
+            "holdout_overlap": overlap,
+        }
     return report

@@ -2,7 +2,12 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from belle_kedro.pipelines.split.nodes import build_variants, mix_into_pool, split_holdout, summarise_split
+from belle_kedro.pipelines.split.nodes import (
+    build_variants,
+    mix_into_pool,
+    split_holdout,
+    summarise_split,
+)
 from belle_kedro.variants import variant_names
 
 
@@ -10,8 +15,18 @@ def create_pipeline(**kwargs) -> Pipeline:
     variants = variant_names()
     return Pipeline(
         [
-            Node(mix_into_pool, ["clean_instructions", "mix_in_instructions", "params:split"], "split_pool", name="mix_into_pool"),
-            Node(split_holdout, ["split_pool", "params:split"], ["holdout", "train_pool"], name="split_holdout"),
+            Node(
+                mix_into_pool,
+                ["clean_instructions", "mix_in_instructions", "params:split"],
+                "split_pool",
+                name="mix_into_pool",
+            ),
+            Node(
+                split_holdout,
+                ["split_pool", "params:split"],
+                ["holdout", "train_pool"],
+                name="split_holdout",
+            ),
             Node(
                 build_variants,
                 ["train_pool", "holdout", "mix_in_instructions", "params:split"],
@@ -20,7 +35,11 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 summarise_split,
-                {"holdout": "holdout", "seed": "params:split.seed", **{name: f"{name}.train_data" for name in variants}},
+                {
+                    "holdout": "holdout",
+                    "seed": "params:split.seed",
+                    **{name: f"{name}.train_data" for name in variants},
+                },
                 "split_report",
                 name="summarise_split",
             ),
