@@ -136,7 +136,7 @@ GOOD_QUESTION = {"question": "问题一", "std_answer": "答案", "class": "open
 @pytest.mark.parametrize(
     ("bad_line", "field", "problem"),
     [
-        ('{"question": "缺了右括号", "class": "math"', None, "invalid JSON"),
+        ('{"question": "缺了右括号", "class": "math"', None, "not valid JSON"),
         ('["question", "class"]', None, "JSON object"),
         ({"std_answer": "孤零零的答案", "class": "math"}, "question", "missing"),
         ({"question": "  ", "std_answer": "", "class": "math"}, "question", "empty"),
@@ -173,7 +173,7 @@ GOOD_PROMPT = {"class": "open QA", "prompt": f"评估问答。{SCORE_ASK}"}
 @pytest.mark.parametrize(
     ("bad_line", "field", "problem"),
     [
-        ("not json at all", None, "invalid JSON"),
+        ("not json at all", None, "not valid JSON"),
         ({"prompt": f"没有类别。{SCORE_ASK}"}, "class", "missing"),
         ({"class": "math"}, "prompt", "missing"),
         ({"class": "math", "prompt": ""}, "prompt", "empty"),

@@ -8,7 +8,6 @@ goes through :func:`normalize_class` before two files are matched.
 
 from __future__ import annotations
 
-import json
 import re
 import unicodedata
 from collections.abc import Iterator, Mapping
@@ -18,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from belle_kedro.formats.errors import FormatError
+from belle_kedro.formats.reading import json_lines, read_text
 
 EVAL_SET_COLUMNS = ["question", "std_answer", "class"]
 
@@ -37,21 +37,7 @@ def normalize_class(name: str) -> str:
 
 def _json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line number, object)`` for each non-blank line of a JSON Lines file."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise FormatError(path, None, None, "file not found") from None
-    except UnicodeDecodeError as err:
-        raise FormatError(path, None, None, f"not UTF-8 text ({err.reason})") from None
-    for line_number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise FormatError(
-                path, line_number, None, f"invalid JSON: {err.msg} (column {err.colno})"
-            ) from None
+    for line_number, record in json_lines(read_text(path), path):
         if not isinstance(record, dict):
             raise FormatError(
                 path,

@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 
 from belle_kedro.formats.errors import FormatError
+from belle_kedro.formats.reading import json_lines, read_text
 
 INSTRUCTION_COLUMNS = ["instruction", "input", "output"]
 _DECODER = json.JSONDecoder()
@@ -77,21 +78,6 @@ def _array_records(text: str, path: Path) -> Iterator[tuple[int, Any]]:
         raise FormatError(
             path, line_of(offset), None, "is not valid JSON (expected ',' or ']')"
         )
-
-
-def _json_lines_records(text: str, path: Path) -> Iterator[tuple[int, Any]]:
-    for line_number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield line_number, json.loads(line)
-        except json.JSONDecodeError as error:
-            raise FormatError(
-                path,
-                line_number,
-                None,
-                f"is not valid JSON ({error.msg} at column {error.colno})",
-            ) from None
 
 
 def _text_field(
@@ -203,21 +189,11 @@ def _provenance_safe(frame: pd.DataFrame) -> pd.DataFrame:
 def load_instruction_file(path: str | Path) -> pd.DataFrame:
     """One instruction file (JSON array or JSON Lines) as contract-shaped rows."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise FormatError(path, None, None, "file not found") from None
-    except UnicodeDecodeError as error:
-        raise FormatError(
-            path,
-            None,
-            None,
-            f"is not UTF-8 text ({error.reason} at byte {error.start})",
-        ) from None
+    text = read_text(path)
     records = (
         _array_records(text, path)
         if text.lstrip().startswith("[")
-        else _json_lines_records(text, path)
+        else json_lines(text, path)
     )
     rows = [row for line, record in records for row in _rows_of(record, path, line)]
     if not rows:

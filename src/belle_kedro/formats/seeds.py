@@ -7,13 +7,13 @@ Each line is ``{"id", "name", "instruction", "instances": [{"input", "output"}],
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from belle_kedro.formats.errors import FormatError
+from belle_kedro.formats.reading import json_lines, read_text
 
 SEED_TASK_COLUMNS = [
     "id",
@@ -122,32 +122,11 @@ def load_seed_tasks(path: str | Path) -> pd.DataFrame:
     Raises ``FormatError`` naming the file, the 1-based line and the field on bad input.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise FormatError(path, None, None, "file not found") from None
-    except UnicodeDecodeError as error:
-        raise FormatError(
-            path,
-            None,
-            None,
-            f"is not UTF-8 text ({error.reason} at byte {error.start})",
-        ) from None
+    text = read_text(path)
 
     rows: list[dict[str, Any]] = []
     first_line_of_id: dict[str, int] = {}
-    for line_number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise FormatError(
-                path,
-                line_number,
-                None,
-                f"is not valid JSON ({error.msg} at column {error.colno})",
-            ) from None
+    for line_number, record in json_lines(text, path):
         row = _parse_record(record, path, line_number)
         if row["id"] in first_line_of_id:
             raise FormatError(
