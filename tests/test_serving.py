@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -25,6 +26,18 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def _stop(server: subprocess.Popen) -> None:
+    """Stop the server's whole process group (it may already have exited)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(server.pid, signal.SIGTERM)
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server.pid, signal.SIGKILL)
+        server.wait(timeout=10)
 
 
 def _wait_until_up(process: subprocess.Popen, port: int) -> None:
@@ -83,7 +96,13 @@ def test_champion_alias_serves_answers_through_the_shared_template(
                 "-m", f"models:/{REGISTERED_MODEL}@champion",
                 "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
             ],
-            env={**os.environ, "MLFLOW_TRACKING_URI": mlflow_store},
+            # mlflow execs `uvicorn` by name: the venv's bin must be on PATH even when the
+            # venv is not activated (CI calls .venv/bin/python directly).
+            env={
+                **os.environ,
+                "MLFLOW_TRACKING_URI": mlflow_store,
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            },
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so its workers stop with it
@@ -102,11 +121,6 @@ def test_champion_alias_serves_answers_through_the_shared_template(
         except AssertionError:
             raise AssertionError(log_path.read_text(errors="replace")[-3000:]) from None
         finally:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait(timeout=10)
+            _stop(server)
 
     assert [answer.strip() for answer in predictions] == [TEMPLATED_ANSWER]

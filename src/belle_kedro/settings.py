@@ -20,6 +20,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # "<variant>.train_data" names are how variants meet across pipelines (dataset factories);
 # Kedro warns about dots in names outside a namespace, which is exactly our intent here.
 warnings.filterwarnings("ignore", message="One or more dataset names contain")
+# Kedro 1.7's own config loader still calls OmegaConf.register_new_resolver.
+warnings.filterwarnings("ignore", message="register_new_resolver")
 
 HOOKS = (SecretRedactionHook(), VariantChildRunHook())
 
