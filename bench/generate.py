@@ -113,7 +113,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency", type=float, default=0.5)
     parser.add_argument("--in-flight", type=int, default=64)
-    parser.add_argument("--requests", type=int, default=640)
+    parser.add_argument("--requests", type=int, default=1920)
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=64,
+        help="requests sent first and not timed (imports, TLS context, connection pool)",
+    )
     parser.add_argument("--sequential", type=int, default=10)
     args = parser.parse_args()
     seeds = load_seed_tasks(ROOT / "data/01_raw/zh_seed_tasks.json")
@@ -130,6 +136,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         seq_rate = sequential(base_url, args.sequential, workdir, seeds, prompts)
+        if args.warmup:
+            concurrent(
+                base_url,
+                args.warmup,
+                in_flight=args.in_flight,
+                workdir=workdir / "warmup",
+                seeds=seeds,
+                prompts=prompts,
+            )
         conc_rate, rows = concurrent(
             base_url,
             args.requests,

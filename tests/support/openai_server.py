@@ -64,6 +64,13 @@ def default_responder(body: dict[str, Any], endpoint: str) -> Reply:
     return Reply(text=f"reply {digest}")
 
 
+class _BurstServer(ThreadingHTTPServer):
+    # listen() runs in the constructor, so the backlog must be a class attribute: the
+    # default of 5 refuses a burst of 64 connections opened at once.
+    request_queue_size = 256
+    daemon_threads = True
+
+
 class FakeOpenAIServer:
     """Context manager running the server in a background thread."""
 
@@ -84,10 +91,7 @@ class FakeOpenAIServer:
     # -- lifecycle -------------------------------------------------------------------
     def start(self) -> FakeOpenAIServer:
         """Bind a free port on 127.0.0.1 and serve in a daemon thread."""
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
-        self._httpd.daemon_threads = True
-        # Enough backlog for a burst of 64+ connections opened at once.
-        self._httpd.request_queue_size = 256
+        self._httpd = _BurstServer(("127.0.0.1", 0), _make_handler(self))
         port = self._httpd.server_address[1]
         self.base_url = f"http://127.0.0.1:{port}/v1"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
