@@ -289,18 +289,30 @@ async def collect_responses_async(
             )
             # Durable before anything else looks at it: a kill after this line loses nothing.
             journal.append(journal_record(request, response, backend.api), sync=False)
-            # Flushed, so it already survives SIGKILL; the fsync (power loss) runs in a
-            # thread so the event loop keeps serving the other requests meanwhile.
-            await asyncio.to_thread(journal.sync)
+            unsynced.set()
             results[request.request_id] = response
             if bar is not None:
                 bar.record(response)
 
+    unsynced = asyncio.Event()
+
+    async def group_commit() -> None:
+        # The flushed record already survives SIGKILL; the fsync (power loss) runs in a
+        # thread, one for every record appended since the last, and no worker waits on
+        # the disk before sending its next request.
+        while True:
+            await unsynced.wait()
+            unsynced.clear()
+            await asyncio.to_thread(journal.sync)
+
+    committer = asyncio.create_task(group_commit())
     try:
         await asyncio.gather(
             *(worker() for _ in range(min(max_in_flight, len(pending))))
         )
     finally:
+        committer.cancel()
+        await asyncio.to_thread(journal.sync)
         if owns_bar and bar is not None:
             bar.close()
     return {request_id: results[request_id] for request_id in unique}
