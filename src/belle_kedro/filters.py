@@ -1,6 +1,6 @@
 """Normalisation and BELLE's rule filters for instruction records.
 
-Every rule is a small named function over a DataFrame with the contract columns
+Every rule is a small named function over a DataFrame with the record columns
 (``instruction``, ``input``, ``output`` strings) that returns a boolean Series, True for
 a record to drop; :func:`address_model` also rewrites instructions. :data:`RULES` maps
 the names used in ``parameters_clean.yml`` to them, and :func:`apply_rules` runs the

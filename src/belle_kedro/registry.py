@@ -65,7 +65,7 @@ def log_and_register(
 
     ``keep_adapter`` logs a peft model as its adapter (its base must be a hub id);
     otherwise LoRA weights are merged in first. Returns the ``<variant>.model_version``
-    record of the cross-team contract.
+    record that evaluate reads.
     """
     run = mlflow.active_run()
     if run is None:

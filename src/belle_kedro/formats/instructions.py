@@ -1,4 +1,4 @@
-"""Alpaca/BELLE instruction files as DataFrames with the contract columns.
+"""Alpaca/BELLE instruction files as DataFrames with the record columns (instruction, input, output).
 
 Accepted shapes, told apart per record so one reader serves every published file:
 
@@ -187,7 +187,7 @@ def _provenance_safe(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_instruction_file(path: str | Path) -> pd.DataFrame:
-    """One instruction file (JSON array or JSON Lines) as contract-shaped rows."""
+    """One instruction file (JSON array or JSON Lines) as instruction records."""
     path = Path(path)
     text = read_text(path)
     records = (

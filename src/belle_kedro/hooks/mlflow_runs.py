@@ -1,4 +1,4 @@
-"""One MLflow child run per variant namespace (owner: train).
+"""One MLflow child run per variant namespace.
 
 kedro-mlflow opens one parent run per ``kedro run``. While a node of namespace
 ``<variant>`` (or ``<variant>.anything``) runs, and until its last output is saved, this

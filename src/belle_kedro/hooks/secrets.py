@@ -1,4 +1,4 @@
-"""Keeps credential values out of every log record (owner: generate).
+"""Keeps credential values out of every log record.
 
 Values come from the Kedro credentials of the run environment, from
 ``conf/local/credentials.yml`` (read whatever the environment, like

@@ -1,6 +1,6 @@
 """The one small interface every LLM backend speaks (generate and the judge share it).
 
-Owner: generate engineer. The evaluate pipeline's judge uses exactly these types plus the
+The evaluate pipeline's judge uses exactly these types plus the
 concurrent, resumable runner in ``belle_kedro.llm.runner``.
 
 A backend does one attempt per ``complete`` call and reports failures by raising
