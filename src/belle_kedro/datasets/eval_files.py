@@ -5,35 +5,13 @@ Both files are inputs written by people, never pipeline outputs, so saving is re
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import pandas as pd
-from kedro.io import AbstractDataset, DatasetError
 
+from belle_kedro.datasets.read_only import ReadOnlyFileDataset
 from belle_kedro.formats.eval import JudgePrompts, load_eval_set, load_judge_prompts
 
 
-class _ReadOnlyFileDataset(AbstractDataset[None, Any]):
-    """A local file that is read by one loader function and never written."""
-
-    def __init__(self, *, filepath: str, metadata: dict[str, Any] | None = None):
-        self._filepath = Path(filepath).expanduser()
-        self.metadata = metadata
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath)}
-
-    def _exists(self) -> bool:
-        return self._filepath.is_file()
-
-    def save(self, data: None) -> None:
-        raise DatasetError(
-            f"{type(self).__name__} is read-only; edit {self._filepath} by hand"
-        )
-
-
-class EvalSetDataset(_ReadOnlyFileDataset):
+class EvalSetDataset(ReadOnlyFileDataset):
     """BELLE-format eval set -> DataFrame[question, std_answer, class] (class normalised).
 
     ```yaml
@@ -47,7 +25,7 @@ class EvalSetDataset(_ReadOnlyFileDataset):
         return load_eval_set(self._filepath)
 
 
-class JudgePromptsDataset(_ReadOnlyFileDataset):
+class JudgePromptsDataset(ReadOnlyFileDataset):
     """BELLE-format judge prompts -> dict of normalised class -> prompt.
 
     ```yaml
