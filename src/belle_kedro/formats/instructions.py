@@ -27,6 +27,7 @@ import pandas as pd
 
 from belle_kedro.formats.errors import FormatError
 from belle_kedro.formats.reading import json_lines, read_text
+from belle_kedro.formats.seeds import parse_instances
 
 INSTRUCTION_COLUMNS = ["instruction", "input", "output"]
 _DECODER = json.JSONDecoder()
@@ -107,40 +108,10 @@ def _rows_of(record: Any, path: Path, line: int) -> list[dict[str, Any]]:
     }
     if "instances" in record and "output" not in record:
         instruction = _text_field(record, "instruction", path, line, required=True)
-        instances = record["instances"]
-        if not isinstance(instances, list) or not instances:
-            raise FormatError(
-                path,
-                line,
-                "instances",
-                "must be a non-empty list of {input, output} objects",
-            )
-        rows = []
-        for number, instance in enumerate(instances):
-            field = f"instances[{number}]"
-            if not isinstance(instance, dict):
-                raise FormatError(
-                    path,
-                    line,
-                    field,
-                    f"must be an object, got {type(instance).__name__}",
-                )
-            try:
-                input_text = _text_field(instance, "input", path, line, required=False)
-                output = _text_field(instance, "output", path, line, required=True)
-            except FormatError as error:
-                raise FormatError(
-                    path, line, f"{field}.{error.field}", error.problem
-                ) from None
-            rows.append(
-                {
-                    "instruction": instruction,
-                    "input": input_text,
-                    "output": output,
-                    **extra,
-                }
-            )
-        return rows
+        return [
+            {"instruction": instruction, **instance, **extra}
+            for instance in parse_instances(record["instances"], path, line)
+        ]
     if "instruction" not in record and "target" in record:  # BELLE hub copy
         instruction = _text_field(record, "input", path, line, required=True)
         return [

@@ -38,7 +38,8 @@ def _require_string(
     return value
 
 
-def _parse_instances(raw: Any, path: Path, line: int) -> list[dict[str, str]]:
+def parse_instances(raw: Any, path: Path, line: int) -> list[dict[str, str]]:
+    """A seed task's ``instances``: a non-empty list of ``{input, output}`` strings."""
     if not isinstance(raw, list) or not raw:
         raise FormatError(
             path,
@@ -91,7 +92,7 @@ def _parse_record(record: Any, path: Path, line: int) -> dict[str, Any]:
     name = _require_string(name, path, line, "name", allow_empty=True)
     if "instances" not in record:
         raise FormatError(path, line, "instances", "is missing")
-    instances = _parse_instances(record["instances"], path, line)
+    instances = parse_instances(record["instances"], path, line)
     is_classification = record.get("is_classification", False)
     if not isinstance(is_classification, bool):
         raise FormatError(
