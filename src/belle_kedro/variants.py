@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 SPLIT_PARAMETERS = "parameters_split.yml"
-# src/belle_kedro/variants.py -> the project root (the package is installed editable).
+# The project root: src/belle_kedro/variants.py, two folders up (an editable install).
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
