@@ -38,11 +38,13 @@ from rapidfuzz import process
 from rapidfuzz.distance import Indel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import synthetic  # noqa: E402
 
-from belle_kedro import dedup, filters  # noqa: E402
-from belle_kedro.formats.instructions import load_instruction_files  # noqa: E402
-from belle_kedro.text import rouge_l_f, similarity_key  # noqa: E402
+from belle_kedro.common.text import rouge_l_f, similarity_key  # noqa: E402
+from belle_kedro.datasets.instructions import load_instruction_files  # noqa: E402
+from belle_kedro.pipelines.clean import dedup, filters  # noqa: E402
+from tests.support.brute_force import exhaustive_near_duplicates  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(
@@ -204,7 +206,7 @@ def extras(instructions: list[str]) -> None:
     print("\n(d) kept set on 5,000 shared records vs brute force")
     keys = dedup.comparison_keys(random.Random(2024).sample(instructions, 5_000))
     ours = dedup.find_near_duplicates(keys, threshold=THRESHOLD).keep
-    brute = dedup.exhaustive_near_duplicates(keys, threshold=THRESHOLD)
+    brute = exhaustive_near_duplicates(keys, threshold=THRESHOLD)
     print(
         f"  kept ours {ours.sum()} brute {brute.sum()}  differing records {(ours != brute).sum()}"
     )

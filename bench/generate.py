@@ -29,13 +29,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from belle_kedro.formats.seeds import load_seed_tasks  # noqa: E402
-from belle_kedro.journal import ResponseJournal  # noqa: E402
+from belle_kedro.datasets.seed_tasks import load_seed_tasks  # noqa: E402
 from belle_kedro.llm.factory import build_backend  # noqa: E402
+from belle_kedro.llm.journal import ResponseJournal  # noqa: E402
 from belle_kedro.llm.runner import journal_record  # noqa: E402
 from belle_kedro.pipelines.generate.nodes import parse_responses, request_responses  # noqa: E402
-from belle_kedro.self_instruct import build_request, parse_tasks  # noqa: E402
-from tests.pipelines.generate.conftest import belle_reply  # noqa: E402
+from belle_kedro.pipelines.generate.self_instruct import build_request, parse_tasks  # noqa: E402
+from tests.support.loopback import belle_reply  # noqa: E402
 from tests.support.openai_server import FakeOpenAIServer  # noqa: E402
 
 TASKS_PER_ANSWER = 3
@@ -65,7 +65,7 @@ def params_for(base_url: str, requests: int, in_flight: int) -> dict:
 def sequential(base_url: str, count: int, workdir: Path, seeds, prompts) -> float:
     """BELLE's way: one request, wait, parse, next. Returns instructions/s."""
     params = params_for(base_url, count, 1)
-    backend = build_backend(params["llm"], {"api_key": "bench"})
+    backend = build_backend(params["llm"], {"api_key": "bench"}, "generate.llm")
     journal = ResponseJournal(workdir / "sequential.jsonl")
 
     async def loop() -> int:

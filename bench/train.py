@@ -23,12 +23,18 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+import yaml
 from torch.utils.data import DataLoader, RandomSampler, Sampler
 from transformers import PreTrainedTokenizerBase
 
-from belle_kedro.modeling import build_tiny_bloom, load_tokenizer
-from belle_kedro.sft import LengthGroupedSampler, SFTCollator, SFTDataset
+from belle_kedro.pipelines.train.models import build_tiny_bloom, load_tokenizer
+from belle_kedro.pipelines.train.sft import (
+    LengthGroupedSampler,
+    SFTCollator,
+    SFTDataset,
+)
 
+ROOT = Path(__file__).resolve().parents[1]
 SHARED_FILE = (
     Path(__file__).resolve().parents[2]
     / "shared"
@@ -134,7 +140,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    tokenizer = load_tokenizer({"tokenizer": args.tokenizer})
+    declared = yaml.safe_load(
+        (ROOT / "conf" / "base" / "parameters_train.yml").read_text(encoding="utf-8")
+    )["train"]["model"]
+    tokenizer = load_tokenizer({**declared, "tokenizer": args.tokenizer})
     records, source = load_records(args.records, args.seed)
     dataset = SFTDataset.from_records(records, tokenizer, args.max_length)
     model_config = {

@@ -66,8 +66,8 @@ def test_champion_alias_serves_answers_through_the_shared_template(
 ) -> None:
     from mlflow.tracking import MlflowClient
 
-    from belle_kedro.templates import build_prompt
-    from tests.pipelines.evaluate.models import (
+    from belle_kedro.common.template import build_prompt
+    from tests.support.models import (
         REGISTERED_MODEL,
         memorising_bloom,
         register_variants,

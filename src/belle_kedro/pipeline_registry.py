@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-from kedro.framework.project import find_pipelines
 from kedro.pipeline import Pipeline
 
-PIPELINE_ORDER = ("generate", "clean", "split", "train", "evaluate")
+from belle_kedro.common.variants import variant_names
+from belle_kedro.pipelines.clean.pipeline import create_pipeline as clean
+from belle_kedro.pipelines.evaluate.pipeline import create_pipeline as evaluate
+from belle_kedro.pipelines.generate.pipeline import create_pipeline as generate
+from belle_kedro.pipelines.split.pipeline import create_pipeline as split
+from belle_kedro.pipelines.train.pipeline import create_pipeline as train
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    """Discover one pipeline per folder under ``pipelines/`` and add ``__default__``."""
-    pipelines = find_pipelines(raise_errors=True)
-    pipelines["__default__"] = sum(
-        (pipelines[name] for name in PIPELINE_ORDER if name in pipelines), Pipeline([])
-    )
+    """The five stages, in order; split, train and evaluate get the run's variants."""
+    variants = variant_names()
+    pipelines = {
+        "generate": generate(),
+        "clean": clean(),
+        "split": split(variants),
+        "train": train(variants),
+        "evaluate": evaluate(variants),
+    }
+    pipelines["__default__"] = sum(pipelines.values(), Pipeline([]))
     return pipelines

@@ -2,11 +2,17 @@
 
 import os
 import warnings
+from pathlib import Path
 
+from kedro.utils import find_kedro_project
 from omegaconf.resolvers import oc
 
-from belle_kedro.hooks import SecretRedactionHook, VariantChildRunHook
-from belle_kedro.variants import PROJECT_ROOT
+from belle_kedro.hooks import (
+    SecretRedactionHook,
+    StrictParametersHook,
+    VariantChildRunHook,
+    VariantsFromConfigHook,
+)
 
 # Telemetry off before any plugin can phone home (this machine has no network anyway).
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -19,7 +25,18 @@ warnings.filterwarnings("ignore", message="One or more dataset names contain")
 # Kedro 1.7's own config loader still calls OmegaConf.register_new_resolver.
 warnings.filterwarnings("ignore", message="register_new_resolver")
 
-HOOKS = (SecretRedactionHook(), VariantChildRunHook())
+HOOKS = (
+    StrictParametersHook(),
+    VariantsFromConfigHook(),
+    SecretRedactionHook(),
+    VariantChildRunHook(),
+)
+
+
+def _project_root() -> str:
+    """The Kedro project holding the working directory (as ``kedro`` itself finds it)."""
+    return str(find_kedro_project(Path.cwd()) or Path.cwd())
+
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
@@ -28,7 +45,7 @@ CONFIG_LOADER_ARGS = {
     "merge_strategy": {"parameters": "soft"},
     # oc.env lets mlflow.yml and catalogs read e.g. MLFLOW_TRACKING_URI, so tests and
     # CI can point the whole project at a temporary store without editing conf.
-    # project_root: the checkout the package is installed from (editable), so the default
-    # MLflow store lands in the project root even when a notebook runs from notebooks/.
-    "custom_resolvers": {"oc.env": oc.env, "project_root": lambda: str(PROJECT_ROOT)},
+    # project_root: the default MLflow store lands in the project root even when a
+    # notebook runs from notebooks/, and for an installed (non-editable) package too.
+    "custom_resolvers": {"oc.env": oc.env, "project_root": _project_root},
 }

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from kedro.io.core import AbstractDataset, DatasetError
 
-from belle_kedro.formats.errors import FormatError
+from belle_kedro.common.errors import FormatError
 
 
 class Credentials(Mapping[str, Any]):
@@ -77,7 +77,7 @@ class CredentialsDataset(AbstractDataset[None, Credentials]):
             )
         return Credentials(section)
 
-    def save(self, data: Credentials) -> None:
+    def save(self, data: None) -> None:
         """Refused: credentials are written by hand, never by a pipeline."""
         raise DatasetError("CredentialsDataset is read-only")
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from kedro.io.core import AbstractDataset, DatasetError
 
-from belle_kedro.journal import ResponseJournal
+from belle_kedro.llm.journal import ResponseJournal
 
 
 class ResponseJournalDataset(AbstractDataset[None, ResponseJournal]):
@@ -32,7 +32,7 @@ class ResponseJournalDataset(AbstractDataset[None, ResponseJournal]):
         """The journal at ``filepath`` (created on the first append)."""
         return ResponseJournal(Path(self._filepath))
 
-    def save(self, data: ResponseJournal) -> None:
+    def save(self, data: None) -> None:
         """Refused: records are appended through the loaded handle, one at a time."""
         raise DatasetError(
             f"'{self._filepath}' is append-only: append through the handle that load() returns"

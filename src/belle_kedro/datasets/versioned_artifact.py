@@ -44,7 +44,9 @@ class VersionedMlflowArtifactDataset(MlflowArtifactDataset):
         credentials: dict[str, Any] | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> Any:
-        inner = {"type": dataset} if isinstance(dataset, str) else dict(dataset)
+        inner: dict[str, Any] = (
+            {"type": dataset} if isinstance(dataset, str) else dict(dataset)
+        )
         if "versioned" in inner:
             raise DatasetError(
                 "put 'versioned: true' on the VersionedMlflowArtifactDataset entry itself, "

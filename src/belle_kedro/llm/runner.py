@@ -23,14 +23,15 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from belle_kedro.journal import ResponseJournal
 from belle_kedro.llm.base import (
+    UNSET_MAX_TOKENS,
     LLMBackend,
     LLMError,
     LLMRequest,
     LLMResponse,
     RetryPolicy,
 )
+from belle_kedro.llm.journal import ResponseJournal
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +64,8 @@ class RunProgress:
         self.bar.total = (self.bar.total or 0) + count
         self.bar.refresh()
 
-    def record(self, response: LLMResponse, *, stored: bool = False) -> None:
-        """Count one response (``stored``: found in the journal, not sent now)."""
+    def record(self, response: LLMResponse) -> None:
+        """Count one response, sent now or found in the journal."""
         if response.ok:
             self.tokens += int(response.usage.get("total_tokens", 0))
             if self.count_items is not None:
@@ -129,7 +130,7 @@ class TokenBucket:
 def estimated_tokens(request: LLMRequest) -> int:
     """A pessimistic token estimate (about one token per CJK character) plus the answer."""
     prompt_chars = len(request.prompt) + len(request.system or "")
-    return prompt_chars + int(request.params.get("max_tokens") or 256)
+    return prompt_chars + int(request.params.get("max_tokens") or UNSET_MAX_TOKENS)
 
 
 def backoff_s(
@@ -244,7 +245,6 @@ async def collect_responses_async(
     requests_per_minute: float | None = None,
     tokens_per_minute: float | None = None,
     progress: str | RunProgress | None = None,
-    retry_policy: RetryPolicy | None = None,
 ) -> dict[str, LLMResponse]:
     """The coroutine behind ``collect_responses`` (for callers already in a loop)."""
     if max_in_flight < 1:
@@ -258,7 +258,7 @@ async def collect_responses_async(
         for r in unique.values()
         if not (r.request_id in results and results[r.request_id].ok)
     ]
-    policy = retry_policy or getattr(backend, "retry_policy", None) or RetryPolicy()
+    policy = backend.retry_policy
     budgets = (
         TokenBucket(requests_per_minute) if requests_per_minute else None,
         TokenBucket(tokens_per_minute) if tokens_per_minute else None,
@@ -272,7 +272,7 @@ async def collect_responses_async(
     if bar is not None:
         for response in results.values():
             if response.ok:
-                bar.record(response, stored=True)
+                bar.record(response)
     queue: asyncio.Queue[LLMRequest] = asyncio.Queue()
     for request in pending:
         queue.put_nowait(request)
@@ -327,7 +327,6 @@ def collect_responses(
     requests_per_minute: float | None = None,
     tokens_per_minute: float | None = None,
     progress: str | RunProgress | None = None,
-    retry_policy: RetryPolicy | None = None,
 ) -> dict[str, LLMResponse]:
     """Answers for every request id (stored ones plus new ones), sending only the new.
 
@@ -342,7 +341,6 @@ def collect_responses(
         requests_per_minute=requests_per_minute,
         tokens_per_minute=tokens_per_minute,
         progress=progress,
-        retry_policy=retry_policy,
     )
     return run_sync(coroutine)
 

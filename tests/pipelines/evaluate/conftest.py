@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.pipelines.evaluate.models import register_variants, test_tokenizer, use_store
+from tests.support.models import register_variants, test_tokenizer, use_store
 
 
 @pytest.fixture

@@ -14,11 +14,12 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from belle_kedro.formats.eval import load_eval_set, load_judge_prompts
-from belle_kedro.journal import ResponseJournal
+from belle_kedro.datasets.eval_set import load_eval_set
+from belle_kedro.datasets.judge_prompts import load_judge_prompts
+from belle_kedro.llm.journal import ResponseJournal
 from belle_kedro.pipelines.evaluate.nodes import judge_answers, select_questions
-from tests.conftest import REPO_ROOT
 from tests.support.openai_server import FakeOpenAIServer, Reply, prompt_text
+from tests.support.project import REPO_ROOT, declared
 
 N_ANSWERS = 20
 SAMPLES = 3
@@ -27,8 +28,8 @@ KILL_AFTER_REQUESTS = 15
 CHILD = """
 import json, sys
 import pandas as pd
-from belle_kedro.formats.eval import load_judge_prompts
-from belle_kedro.journal import ResponseJournal
+from belle_kedro.datasets.judge_prompts import load_judge_prompts
+from belle_kedro.llm.journal import ResponseJournal
 from belle_kedro.pipelines.evaluate.nodes import judge_answers
 answers_path, journal_path, prompts_path, judge = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
 judge_answers(pd.read_parquet(answers_path), load_judge_prompts(prompts_path), ResponseJournal(journal_path), {"api_key": "k"}, judge)
@@ -46,7 +47,8 @@ def test_sigkill_mid_judging_then_rerun_sends_no_answered_request_again(
 ) -> None:
     prompts_path = REPO_ROOT / "data" / "01_raw" / "eval_prompt.json"
     questions = select_questions(
-        load_eval_set(REPO_ROOT / "data" / "01_raw" / "eval_set.json"), {}
+        load_eval_set(REPO_ROOT / "data" / "01_raw" / "eval_set.json"),
+        declared("evaluate", "questions"),
     ).head(N_ANSWERS)
     answers = questions.assign(
         answer=[f"回答编号 {i}" for i in range(N_ANSWERS)], variant="small"
@@ -57,18 +59,20 @@ def test_sigkill_mid_judging_then_rerun_sends_no_answered_request_again(
 
     # Slow enough that the kill lands mid-run: 2 in flight, 60 requests of 50 ms each.
     with FakeOpenAIServer(_score_for, latency_s=0.05) as server:
-        judge = {
-            "enabled": True,
-            "samples": SAMPLES,
-            "max_in_flight": 2,
-            "request_params": {"temperature": 0.7, "max_tokens": 32},
-            "backend": {
+        judge = declared(
+            "evaluate",
+            "judge",
+            enabled=True,
+            samples=SAMPLES,
+            max_in_flight=2,
+            request_params={"temperature": 0.7, "max_tokens": 32},
+            backend={
                 "backend": "openai",
                 "model": "loopback-judge",
                 "base_url": server.base_url,
                 "max_retries": 0,
             },
-        }
+        )
         child = subprocess.Popen(
             [
                 sys.executable,

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from belle_kedro.formats.eval import FormatError
+from belle_kedro.common.errors import FormatError
 from belle_kedro.pipelines.evaluate.nodes import (
     assign_champion_alias,
     choose_champion,
@@ -19,12 +19,15 @@ from belle_kedro.pipelines.evaluate.nodes import (
     select_questions,
     variant_metrics,
 )
+from tests.support.project import declared
 
-JUDGE = {
-    "enabled": True,
-    "samples": 3,
-    "backend": {"backend": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1"},
-}
+JUDGE = declared(
+    "evaluate",
+    "judge",
+    enabled=True,
+    backend={"backend": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1"},
+)
+SCORING = declared("evaluate", "scoring", offline_score="rouge_l")
 
 
 def _answers() -> pd.DataFrame:
@@ -51,20 +54,27 @@ def test_select_questions_is_seeded_and_capped_per_class() -> None:
             "class": ["a"] * 8 + ["b"] * 4,
         }
     )
-    first = select_questions(eval_set, {"max_per_class": 3, "seed": 1})
+    first = select_questions(
+        eval_set, declared("evaluate", "questions", max_per_class=3, seed=1)
+    )
     assert first["class"].value_counts().to_dict() == {"a": 3, "b": 3}
     pd.testing.assert_frame_equal(
-        first, select_questions(eval_set, {"max_per_class": 3, "seed": 1})
+        first,
+        select_questions(
+            eval_set, declared("evaluate", "questions", max_per_class=3, seed=1)
+        ),
     )
-    assert len(select_questions(eval_set, {})) == 12
-    assert select_questions(eval_set, {})["question_id"].is_unique
+    assert len(select_questions(eval_set, declared("evaluate", "questions"))) == 12
+    assert select_questions(eval_set, declared("evaluate", "questions"))[
+        "question_id"
+    ].is_unique
 
 
 def test_offline_score_when_the_judge_is_off() -> None:
     scored = score_answers(
         _answers(),
-        judge_answers(_answers(), {}, None, {}, {"enabled": False}),
-        {"offline_score": "rouge_l"},
+        judge_answers(_answers(), {}, None, {}, {**JUDGE, "enabled": False}),
+        SCORING,
     )
     assert scored["score"].tolist()[:2] == pytest.approx([2 * 1 / (3 + 4), 1.0])
     assert math.isnan(scored["score"].iloc[2])  # no standard answer, no offline score
@@ -90,7 +100,7 @@ def test_judged_score_replaces_the_offline_one_and_unparsed_stays_nan() -> None:
             "judge_replies": ["[]", "[]"],
         }
     )
-    scored = score_answers(_answers(), judgements, {"offline_score": "rouge_l"})
+    scored = score_answers(_answers(), judgements, SCORING)
     assert scored.loc[0, "score"] == 0.5
     assert math.isnan(scored.loc[1, "score"]) and not scored.loc[1, "judge_parsed"]
     assert math.isnan(scored.loc[2, "score"]) and scored.loc[2, "judge_samples"] == 0

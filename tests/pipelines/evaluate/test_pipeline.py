@@ -13,7 +13,7 @@ import pytest
 from kedro.framework.session import KedroSession
 from mlflow.tracking import MlflowClient
 
-from tests.pipelines.evaluate.models import REGISTERED_MODEL
+from tests.support.models import REGISTERED_MODEL
 from tests.support.openai_server import FakeOpenAIServer, Reply, prompt_text
 
 pytestmark = pytest.mark.slow

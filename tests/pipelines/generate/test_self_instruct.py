@@ -7,7 +7,7 @@ import random
 import pandas as pd
 import pytest
 
-from belle_kedro.self_instruct import (
+from belle_kedro.pipelines.generate.self_instruct import (
     build_request,
     format_examples,
     parse_tasks,

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from matplotlib.figure import Figure
 
+from belle_kedro.common.records import records_digest
 from belle_kedro.pipelines.train.nodes import (
     describe_training_data,
     flatten_params,
     holdout_sample,
     summarise_training,
 )
-from belle_kedro.sft import data_digest
-from tests.pipelines.train.records import make_records
+from tests.support.records import make_records
 
 
 def test_flattened_params_drop_anything_that_looks_like_a_secret():
@@ -48,9 +48,9 @@ def test_lineage_names_the_variant_data_and_its_digest():
         "variant": "small",
         "dataset_name": "small.train_data",
         "train_size": 12,
-        "data_digest": data_digest(train),
+        "data_digest": records_digest(train),
         "holdout_size": 4,
-        "holdout_digest": data_digest(holdout),
+        "holdout_digest": records_digest(holdout),
     }
 
 

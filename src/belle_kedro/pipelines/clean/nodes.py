@@ -7,8 +7,9 @@ from typing import Any
 
 import pandas as pd
 
-from belle_kedro.dedup import comparison_keys, find_near_duplicates
-from belle_kedro.filters import apply_rules, normalise_records
+from belle_kedro.common.tracking import as_metrics
+from belle_kedro.pipelines.clean.dedup import comparison_keys, find_near_duplicates
+from belle_kedro.pipelines.clean.rules import apply_rules, normalise_records
 
 
 def normalise_instructions(generated_instructions: pd.DataFrame) -> pd.DataFrame:
@@ -32,7 +33,7 @@ def _seed_texts(
     if not include_input:
         return instructions, None
     inputs = [
-        str(instances[0].get("input", "")) if len(instances) else ""
+        str(instances[0]["input"]) if len(instances) else ""
         for instances in seed_tasks["instances"]
     ]
     return instructions, inputs
@@ -47,14 +48,14 @@ def remove_near_duplicates(
     """Drop records whose instruction (optionally + input) has ROUGE-L F >= threshold
     against an earlier kept record or a seed task (Alpaca's rule, order-stable)."""
     threshold = float(settings["threshold"])
-    include_input = bool(settings.get("include_input", False))
+    include_input = bool(settings["include_input"])
     report: dict[str, Any] = {
         "rule": "near_duplicates",
-        "enabled": bool(settings.get("enabled", True)),
+        "enabled": bool(settings["enabled"]),
         "input": len(records),
         "threshold": threshold,
         "include_input": include_input,
-        "against_seed_tasks": bool(settings.get("against_seed_tasks", True)),
+        "against_seed_tasks": bool(settings["against_seed_tasks"]),
         "dropped": 0,
         "dropped_as_seed_duplicates": 0,
         "examples": [],
@@ -111,12 +112,8 @@ def build_clean_report(
         "steps": steps,
     }
     metrics = {
-        "input_records": {"value": float(report["input_records"]), "step": 0},
-        "output_records": {"value": float(report["output_records"]), "step": 0},
+        "input_records": report["input_records"],
+        "output_records": report["output_records"],
+        **{f"dropped.{step['rule']}": step["dropped"] for step in steps},
     }
-    for step in steps:
-        metrics[f"dropped.{step['rule']}"] = {
-            "value": float(step["dropped"]),
-            "step": 0,
-        }
-    return report, metrics
+    return report, as_metrics(metrics)

@@ -10,7 +10,8 @@ from belle_kedro.pipelines.clean.nodes import (
 )
 
 
-def create_pipeline(**kwargs) -> Pipeline:
+def create_pipeline() -> Pipeline:
+    """generated_instructions -> clean_instructions, clean_report and clean_metrics."""
     return Pipeline(
         [
             Node(

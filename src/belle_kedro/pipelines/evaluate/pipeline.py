@@ -1,5 +1,7 @@
 """Wiring of the evaluate pipeline: one namespace per variant, then one report for all."""
 
+from collections.abc import Sequence
+
 from kedro.pipeline import Node, Pipeline
 
 from belle_kedro.pipelines.evaluate.nodes import (
@@ -15,7 +17,6 @@ from belle_kedro.pipelines.evaluate.nodes import (
     variant_metrics,
     write_report,
 )
-from belle_kedro.variants import variant_names
 
 # Shared by every variant, so kept out of the namespaces.
 SHARED_INPUTS = {"eval_questions", "judge_prompts", "judge_credentials"}
@@ -63,8 +64,8 @@ def _variant_template() -> Pipeline:
     )
 
 
-def create_pipeline(**kwargs) -> Pipeline:
-    variants = variant_names()
+def create_pipeline(variants: Sequence[str]) -> Pipeline:
+    """Eval questions, one namespaced pipeline per variant, then the shared report."""
     per_variant = sum(
         (
             Pipeline(

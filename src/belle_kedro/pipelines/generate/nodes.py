@@ -10,27 +10,22 @@ from typing import Any
 
 import pandas as pd
 
-from belle_kedro.journal import ResponseJournal
+from belle_kedro.common.records import RECORD_COLUMNS
+from belle_kedro.common.tracking import as_metrics
 from belle_kedro.llm.base import LLMBackend, LLMResponse
 from belle_kedro.llm.factory import build_backend
+from belle_kedro.llm.journal import ResponseJournal
 from belle_kedro.llm.runner import (
     RunProgress,
     collect_responses_async,
     run_sync,
     stored_responses,
 )
-from belle_kedro.self_instruct import build_request, parse_tasks
+from belle_kedro.pipelines.generate.self_instruct import build_request, parse_tasks
 
 logger = logging.getLogger(__name__)
 
-INSTRUCTION_COLUMNS = [
-    "instruction",
-    "input",
-    "output",
-    "request_id",
-    "model",
-    "source",
-]
+GENERATED_COLUMNS = [*RECORD_COLUMNS, "request_id", "model", "source"]
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
 
 
@@ -39,11 +34,9 @@ def _sum_usage(responses: list[LLMResponse]) -> dict[str, int]:
 
 
 def _cost(usage: Mapping[str, int], prices: Mapping[str, float]) -> float:
-    prompt_price = float(prices.get("prompt", 0.0))
-    completion_price = float(prices.get("completion", 0.0))
     return round(
-        usage["prompt_tokens"] / 1000 * prompt_price
-        + usage["completion_tokens"] / 1000 * completion_price,
+        usage["prompt_tokens"] / 1000 * float(prices["prompt"])
+        + usage["completion_tokens"] / 1000 * float(prices["completion"]),
         6,
     )
 
@@ -89,7 +82,7 @@ async def _generate(
                     template=template,
                     sampling=params["sampling"],
                     model=backend.model,
-                    send_seed=bool(params.get("send_seed", True)),
+                    send_seed=bool(params["send_seed"]),
                 )
                 for index in range(start, start + batch_size)
             ]
@@ -99,8 +92,8 @@ async def _generate(
                 batch,
                 journal,
                 max_in_flight=int(params["max_in_flight"]),
-                requests_per_minute=params.get("requests_per_minute"),
-                tokens_per_minute=params.get("tokens_per_minute"),
+                requests_per_minute=params["requests_per_minute"],
+                tokens_per_minute=params["tokens_per_minute"],
                 progress=progress,
             )
             request_ids += [request.request_id for request in batch]
@@ -126,7 +119,7 @@ def request_responses(
     run loses nothing it received and a rerun continues where it stopped.
     """
     started = time.time()
-    backend = build_backend(params["llm"], generator_credentials)
+    backend = build_backend(params["llm"], generator_credentials, "generate.llm")
     request_ids, responses, stored_before = run_sync(
         _generate(backend, seed_tasks, generation_prompt, raw_responses, params)
     )
@@ -136,10 +129,10 @@ def request_responses(
     parsed = sum(len(parse_tasks(r.text, r.finish_reason)) for r in ok)
     usage = _sum_usage(ok)
     usage_this_run = _sum_usage(new_ok)
-    prices = params.get("price_per_1k_tokens") or {}
+    prices = params["price_per_1k_tokens"]
     target = int(params["num_instructions_to_generate"])
     summary = {
-        "backend": params["llm"].get("backend"),
+        "backend": params["llm"]["backend"],
         "api": backend.api,
         "model": backend.model,
         "random_seed": int(params["random_seed"]),
@@ -200,7 +193,7 @@ def parse_responses(
                 }
             )
     rows = rows[: int(params["num_instructions_to_generate"])]
-    return pd.DataFrame(rows, columns=INSTRUCTION_COLUMNS).astype(str)
+    return pd.DataFrame(rows, columns=GENERATED_COLUMNS).astype(str)
 
 
 def generation_metrics(
@@ -217,10 +210,10 @@ def generation_metrics(
         "retries",
         "cost_estimate",
     )
-    metrics = {name: float(generation_summary[name]) for name in names}
-    metrics |= {f"usage.{k}": float(v) for k, v in generation_summary["usage"].items()}
+    metrics = {name: generation_summary[name] for name in names}
+    metrics |= {f"usage.{k}": v for k, v in generation_summary["usage"].items()}
     metrics |= {
-        f"usage_this_run.{k}": float(v)
+        f"usage_this_run.{k}": v
         for k, v in generation_summary["usage_this_run"].items()
     }
-    return {name: {"value": value, "step": 0} for name, value in metrics.items()}
+    return as_metrics(metrics)

@@ -9,7 +9,7 @@ from belle_kedro.pipelines.generate.nodes import (
 )
 
 
-def create_pipeline(**kwargs) -> Pipeline:
+def create_pipeline() -> Pipeline:
     """seed_tasks -> (raw_responses journal) -> generation_summary -> generated_instructions."""
     return Pipeline(
         [

@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from belle_kedro.text import similarity_key
+from belle_kedro.common.records import as_text_records, records_digest
+from belle_kedro.common.text import similarity_key
 
 logger = logging.getLogger(__name__)
 
-RECORD_COLUMNS = ["instruction", "input", "output"]
 UNKNOWN_CATEGORY = "<unknown>"
 
 
@@ -39,25 +39,18 @@ def _instruction_keys(records: pd.DataFrame) -> pd.Series:
 
 
 def _normalise_records(records: pd.DataFrame, source: str) -> pd.DataFrame:
-    missing = [column for column in RECORD_COLUMNS if column not in records.columns]
-    if missing:
-        raise ValueError(
-            f"{source} lacks the column(s) {missing}; it has {list(records.columns)}"
-        )
-    records = records.copy()
-    for column in RECORD_COLUMNS:
-        records[column] = records[column].fillna("").astype(str)
+    records = as_text_records(records, source)
     if "category" not in records.columns:
         records["category"] = None
-    return records.reset_index(drop=True)
+    return records
 
 
 def _holdout_count(total: int, params: dict[str, Any]) -> int:
-    size = params.get("holdout_size")
+    size = params["holdout_size"]
     if size is not None:
         count = int(size)
     else:
-        count = round(float(params.get("holdout_fraction", 0.0)) * total)
+        count = round(float(params["holdout_fraction"]) * total)
     if not 0 <= count < total:
         raise ValueError(
             f"split.holdout_size/holdout_fraction gives {count} held-out records, but only {total} records are available"
@@ -69,13 +62,13 @@ def _stratified_quota(groups: pd.Series, count: int) -> dict[str, int]:
     """Largest-remainder allocation of ``count`` across groups, proportional to size."""
     sizes = groups.value_counts().sort_index()
     exact = sizes / sizes.sum() * count
-    quota = np.floor(exact).astype(int)
-    remainder = count - int(quota.sum())
+    quota = {str(group): int(exact[group]) for group in sizes.index}
+    remainder = count - sum(quota.values())
     # Ties broken by group name so the allocation never depends on row order.
-    order = sorted(sizes.index, key=lambda g: (-(exact[g] - quota[g]), g))
+    order = sorted(quota, key=lambda g: (-(exact[g] - quota[g]), g))
     for group in order[:remainder]:
         quota[group] += 1
-    return quota.to_dict()
+    return quota
 
 
 def mix_into_pool(
@@ -85,8 +78,8 @@ def mix_into_pool(
 ) -> pd.DataFrame:
     """Add the mix-in dataset to the split's pool when ``mix_in.mode`` is ``pool``."""
     records = _normalise_records(clean_instructions, "clean_instructions")
-    mix = params.get("mix_in") or {}
-    if mix.get("mode") != "pool":
+    mix = params["mix_in"]
+    if mix["mode"] != "pool":
         return records
     extra = _sample_mix_in(mix_in_instructions, mix, params["seed"])
     return pd.concat([records, extra], ignore_index=True)
@@ -96,7 +89,7 @@ def _sample_mix_in(
     mix_in_instructions: pd.DataFrame, mix: dict[str, Any], seed: int
 ) -> pd.DataFrame:
     extra = _normalise_records(mix_in_instructions, "mix_in_instructions")
-    size = mix.get("size")
+    size = mix["size"]
     if size is not None and int(size) < len(extra):
         order = np.argsort(
             _hash_unit(_instruction_keys(extra), f"{seed}:mix_in"), kind="stable"
@@ -122,7 +115,7 @@ def split_holdout(
     for group, take in quota.items():
         members = np.flatnonzero((groups == group).to_numpy())
         # Hash score, then the key itself, orders records without looking at row order.
-        ranked = sorted(members, key=lambda i: (score[i], keys.iat[i]))
+        ranked = sorted(members, key=lambda i: (score[i], keys.iat[int(i)]))
         chosen[ranked[:take]] = True
     holdout = records[chosen].reset_index(drop=True)
     held_keys = set(keys[chosen])
@@ -153,9 +146,9 @@ def build_variants(
         (keys.to_numpy(), _hash_unit(keys, f"{params['seed']}:variants"))
     )
     shuffled = train_pool.iloc[order].reset_index(drop=True)
-    mix = params.get("mix_in") or {}
+    mix = params["mix_in"]
     extra = None
-    if mix.get("mode") == "every_variant":
+    if mix["mode"] == "every_variant":
         extra = _sample_mix_in(mix_in_instructions, mix, params["seed"])
         extra = extra[~_instruction_keys(extra).isin(set(_instruction_keys(holdout)))]
     variants = {}
@@ -169,15 +162,6 @@ def build_variants(
             variant = pd.concat([variant, extra], ignore_index=True)
         variants[name] = variant.reset_index(drop=True)
     return variants
-
-
-def records_digest(records: pd.DataFrame) -> str:
-    """A content digest of instruction records, independent of extra columns."""
-    digest = hashlib.sha256()
-    for row in records[RECORD_COLUMNS].itertuples(index=False):
-        digest.update("\x1f".join(row).encode())
-        digest.update(b"\x1e")
-    return digest.hexdigest()[:16]
 
 
 def summarise_split(

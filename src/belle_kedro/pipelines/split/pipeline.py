@@ -1,5 +1,7 @@
 """Wiring of the split pipeline: pool -> held-out set -> nested variants -> report."""
 
+from collections.abc import Sequence
+
 from kedro.pipeline import Node, Pipeline
 
 from belle_kedro.pipelines.split.nodes import (
@@ -8,11 +10,10 @@ from belle_kedro.pipelines.split.nodes import (
     split_holdout,
     summarise_split,
 )
-from belle_kedro.variants import variant_names
 
 
-def create_pipeline(**kwargs) -> Pipeline:
-    variants = variant_names()
+def create_pipeline(variants: Sequence[str]) -> Pipeline:
+    """One ``<variant>.train_data`` output per variant name (the train namespaces)."""
     return Pipeline(
         [
             Node(

@@ -2,13 +2,12 @@
 
 Each runs inside the variant's MLflow child run (``VariantChildRunHook``), so what they
 log lands there. Training itself happens in a run folder handed to
-``belle_kedro.training`` (in-process, or torchrun/DeepSpeed subprocesses).
+:mod:`.launcher` (in-process, or torchrun/DeepSpeed subprocesses).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,13 +20,13 @@ import mlflow
 import pandas as pd
 from matplotlib.figure import Figure
 
-from belle_kedro import registry, training
-from belle_kedro.sft import data_digest
+from belle_kedro.common.records import records_digest
+from belle_kedro.common.secrets import SECRET_NAME
+from belle_kedro.common.tracking import as_metrics
+from belle_kedro.pipelines.train import launcher, model_registry, trainer
 
 logger = logging.getLogger(__name__)
 
-# Parameter keys whose values must never reach MLflow.
-_SECRET_KEY = re.compile(r"(key|token|secret|password|credential)", re.IGNORECASE)
 _MLFLOW_PARAM_MAX = 6000
 
 
@@ -36,7 +35,7 @@ def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str
     flat: dict[str, str] = {}
     for key, value in params.items():
         name = f"{prefix}{key}"
-        if _SECRET_KEY.search(str(key)):
+        if SECRET_NAME.search(str(key)):
             continue
         if isinstance(value, Mapping):
             flat.update(flatten_params(value, f"{name}."))
@@ -62,9 +61,9 @@ def describe_training_data(
         "variant": variant,
         "dataset_name": f"{variant}.train_data",
         "train_size": len(train_data),
-        "data_digest": data_digest(train_data),
+        "data_digest": records_digest(train_data),
         "holdout_size": len(holdout),
-        "holdout_digest": data_digest(holdout),
+        "holdout_digest": records_digest(holdout),
     }
 
 
@@ -82,8 +81,8 @@ def fine_tune(
     variant = str(lineage["variant"])
     eval_data = holdout_sample(
         holdout,
-        (train_params.get("eval") or {}).get("max_examples"),
-        int(train_params.get("seed", 0)),
+        train_params["eval"]["max_examples"],
+        int(train_params["seed"]),
     )
     run = mlflow.active_run()
     if run is not None:
@@ -96,7 +95,7 @@ def fine_tune(
             }
         )
         mlflow.log_input(
-            mlflow.data.from_pandas(
+            mlflow.data.from_pandas(  # type: ignore[attr-defined]
                 train_data,
                 name=str(lineage["dataset_name"]),
                 digest=str(lineage["data_digest"])[:36],
@@ -104,13 +103,13 @@ def fine_tune(
             context="training",
         )
         mlflow.log_input(
-            mlflow.data.from_pandas(
+            mlflow.data.from_pandas(  # type: ignore[attr-defined]
                 eval_data, name="holdout", digest=str(lineage["holdout_digest"])[:36]
             ),
             context="evaluation",
         )
-    run_dir = training.prepare_run_dir(
-        train_params.get("checkpoint_root") or "data/06_models/checkpoints",
+    run_dir = launcher.prepare_run_dir(
+        train_params["checkpoint_root"],
         variant,
         train_data,
         eval_data,
@@ -122,7 +121,7 @@ def fine_tune(
         if run
         else None,
     )
-    result = training.launch(run_dir, train_params.get("launcher"))
+    result = launcher.launch(run_dir)
     return {**result, "run_dir": str(run_dir)}
 
 
@@ -132,18 +131,17 @@ def register_model(
     train_params: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Log the trained model to the child run and register it as a new version."""
-    model, tokenizer = training.load_trained(
+    model, tokenizer = trainer.load_trained(
         Path(training_result["run_dir"]), train_params
     )
-    finetuning = train_params.get("finetuning") or {}
-    return registry.log_and_register(
+    return model_registry.log_and_register(
         model,
         tokenizer,
         registered_model_name=str(train_params["registered_model_name"]),
         variant=str(lineage["variant"]),
         train_size=int(lineage["train_size"]),
         data_digest=str(lineage["data_digest"]),
-        keep_adapter=bool(finetuning.get("keep_adapter", False)),
+        keep_adapter=bool(train_params["finetuning"]["keep_adapter"]),
     )
 
 
@@ -160,12 +158,8 @@ def summarise_training(
         "train_runtime_s",
         "train_examples",
     )
-    metrics = {
-        name: {"value": float(training_result[name]), "step": step}
-        for name in names
-        if training_result.get(name) is not None
-    }
-    history = pd.DataFrame(training_result.get("log_history") or [])
+    metrics = as_metrics({name: training_result[name] for name in names}, step=step)
+    history = pd.DataFrame(training_result["log_history"])
     figure, axes = plt.subplots(figsize=(6, 3.5))
     for column, label in (("loss", "train loss"), ("eval_loss", "eval loss (holdout)")):
         if column in history:

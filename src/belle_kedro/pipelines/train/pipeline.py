@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial, update_wrapper
 
 from kedro.pipeline import Node, Pipeline
@@ -12,7 +13,6 @@ from belle_kedro.pipelines.train.nodes import (
     register_model,
     summarise_training,
 )
-from belle_kedro.variants import variant_names
 
 # Shared by every variant, so kept out of the namespaces.
 SHARED_INPUTS = {"holdout"}
@@ -64,8 +64,6 @@ def create_variant_pipeline(variant: str) -> Pipeline:
     )
 
 
-def create_pipeline(**kwargs) -> Pipeline:
-    """One namespaced SFT pipeline per variant in ``split.variant_sizes``."""
-    return sum(
-        (create_variant_pipeline(variant) for variant in variant_names()), Pipeline([])
-    )
+def create_pipeline(variants: Sequence[str]) -> Pipeline:
+    """One namespaced SFT pipeline per variant (the names in ``split.variant_sizes``)."""
+    return sum((create_variant_pipeline(variant) for variant in variants), Pipeline([]))

@@ -1,0 +1,1 @@
+"""What two stages or more share: record columns, text similarity, the SFT template."""

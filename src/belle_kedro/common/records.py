@@ -1,0 +1,47 @@
+"""Instruction records: the three text columns every stage passes on, and their digest.
+
+A record is a row with string columns ``instruction``, ``input`` (``""`` for none) and
+``output``; any other column is provenance (``source``, ``category``, ``request_id``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+import pandas as pd
+
+RECORD_COLUMNS = ("instruction", "input", "output")
+
+
+def require_columns(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+    """A ValueError naming ``what`` and the missing columns when any is absent."""
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"{what} lacks the column(s) {missing}; it has {list(frame.columns)}"
+        )
+
+
+def as_text_records(frame: pd.DataFrame, what: str) -> pd.DataFrame:
+    """A copy whose record columns are strings (missing -> ``""``), index reset."""
+    require_columns(frame, RECORD_COLUMNS, what)
+    records = frame.copy()
+    for column in RECORD_COLUMNS:
+        records[column] = records[column].fillna("").astype(str)
+    return records.reset_index(drop=True)
+
+
+def records_digest(records: pd.DataFrame) -> str:
+    """SHA-256 of the records' instruction/input/output in order (lineage identity).
+
+    Extra columns do not count, so the same records carry the same digest through
+    split, train, MLflow and the registry.
+    """
+    digest = hashlib.sha256()
+    for instruction, input_text, output in records.loc[
+        :, list(RECORD_COLUMNS)
+    ].itertuples(index=False):
+        # Unit/record separators cannot occur in normal text, so fields never run together.
+        digest.update(f"{instruction}\x1f{input_text}\x1f{output}\x1e".encode())
+    return digest.hexdigest()

@@ -1,0 +1,50 @@
+"""BELLE's SFT prompt template: the one source for train, inference and evaluation.
+
+The exact strings (``\\n`` is a newline)::
+
+    with an input:   "Human: {instruction}\\n{input}\\n\\nAssistant: "
+    without input:   "Human: {instruction}\\n\\nAssistant: "
+
+An empty (or whitespace-only) input drops its line entirely instead of leaving an empty
+line, so a record without input looks exactly like a chat turn. The model's answer
+follows the trailing space and ends with the tokenizer's EOS token.
+
+:func:`encode_example` tokenises a prompt and its answer the one way training and
+scoring share: the two halves separately (rather than the joined text, then masking
+``len(prompt_ids)`` tokens as stanford_alpaca does), which keeps the boundary exact:
+BPE may merge the prompt's trailing space with the answer's first character, which
+would shift the mask by one token. At inference the model sees the same prompt ids,
+because answering tokenises ``build_prompt(...)`` alone too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+HUMAN_PREFIX = "Human: "
+ASSISTANT_PREFIX = "\n\nAssistant: "
+# Label of a position the loss ignores (PyTorch's cross-entropy default).
+IGNORE_INDEX = -100
+
+
+def build_prompt(instruction: str, input_text: str = "") -> str:
+    """The prompt the model sees before its answer."""
+    body = instruction.strip()
+    if input_text and input_text.strip():
+        body = f"{body}\n{input_text.strip()}"
+    return f"{HUMAN_PREFIX}{body}{ASSISTANT_PREFIX}"
+
+
+def encode_example(
+    tokenizer: Any, prompt: str, answer: str, *, end_with_eos: bool
+) -> tuple[list[int], list[int]]:
+    """``(input_ids, labels)`` of prompt + answer, labels ``IGNORE_INDEX`` on the prompt.
+
+    No special tokens are added; ``end_with_eos`` appends the EOS token to the answer
+    (training teaches the model to stop; scoring a reference does not).
+    """
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+    if end_with_eos:
+        answer_ids = [*answer_ids, tokenizer.eos_token_id]
+    return [*prompt_ids, *answer_ids], [IGNORE_INDEX] * len(prompt_ids) + answer_ids

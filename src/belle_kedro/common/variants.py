@@ -1,0 +1,61 @@
+"""The sample-size variants: named once, in ``split.variant_sizes`` of the run's parameters.
+
+Kedro builds pipelines lazily, after a session's context exists, so the variant
+namespaces come from that session's configuration: ``--env`` and ``--params`` count.
+:class:`~belle_kedro.hooks.variants.VariantsFromConfigHook` hands the session's
+parameters over here before any pipeline is built. Without a session (``kedro
+registry list``, a bare ``register_pipelines()``) the project found from the working
+directory is read with ``KEDRO_ENV``, exactly as a session would read it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+# The last session's variant sizes (a mapping, so no module global is rebound).
+_session: dict[str, dict[str, int]] = {}
+
+
+def sizes_from_parameters(parameters: Mapping[str, Any]) -> dict[str, int]:
+    """``split.variant_sizes`` of a parameters mapping, smallest variant first."""
+    sizes = {
+        str(name): int(size)
+        for name, size in parameters["split"]["variant_sizes"].items()
+    }
+    return dict(sorted(sizes.items(), key=lambda item: item[1]))
+
+
+def use_session_parameters(parameters: Mapping[str, Any]) -> bool:
+    """Take the variants from a session's parameters; True when they changed."""
+    sizes = sizes_from_parameters(parameters)
+    changed = sizes != _session.get("sizes")
+    _session["sizes"] = sizes
+    return changed
+
+
+def _project_parameters() -> Mapping[str, Any]:
+    from kedro.framework.project import settings
+    from kedro.utils import find_kedro_project
+
+    project = find_kedro_project(Path.cwd())
+    if project is None:
+        raise RuntimeError(
+            "the variant names live in the project's parameters, but no Kedro project "
+            f"contains {Path.cwd()}; run from the project or through a KedroSession"
+        )
+    loader = settings.CONFIG_LOADER_CLASS(
+        conf_source=str(Path(project) / settings.CONF_SOURCE),
+        env=os.environ.get("KEDRO_ENV"),
+        **settings.CONFIG_LOADER_ARGS,
+    )
+    return loader["parameters"]
+
+
+def variant_names() -> list[str]:
+    """The variant namespaces, smallest first."""
+    if "sizes" not in _session:
+        return list(sizes_from_parameters(_project_parameters()))
+    return list(_session["sizes"])

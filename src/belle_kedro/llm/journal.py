@@ -1,0 +1,113 @@
+"""An append-only JSON Lines journal of raw LLM responses that survives SIGKILL.
+
+Every record is written with one ``write`` call and flushed (and by default fsynced)
+before ``append`` returns, so a response is on disk the moment the runner has it. A process killed in
+the middle of a write leaves at most one torn last line (no trailing newline): readers
+skip it and the next writer cuts it off before appending, so the file heals itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from belle_kedro.common.errors import FormatError
+
+
+class ResponseJournal:
+    """Append-only JSONL file of response records keyed by ``request_id``."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._handle: Any = None
+
+    def _open_for_append(self) -> Any:
+        if self._handle is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._drop_torn_tail()
+            self._handle = open(self.path, "ab")  # noqa: SIM115 - kept open across appends
+        return self._handle
+
+    def _drop_torn_tail(self) -> None:
+        """Cut a partial last line left by a killed writer (it was never acknowledged)."""
+        if not self.path.exists():
+            return
+        data = self.path.read_bytes()
+        if not data or data.endswith(b"\n"):
+            return
+        keep = data.rfind(b"\n") + 1
+        with open(self.path, "r+b") as handle:
+            handle.truncate(keep)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def append(self, record: dict[str, Any], *, sync: bool = True) -> None:
+        """Write one record; flushed to the OS at once, fsynced unless ``sync=False``.
+
+        After the flush the record survives SIGKILL (it is in the kernel's page cache);
+        the fsync also makes it survive a power cut. ``sync=False`` lets an event loop
+        hand the fsync to a thread (``sync()``) instead of blocking on the disk.
+        """
+        if "request_id" not in record:
+            raise ValueError("a journal record needs a 'request_id'")
+        line = (
+            json.dumps(record, ensure_ascii=False, sort_keys=True).encode("utf-8")
+            + b"\n"
+        )
+        with self._lock:
+            handle = self._open_for_append()
+            handle.write(line)
+            handle.flush()
+            if sync:
+                os.fsync(handle.fileno())
+
+    def sync(self) -> None:
+        """fsync everything appended so far (safe to call from any thread)."""
+        with self._lock:
+            handle = self._handle
+            descriptor = handle.fileno() if handle is not None else None
+        if descriptor is not None:
+            os.fsync(descriptor)
+
+    def records(self) -> list[dict[str, Any]]:
+        """All complete records in file order; a torn last line is ignored."""
+        if not self.path.exists():
+            return []
+        with self._lock:
+            data = self.path.read_bytes()
+        lines = data.split(b"\n")
+        # Without a trailing newline the last piece is a torn write: not a record yet.
+        complete, torn = lines[:-1], lines[-1]
+        records: list[dict[str, Any]] = []
+        for number, raw in enumerate(complete, start=1):
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                raise FormatError(
+                    self.path, number, None, f"not a JSON record ({error})"
+                ) from None
+            if not isinstance(record, dict) or "request_id" not in record:
+                raise FormatError(self.path, number, "request_id", "missing")
+            records.append(record)
+        del torn
+        return records
+
+    def done_ids(self) -> set[str]:
+        """Ids that have an answer stored (failed attempts do not count)."""
+        return {str(r["request_id"]) for r in self.records() if not r.get("error")}
+
+    def close(self) -> None:
+        """Release the file handle (appending again reopens it)."""
+        with self._lock:
+            if self._handle is not None:
+                self._handle.close()
+                self._handle = None
+
+    def __repr__(self) -> str:
+        return f"ResponseJournal({str(self.path)!r})"

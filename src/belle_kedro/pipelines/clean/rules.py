@@ -1,0 +1,344 @@
+"""Normalisation and BELLE's rule filters for instruction records.
+
+Every rule is a small named function over a DataFrame with the record columns
+(``instruction``, ``input``, ``output`` strings) that returns a boolean Series, True for
+a record to drop; :func:`address_model` also rewrites instructions. :data:`RULES` maps
+the names used in ``parameters_clean.yml`` to them, and :func:`apply_rules` runs the
+configured ones in order and reports what each dropped. All rules are vectorised or
+touch only the rows that need a closer look, so a million records take seconds.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from belle_kedro.common.records import RECORD_COLUMNS, require_columns
+from belle_kedro.common.text import cjk_ratio, similarity_key
+
+_PROGRESS_FROM = 50_000  # records; smaller inputs finish before a bar would help
+EXAMPLE_CHARS = 200  # each text of a report example is cut to this length
+
+
+def _safe_nfkc_table() -> dict[int, str]:
+    """NFKC only where it cannot change meaning or Chinese typography.
+
+    Folded: full-width ASCII letters and digits (Ａ１ -> A1), half-width katakana, Kangxi
+    and CJK radicals and compatibility ideographs (⽇ -> 日), odd spaces. Kept: full-width
+    punctuation (Chinese text uses ，。：？), super/subscripts (x² is not x2), circled
+    and fraction digits (① is not 1), ligature-like symbols. Zero-width marks go.
+    """
+    table: dict[int, str] = {}
+    wanted = (
+        range(0xFF10, 0xFF1A),  # full-width digits
+        range(0xFF21, 0xFF3B),  # full-width upper case
+        range(0xFF41, 0xFF5B),  # full-width lower case
+        range(0xFF65, 0xFFA0),  # half-width katakana
+        range(0x2E80, 0x2FE0),  # CJK radicals supplement + Kangxi radicals
+        range(0xF900, 0xFB00),  # CJK compatibility ideographs
+        range(0x2F800, 0x2FA20),  # CJK compatibility ideographs supplement
+    )
+    for block in wanted:
+        for code in block:
+            folded = unicodedata.normalize("NFKC", chr(code))
+            if folded != chr(code):
+                table[code] = folded
+    for code in range(0x3001):  # every Unicode space lies below U+3001
+        char = chr(code)
+        if char.isspace() and char not in "\n\r\t ":
+            table[code] = " "
+    for invisible in ("\u200b", "\u200c", "\u200d", "\u2060", "\ufeff"):
+        table[ord(invisible)] = ""
+    return table
+
+
+_NFKC_SAFE = _safe_nfkc_table()
+# Most texts need no folding; one regex search is far cheaper than str.translate.
+
+
+def _char_class(codes: Sequence[int]) -> re.Pattern[str]:
+    """A regex class matching exactly ``codes``, written as ranges."""
+    ranges: list[list[int]] = []
+    for code in sorted(codes):
+        if ranges and code == ranges[-1][1] + 1:
+            ranges[-1][1] = code
+        else:
+            ranges.append([code, code])
+    return re.compile(
+        "["
+        + "".join(f"{re.escape(chr(lo))}-{re.escape(chr(hi))}" for lo, hi in ranges)
+        + "]"
+    )
+
+
+_FOLDABLE = _char_class(list(_NFKC_SAFE))
+_LINE_ENDINGS = re.compile(r"\r\n?")
+_INNER_SPACE = re.compile(
+    r"(?<=\S)(?: [ \t]+|\t[ \t]*)(?=\S)"
+)  # not single spaces: no-op
+_TRAILING_SPACE = re.compile(r"[ \t]+(?=\n|$)")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+def normalise_text(text: str) -> str:
+    """NFC + the safe part of NFKC, then whitespace folding that keeps line structure.
+
+    Inner runs of spaces fold to one, line ends and the whole text are trimmed, at most
+    one blank line survives; leading indentation stays (code in outputs needs it).
+    """
+    if not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
+    if _FOLDABLE.search(text):
+        text = text.translate(_NFKC_SAFE)
+    # Substring tests first: most texts have nothing to fold, and a regex scan of a long
+    # output costs far more than these C-level checks.
+    if "\r" in text:
+        text = _LINE_ENDINGS.sub("\n", text)
+    if "\t" in text or "  " in text:
+        text = _INNER_SPACE.sub(" ", text)
+    if " \n" in text or "\t\n" in text:
+        text = _TRAILING_SPACE.sub("", text)
+    if "\n\n\n" in text:
+        text = _BLANK_LINES.sub("\n\n", text)
+    return text.strip()
+
+
+def normalise_records(records: pd.DataFrame) -> pd.DataFrame:
+    """Normalised copy of ``records``: text columns cleaned, missing input -> ""."""
+    require_columns(records, ("instruction", "output"), "instruction records")
+    normalised = records.copy()
+    if "input" not in normalised.columns:
+        normalised["input"] = ""
+    for column in RECORD_COLUMNS:
+        values = tqdm(
+            normalised[column],
+            desc=f"normalise {column}",
+            disable=len(normalised) < _PROGRESS_FROM,
+            mininterval=2.0,
+        )
+        normalised[column] = [
+            normalise_text(value) if isinstance(value, str) else "" for value in values
+        ]
+    return normalised.reset_index(drop=True)
+
+
+def _any_term(terms: Sequence[str]) -> re.Pattern[str]:
+    return re.compile("|".join(re.escape(term) for term in terms), re.IGNORECASE)
+
+
+def blacklisted(records: pd.DataFrame, terms: Sequence[str]) -> pd.Series:
+    """Records naming any term (case-insensitive) in instruction, input or output."""
+    if not terms:
+        return pd.Series(False, index=records.index)
+    pattern = _any_term(terms)
+    text = records["instruction"] + "\n" + records["input"] + "\n" + records["output"]
+    return text.str.contains(pattern, regex=True)
+
+
+def address_model(
+    records: pd.DataFrame, strip_patterns: Sequence[str], mention_terms: Sequence[str]
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Strip phrases addressing the model from instructions, then flag leftover mentions.
+
+    Returns ``(records with stripped instructions, drop mask)``: a record is dropped
+    when its instruction or input still names the model after stripping.
+    """
+    rewritten = records.copy()
+    instructions = rewritten["instruction"]
+    for pattern in strip_patterns:
+        instructions = instructions.str.replace(
+            re.compile(pattern, re.IGNORECASE), "", regex=True
+        )
+    rewritten["instruction"] = instructions.str.strip()
+    if not mention_terms:
+        return rewritten, pd.Series(False, index=records.index)
+    mention = _any_term(mention_terms)
+    dropped = rewritten["instruction"].str.contains(mention) | rewritten[
+        "input"
+    ].str.contains(mention)
+    return rewritten, dropped
+
+
+def bad_length(
+    records: pd.DataFrame,
+    *,
+    min_instruction_chars: int,
+    max_instruction_chars_with_input: int,
+    max_instruction_chars_with_example: int,
+    example_markers: Sequence[str],
+    max_output_chars: int | None,
+) -> pd.Series:
+    """BELLE's length rules: instruction too short, or too long beside an input; output empty or too long."""
+    instruction_length = records["instruction"].str.len()
+    has_input = records["input"].str.len() > 0
+    gives_example = (
+        records["instruction"].str.contains(_any_term(example_markers))
+        if example_markers
+        else pd.Series(False, index=records.index)
+    )
+    limit = pd.Series(max_instruction_chars_with_input, index=records.index).where(
+        ~gives_example, max_instruction_chars_with_example
+    )
+    dropped = instruction_length < min_instruction_chars
+    dropped |= has_input & (instruction_length >= limit)
+    dropped |= records["output"].str.strip().str.len() == 0
+    if max_output_chars is not None:
+        dropped |= records["output"].str.len() > max_output_chars
+    return dropped
+
+
+_LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
+_CJK_CHAR = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
+
+
+def _mostly_english(
+    texts: pd.Series,
+    min_english_words: int,
+    english_word_share: float,
+    sample_chars: int,
+) -> pd.Series:
+    # A Latin word and a CJK character carry roughly as much text, so compare their
+    # counts (a letter-based share would call "苹果iPhone 12 Pro" English). Only texts
+    # with Latin letters can be English; the rest skip the counting.
+    suspects = texts[texts.str.contains("[A-Za-z]", regex=True)].str.slice(
+        0, sample_chars
+    )
+    words = suspects.str.count(_LATIN_WORD.pattern)
+    cjk = suspects.str.count(_CJK_CHAR.pattern)
+    verdict = pd.Series(False, index=texts.index)
+    verdict[suspects.index] = (words >= min_english_words) & (
+        words >= english_word_share * (words + cjk)
+    )
+    return verdict
+
+
+def wrong_language(
+    records: pd.DataFrame,
+    *,
+    chinese_instruction_min_cjk: float,
+    min_english_words: int,
+    english_word_share: float,
+    exempt_keywords: Sequence[str],
+    sample_chars: int,
+) -> pd.Series:
+    """Chinese instruction whose input or output is mostly English (translation and the like exempt).
+
+    "Chinese": at least ``chinese_instruction_min_cjk`` of the instruction's letters are
+    CJK. "Mostly English": within the first ``sample_chars``, at least
+    ``min_english_words`` Latin words, making up ``english_word_share`` of all words
+    (a CJK character counts as one word).
+    """
+    chinese = pd.Series(
+        [
+            cjk_ratio(text) >= chinese_instruction_min_cjk
+            for text in records["instruction"]
+        ],
+        index=records.index,
+    )
+    if exempt_keywords:
+        chinese &= ~records["instruction"].str.contains(_any_term(exempt_keywords))
+    candidates = records[chinese]
+    english = _mostly_english(
+        candidates["input"], min_english_words, english_word_share, sample_chars
+    )
+    english |= _mostly_english(
+        candidates["output"], min_english_words, english_word_share, sample_chars
+    )
+    dropped = pd.Series(False, index=records.index)
+    dropped[candidates.index] = english
+    return dropped
+
+
+def missing_input(
+    records: pd.DataFrame, reference_pattern: str, inline_content_pattern: str
+) -> pd.Series:
+    """Instructions about a text "below"/"given" that neither the input nor the instruction holds."""
+    refers = records["instruction"].str.contains(
+        re.compile(reference_pattern), regex=True
+    )
+    inline = records["instruction"].str.contains(
+        re.compile(inline_content_pattern, re.DOTALL), regex=True
+    )
+    return refers & ~inline & (records["input"].str.len() == 0)
+
+
+def exact_duplicates(records: pd.DataFrame) -> pd.Series:
+    """Every repeat of an earlier record's normalised instruction + input."""
+    keys = pd.Series(
+        [
+            f"{similarity_key(text)}\x00{similarity_key(extra)}"
+            for text, extra in zip(
+                records["instruction"], records["input"], strict=True
+            )
+        ],
+        index=records.index,
+    )
+    return keys.duplicated(keep="first")
+
+
+Rule = Callable[..., tuple[pd.DataFrame, pd.Series]]
+
+
+def _mask_only(check: Callable[..., pd.Series]) -> Rule:
+    def rule(records: pd.DataFrame, **options: Any) -> tuple[pd.DataFrame, pd.Series]:
+        return records, check(records, **options)
+
+    rule.__name__ = check.__name__
+    rule.__doc__ = check.__doc__
+    return rule
+
+
+RULES: dict[str, Rule] = {
+    "blacklist": _mask_only(blacklisted),
+    "model_address": address_model,
+    "length": _mask_only(bad_length),
+    "language": _mask_only(wrong_language),
+    "missing_input": _mask_only(missing_input),
+    "exact_duplicates": _mask_only(exact_duplicates),
+}
+
+
+def _example(record: pd.Series, max_chars: int) -> dict[str, str]:
+    return {column: str(record[column])[:max_chars] for column in RECORD_COLUMNS}
+
+
+def apply_rules(
+    records: pd.DataFrame,
+    rules: Mapping[str, Mapping[str, Any]],
+    examples: int,
+) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
+    """Run the configured rules in order; return the survivors and one report row per rule.
+
+    ``rules`` maps a name in :data:`RULES` to ``{"enabled": bool, **options}``. Each
+    report row: ``rule, enabled, input, dropped, examples`` (the first dropped records).
+    """
+    unknown = sorted(set(rules) - set(RULES))
+    if unknown:
+        raise ValueError(f"unknown clean rule(s) {unknown}; known: {sorted(RULES)}")
+    report = []
+    for name, settings in rules.items():
+        options = dict(settings or {})
+        enabled = bool(options.pop("enabled"))
+        row: dict[str, Any] = {
+            "rule": name,
+            "enabled": enabled,
+            "input": len(records),
+            "dropped": 0,
+            "examples": [],
+        }
+        if enabled:
+            records, dropped = RULES[name](records, **options)
+            dropped = dropped.fillna(False).astype(bool)
+            row["dropped"] = int(dropped.sum())
+            row["examples"] = [
+                _example(record, EXAMPLE_CHARS)
+                for _, record in records[dropped].head(examples).iterrows()
+            ]
+            records = records[~dropped].reset_index(drop=True)
+        report.append(row)
+    return records, report

@@ -1,0 +1,191 @@
+"""Answering the eval set: the registered model, its answers, and its NLL of each reference.
+
+The model is loaded once per variant and used for both: batched greedy (or sampled)
+generation through the shared template, and the summed negative log-likelihood of each
+standard answer given its prompt. Questions are processed in length order so a batch
+wastes little on padding; results go back in eval-set order.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import mlflow
+import torch
+from tqdm.auto import tqdm
+
+from belle_kedro.common.template import IGNORE_INDEX, encode_example
+
+# At or below this temperature sampling is indistinguishable from argmax, so decode
+# greedily (BELLE's evals used 0.001) and make answers exactly reproducible.
+GREEDY_BELOW_TEMPERATURE = 0.01
+
+
+def load_registered_model(model_uri: str) -> tuple[Any, Any]:
+    """The registered model's ``(model, tokenizer)`` from the MLflow registry."""
+    components: Mapping[str, Any] = mlflow.transformers.load_model(
+        model_uri, return_type="components"
+    )
+    tokenizer = components["tokenizer"]
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return components["model"], tokenizer
+
+
+@torch.inference_mode()
+def generate_answers(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+    temperature: float,
+    top_p: float,
+    progress: str | None = None,
+) -> list[str]:
+    """Continue each already-templated prompt; returns only the new text, in order.
+
+    Prompts must come from :func:`belle_kedro.common.template.build_prompt`. They are
+    tokenised exactly as in training (no special tokens added) and left-padded so every
+    answer starts right after its own prompt. Decoding is greedy at or below
+    :data:`GREEDY_BELOW_TEMPERATURE`.
+    """
+    sampling = (
+        {"do_sample": True, "temperature": temperature, "top_p": top_p}
+        if temperature > GREEDY_BELOW_TEMPERATURE
+        else {"do_sample": False}
+    )
+    model.eval()
+    previous_side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    answers: list[str] = []
+    try:
+        starts = range(0, len(prompts), batch_size)
+        for start in tqdm(
+            starts, desc=progress or "generate", disable=progress is None
+        ):
+            batch = list(prompts[start : start + batch_size])
+            encoded = tokenizer(
+                batch, return_tensors="pt", padding=True, add_special_tokens=False
+            )
+            encoded = {key: value.to(model.device) for key, value in encoded.items()}
+            output = model.generate(
+                **encoded,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=tokenizer.eos_token_id,
+                **sampling,
+            )
+            new_tokens = output[:, encoded["input_ids"].shape[1] :]
+            answers.extend(
+                text.strip()
+                for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            )
+    finally:
+        tokenizer.padding_side = previous_side
+    return answers
+
+
+def reference_nll(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    references: Sequence[str],
+    *,
+    batch_size: int,
+) -> list[tuple[float, int]]:
+    """Summed negative log-likelihood of each reference given its prompt, and its token count.
+
+    Only the reference tokens are scored (the prompt is context, as in SFT), and only
+    their positions go through the output projection (``base_model`` hidden states, then
+    the output embeddings), so long prompts cost no vocabulary-sized logits. Returns
+    ``(nan, 0)`` for an empty reference. Perplexity is ``exp(sum_nll / tokens)``; keep
+    the sums so a class or variant perplexity is pooled over tokens, not averaged.
+    """
+    results: list[tuple[float, int]] = [(math.nan, 0)] * len(prompts)
+    scored = [
+        i for i, reference in enumerate(references) if reference and reference.strip()
+    ]
+    pad_id = (
+        tokenizer.pad_token_id
+        if tokenizer.pad_token_id is not None
+        else tokenizer.eos_token_id
+    )
+    model.eval()
+    for start in range(0, len(scored), batch_size):
+        batch = scored[start : start + batch_size]
+        encoded = [
+            encode_example(
+                tokenizer, prompts[i], references[i].strip(), end_with_eos=False
+            )
+            for i in batch
+        ]
+        width = max(len(ids) for ids, _ in encoded)
+        input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+        label_ids = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, (ids, target) in enumerate(encoded):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            label_ids[row, : len(ids)] = torch.tensor(target)
+            attention[row, : len(ids)] = 1
+        # position t predicts token t + 1; only reference positions need the vocabulary
+        # projection, which is most of the cost with a large vocabulary and long prompts.
+        mask = label_ids[:, 1:] != IGNORE_INDEX
+        with torch.no_grad():
+            hidden = model.base_model(
+                input_ids=input_ids, attention_mask=attention
+            ).last_hidden_state
+            logits = model.get_output_embeddings()(hidden[:, :-1][mask]).float()
+            token_nll = torch.nn.functional.cross_entropy(
+                logits, label_ids[:, 1:][mask], reduction="none"
+            )
+        counts = mask.sum(dim=1).tolist()
+        for i, row_nll in zip(batch, torch.split(token_nll, counts), strict=True):
+            tokens = int(row_nll.numel())
+            results[i] = (float(row_nll.sum()), tokens) if tokens else (math.nan, 0)
+    return results
+
+
+def answer_in_length_order(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    references: Sequence[str],
+    generation: Mapping[str, Any],
+    *,
+    progress: str,
+) -> tuple[list[str], list[tuple[float, int]]]:
+    """Answers and reference NLLs for every prompt, computed in length order.
+
+    ``generation`` is ``params:evaluate.generation``; its seed fixes any sampling.
+    """
+    order = sorted(
+        range(len(prompts)), key=lambda i: len(prompts[i]) + len(references[i])
+    )
+    torch.manual_seed(int(generation["seed"]))
+    sorted_answers = generate_answers(
+        model,
+        tokenizer,
+        [prompts[i] for i in order],
+        max_new_tokens=int(generation["max_new_tokens"]),
+        batch_size=int(generation["batch_size"]),
+        temperature=float(generation["temperature"]),
+        top_p=float(generation["top_p"]),
+        progress=progress,
+    )
+    sorted_nll = reference_nll(
+        model,
+        tokenizer,
+        [prompts[i] for i in order],
+        [references[i] for i in order],
+        batch_size=int(generation["batch_size"]),
+    )
+    answers: list[str] = [""] * len(prompts)
+    nll: list[tuple[float, int]] = [(math.nan, 0)] * len(prompts)
+    for position, i in enumerate(order):
+        answers[i] = sorted_answers[position]
+        nll[i] = sorted_nll[position]
+    return answers, nll

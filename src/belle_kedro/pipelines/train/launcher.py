@@ -1,0 +1,177 @@
+"""Hand a prepared run folder to training: in this process, or torchrun/DeepSpeed.
+
+Kedro runs in one process; training may need many (GPUs, nodes). The hand-off is a run
+folder (:mod:`.trainer` describes its layout), identical whichever way training runs.
+:func:`launch` runs :func:`~.trainer.run_training` in-process for one process without
+DeepSpeed, and otherwise starts ``python -m torch.distributed.run ... -m
+belle_kedro.pipelines.train.trainer <run_folder>`` (or the DeepSpeed launcher) as a
+subprocess and waits for it. Every process reads the same folder, rank 0 writes the
+result, and the Kedro node loads ``model/`` back. The fingerprint hashes the data and
+the training config, so a crashed run resumes from its last checkpoint when rerun
+unchanged and a changed config starts afresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from belle_kedro.common.records import RECORD_COLUMNS, records_digest
+from belle_kedro.pipelines.train.trainer import (
+    CHECKPOINT_DIR,
+    EVAL_FILE,
+    JOB_FILE,
+    RESULT_FILE,
+    TRAIN_FILE,
+    run_training,
+    write_atomic,
+)
+
+logger = logging.getLogger(__name__)
+
+# The module every launcher process runs.
+WORKER_MODULE = "belle_kedro.pipelines.train.trainer"
+# Parameters that change how training is launched, not what it computes.
+_NOT_FINGERPRINTED = ("launcher", "checkpoint_root", "registered_model_name")
+
+
+def _write_parquet_atomic(path: Path, records: pd.DataFrame) -> None:
+    staging = path.with_name(f".{path.name}.tmp")
+    records.to_parquet(staging, index=False)
+    staging.replace(path)
+
+
+def run_fingerprint(
+    train_data: pd.DataFrame, eval_data: pd.DataFrame, train_config: Mapping[str, Any]
+) -> str:
+    """Short hash of what determines a training run's result (data + config)."""
+    config = {
+        key: value
+        for key, value in train_config.items()
+        if key not in _NOT_FINGERPRINTED
+    }
+    payload = json.dumps(
+        {
+            "train": records_digest(train_data),
+            "eval": records_digest(eval_data),
+            "config": config,
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def prepare_run_dir(
+    checkpoint_root: str | Path,
+    variant: str,
+    train_data: pd.DataFrame,
+    eval_data: pd.DataFrame,
+    train_config: Mapping[str, Any],
+    *,
+    mlflow_run: Mapping[str, str] | None = None,
+) -> Path:
+    """Create (or reuse, to resume) the variant's run folder and write its inputs."""
+    config = dict(train_config)
+    deepspeed = config["deepspeed"]
+    if deepspeed:
+        # Absolute, so launcher subprocesses on any working directory find it.
+        config["deepspeed"] = str(Path(deepspeed).resolve())
+    run_dir = (
+        Path(checkpoint_root).resolve()
+        / variant
+        / run_fingerprint(train_data, eval_data, config)
+    )
+    if (run_dir / RESULT_FILE).is_file():
+        # A finished run: train again from scratch rather than "resume" a complete one.
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    columns = list(RECORD_COLUMNS)
+    _write_parquet_atomic(run_dir / TRAIN_FILE, train_data.loc[:, columns])
+    _write_parquet_atomic(run_dir / EVAL_FILE, eval_data.loc[:, columns])
+    job = {
+        "variant": variant,
+        "train": config,
+        "mlflow": dict(mlflow_run) if mlflow_run else None,
+    }
+    write_atomic(
+        run_dir / JOB_FILE, json.dumps(job, indent=2, sort_keys=True, default=str)
+    )
+    return run_dir
+
+
+def launcher_command(
+    run_dir: Path, launcher: Mapping[str, Any], uses_deepspeed: bool
+) -> list[str] | None:
+    """The command that trains ``run_dir`` in several processes, or None for in-process."""
+    nproc = int(launcher["nproc_per_node"])
+    nnodes = int(launcher["nnodes"])
+    if nproc <= 1 and nnodes <= 1 and not uses_deepspeed:
+        return None
+    entry = ["-m", WORKER_MODULE, str(run_dir)]
+    if launcher["command"] == "deepspeed":
+        command = [
+            sys.executable,
+            "-m",
+            "deepspeed.launcher.runner",
+            "--num_gpus",
+            str(nproc),
+        ]
+        if launcher["hostfile"]:
+            command += ["--hostfile", str(launcher["hostfile"])]
+        if launcher["master_port"]:
+            command += ["--master_port", str(launcher["master_port"])]
+        return [*command, "--module", WORKER_MODULE, str(run_dir)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        str(nproc),
+    ]
+    if nnodes > 1:
+        command += [
+            "--nnodes",
+            str(nnodes),
+            "--node_rank",
+            str(launcher["node_rank"]),
+            "--rdzv_backend",
+            "c10d",
+            "--rdzv_endpoint",
+            f"{launcher['master_addr']}:{launcher['master_port']}",
+        ]
+    else:
+        command.append("--standalone")  # picks a free port on this machine
+    return [*command, *entry]
+
+
+def launch(run_dir: Path) -> dict[str, Any]:
+    """Train ``run_dir`` as its ``train.launcher`` says; returns ``result.json``."""
+    job = json.loads((run_dir / JOB_FILE).read_text(encoding="utf-8"))
+    launcher = job["train"]["launcher"]
+    command = launcher_command(
+        run_dir, launcher, uses_deepspeed=bool(job["train"]["deepspeed"])
+    )
+    if command is None:
+        return run_training(run_dir)
+    logger.info("Handing %s to the launcher: %s", job["variant"], " ".join(command))
+    if int(launcher["nnodes"]) > 1:
+        logger.info("Start the same command on the other nodes with --node_rank 1..N-1")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    completed = subprocess.run(command, env=env, check=False)
+    if completed.returncode != 0:
+        raise RuntimeError(
+            f"training {job['variant']} failed in the launcher (exit {completed.returncode}); "
+            f"rerun to resume from the last checkpoint in {run_dir / CHECKPOINT_DIR}"
+        )
+    return json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))

@@ -1,0 +1,329 @@
+"""Supervised fine-tuning with the transformers Trainer, run from a run folder.
+
+Every training process (one in-process, or each torchrun/DeepSpeed rank) calls
+:func:`run_training` on the same run folder, which :mod:`.launcher` prepares::
+
+    <checkpoint_root>/<variant>/<fingerprint>/
+        job.json        resolved ``params:train`` + variant + MLflow run to log to
+        train.parquet   the variant's training records
+        eval.parquet    held-out records for the eval loss
+        checkpoints/    Trainer checkpoints every ``trainer.save_steps`` steps
+        model/          the final model (or LoRA adapter) and tokenizer
+        result.json     final figures, written last by rank 0
+
+A run resumes from its last checkpoint; rank 0 writes ``model/`` and ``result.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedTokenizerBase,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
+from transformers.trainer_utils import get_last_checkpoint
+
+from belle_kedro.pipelines.train.models import load_base_model, load_model_and_tokenizer
+from belle_kedro.pipelines.train.sft import (
+    LengthGroupedSampler,
+    SFTCollator,
+    SFTDataset,
+    padding_waste,
+)
+
+logger = logging.getLogger(__name__)
+
+JOB_FILE = "job.json"
+TRAIN_FILE = "train.parquet"
+EVAL_FILE = "eval.parquet"
+RESULT_FILE = "result.json"
+MODEL_DIR = "model"
+CHECKPOINT_DIR = "checkpoints"
+# Trainer log keys -> MLflow metric names.
+_METRIC_NAMES = {
+    "loss": "train_loss",
+    "eval_loss": "eval_loss",
+    "learning_rate": "learning_rate",
+    "grad_norm": "grad_norm",
+}
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` under a temporary name and rename it into place."""
+    staging = path.with_name(f".{path.name}.tmp")
+    staging.write_text(text, encoding="utf-8")
+    staging.replace(path)
+
+
+class MlflowStepLogger(TrainerCallback):
+    """Logs train/eval loss and tokens/s by step to one MLflow run, from rank 0 only.
+
+    It talks to the run by id through ``MlflowClient``, so it works the same in-process
+    and inside launcher subprocesses, which have no active MLflow run of their own.
+    """
+
+    def __init__(
+        self, tracking_uri: str, run_id: str, collator: SFTCollator, world_size: int
+    ):
+        from mlflow.tracking import MlflowClient
+
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.run_id = run_id
+        self.collator = collator
+        self.world_size = world_size
+        self._last_tokens = 0
+        self._last_time = time.perf_counter()
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        # Evaluation time is not training throughput.
+        self._last_time = time.perf_counter()
+
+    def on_log(
+        self,
+        args: Any,
+        state: Any,
+        control: Any,
+        logs: dict[str, float] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if not state.is_world_process_zero or not logs:
+            return
+        from mlflow.entities import Metric
+
+        now_ms = int(time.time() * 1000)
+        metrics = [
+            Metric(_METRIC_NAMES[key], float(value), now_ms, state.global_step)
+            for key, value in logs.items()
+            if key in _METRIC_NAMES
+            and isinstance(value, int | float)
+            and math.isfinite(value)
+        ]
+        if "loss" in logs:
+            now = time.perf_counter()
+            tokens = self.collator.stats.real_tokens
+            elapsed = now - self._last_time
+            if elapsed > 0 and tokens > self._last_tokens:
+                rate = (tokens - self._last_tokens) * self.world_size / elapsed
+                metrics.append(
+                    Metric("tokens_per_second", rate, now_ms, state.global_step)
+                )
+            self._last_tokens, self._last_time = tokens, now
+        if metrics:
+            self.client.log_batch(self.run_id, metrics=metrics)
+
+
+class SFTTrainer(Trainer):
+    """Trainer whose train sampler groups examples by length (when asked to)."""
+
+    def __init__(
+        self,
+        *args: Any,
+        eval_collator: SFTCollator | None = None,
+        group_by_length: bool = True,
+        megabatch_batches: int = 64,
+        **kwargs: Any,
+    ):
+        self.eval_collator = eval_collator
+        self.group_by_length = group_by_length
+        self.megabatch_batches = megabatch_batches
+        super().__init__(*args, **kwargs)
+
+    def get_eval_dataloader(self, eval_dataset: Any = None) -> Any:
+        # Eval batches get their own collator so padding figures describe training only.
+        if self.eval_collator is None:
+            return super().get_eval_dataloader(eval_dataset)
+        train_collator, self.data_collator = self.data_collator, self.eval_collator
+        try:
+            return super().get_eval_dataloader(eval_dataset)
+        finally:
+            self.data_collator = train_collator
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.group_by_length and isinstance(dataset, SFTDataset):
+            return LengthGroupedSampler(
+                dataset.lengths,
+                self.args.per_device_train_batch_size,
+                megabatch_batches=self.megabatch_batches,
+                seed=self.args.seed,
+            )
+        return super()._get_train_sampler(train_dataset)
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _training_arguments(
+    run_dir: Path, config: Mapping[str, Any], has_eval: bool
+) -> TrainingArguments:
+    trainer_params = dict(config["trainer"])
+    if not has_eval:
+        trainer_params["eval_strategy"] = "no"
+    on_cpu = not torch.cuda.is_available()
+    return TrainingArguments(
+        output_dir=str(run_dir / CHECKPOINT_DIR),
+        report_to="none",  # MlflowStepLogger logs to the variant's child run instead
+        remove_unused_columns=False,
+        save_strategy="steps",
+        seed=int(config["seed"]),
+        use_cpu=on_cpu,
+        ddp_backend="gloo" if on_cpu and _world_size() > 1 else None,
+        deepspeed=config["deepspeed"],
+        **trainer_params,
+    )
+
+
+def run_training(
+    run_dir: str | Path, callbacks: Sequence[TrainerCallback] = ()
+) -> dict[str, Any]:
+    """Train from a run folder (every process calls this); resumes from its last checkpoint.
+
+    Rank 0 writes ``model/`` and ``result.json``; every rank returns the result.
+    """
+    run_dir = Path(run_dir)
+    job = json.loads((run_dir / JOB_FILE).read_text(encoding="utf-8"))
+    config = job["train"]
+    data_config = config["data"]
+    max_length = int(data_config["max_length"])
+
+    model, tokenizer = load_model_and_tokenizer(config)
+    train_dataset = SFTDataset.from_records(
+        pd.read_parquet(run_dir / TRAIN_FILE), tokenizer, max_length
+    )
+    eval_records = pd.read_parquet(run_dir / EVAL_FILE)
+    eval_dataset = (
+        SFTDataset.from_records(eval_records, tokenizer, max_length)
+        if len(eval_records)
+        else None
+    )
+    if len(train_dataset) == 0:
+        raise ValueError(
+            f"{run_dir / TRAIN_FILE}: no record has an answer token within max_length={max_length}"
+        )
+
+    train_collator = SFTCollator(
+        tokenizer.pad_token_id, data_config["pad_to_multiple_of"]
+    )
+    args = _training_arguments(
+        run_dir, config, has_eval=eval_dataset is not None and len(eval_dataset) > 0
+    )
+    all_callbacks = list(callbacks)
+    if job["mlflow"]:
+        all_callbacks.append(
+            MlflowStepLogger(
+                job["mlflow"]["tracking_uri"],
+                job["mlflow"]["run_id"],
+                train_collator,
+                args.world_size,
+            )
+        )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset or None,
+        data_collator=train_collator,
+        eval_collator=SFTCollator(
+            tokenizer.pad_token_id, data_config["pad_to_multiple_of"]
+        ),
+        processing_class=tokenizer,
+        callbacks=all_callbacks,
+        group_by_length=bool(data_config["group_by_length"]),
+        megabatch_batches=int(data_config["megabatch_batches"]),
+    )
+    last_checkpoint = (
+        get_last_checkpoint(str(args.output_dir))
+        if Path(str(args.output_dir)).is_dir()
+        else None
+    )
+    if last_checkpoint:
+        logger.info("Resuming %s from %s", job["variant"], last_checkpoint)
+    output = trainer.train(resume_from_checkpoint=last_checkpoint)
+
+    counts = torch.tensor(
+        [train_collator.stats.real_tokens, train_collator.stats.padded_tokens],
+        dtype=torch.long,
+    )
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(counts)
+    real_tokens, padded_tokens = (int(value) for value in counts)
+    runtime = float(output.metrics.get("train_runtime", 0.0))
+    eval_loss = None
+    if eval_dataset is not None and len(eval_dataset):
+        eval_loss = float(trainer.evaluate()["eval_loss"])
+    result = {
+        "variant": job["variant"],
+        "global_step": int(trainer.state.global_step),
+        "resumed_from_step": int(Path(last_checkpoint).name.split("-")[-1])
+        if last_checkpoint
+        else 0,
+        "train_loss": float(output.training_loss),
+        "eval_loss": eval_loss,
+        "train_runtime_s": runtime,
+        "train_tokens": real_tokens,
+        "padded_tokens": padded_tokens,
+        "tokens_per_second": real_tokens / runtime if runtime > 0 else 0.0,
+        "padding_waste": padding_waste(real_tokens, padded_tokens),
+        "train_examples": len(train_dataset),
+        "dropped_examples": train_dataset.dropped,
+        "eval_examples": len(eval_dataset) if eval_dataset is not None else 0,
+        "world_size": int(args.world_size),
+        "log_history": trainer.state.log_history,
+    }
+    trainer.save_model(str(run_dir / MODEL_DIR))
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(run_dir / MODEL_DIR)
+        # Checkpoints exist only for unfinished runs; the final model is in model/.
+        shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
+        write_atomic(run_dir / RESULT_FILE, json.dumps(result, indent=2, default=str))
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+    return result
+
+
+def load_trained(
+    run_dir: Path, train_config: Mapping[str, Any]
+) -> tuple[Any, PreTrainedTokenizerBase]:
+    """The trained model (base + adapter for LoRA) and tokenizer from ``run_dir/model``."""
+    model_dir = run_dir / MODEL_DIR
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if train_config["finetuning"]["method"] == "lora":
+        from peft import PeftModel
+
+        base = load_base_model(
+            train_config["model"],
+            tokenizer,
+            seed=int(train_config["seed"]),
+        )
+        return PeftModel.from_pretrained(base, model_dir), tokenizer
+    return AutoModelForCausalLM.from_pretrained(model_dir), tokenizer
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of every launcher process: ``python -m belle_kedro.pipelines.train.trainer <run_dir>``."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    if len(arguments) != 1:
+        raise SystemExit(f"usage: python -m {__spec__.name} <run_dir>")
+    logging.basicConfig(level=logging.INFO)
+    run_training(Path(arguments[0]))
+
+
+if __name__ == "__main__":
+    main()

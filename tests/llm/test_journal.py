@@ -1,0 +1,62 @@
+"""The append-only response journal: durable appends and a torn tail after a kill."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from belle_kedro.common.errors import FormatError
+from belle_kedro.llm.journal import ResponseJournal
+
+
+def test_appends_are_read_back_in_order_and_done_ids_skip_failures(tmp_path: Path):
+    journal = ResponseJournal(tmp_path / "nested" / "raw.jsonl")
+    journal.append({"request_id": "a", "text": "一"})
+    journal.append({"request_id": "b", "text": "", "error": "HTTP 500"})
+    journal.append({"request_id": "c", "text": "三"})
+    reread = ResponseJournal(journal.path)
+    assert [r["request_id"] for r in reread.records()] == ["a", "b", "c"]
+    assert reread.done_ids() == {"a", "c"}
+    assert reread.records()[0]["text"] == "一"
+
+
+def test_a_torn_last_line_is_ignored_and_cut_before_the_next_append(tmp_path: Path):
+    path = tmp_path / "raw.jsonl"
+    journal = ResponseJournal(path)
+    journal.append({"request_id": "a", "text": "kept"})
+    journal.close()
+    with open(path, "ab") as handle:  # what SIGKILL in the middle of a write leaves
+        handle.write(b'{"request_id": "b", "te')
+    resumed = ResponseJournal(path)
+    assert resumed.done_ids() == {"a"}
+    resumed.append({"request_id": "b", "text": "again"})
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line)["request_id"] for line in lines] == ["a", "b"]
+
+
+def test_a_corrupt_middle_line_names_the_file_and_line(tmp_path: Path):
+    path = tmp_path / "raw.jsonl"
+    path.write_text(
+        '{"request_id": "a"}\nnot json\n{"request_id": "c"}\n', encoding="utf-8"
+    )
+    with pytest.raises(FormatError) as caught:
+        ResponseJournal(path).records()
+    assert caught.value.line == 2 and str(path) in str(caught.value)
+
+
+def test_records_need_a_request_id(tmp_path: Path):
+    with pytest.raises(ValueError, match="request_id"):
+        ResponseJournal(tmp_path / "raw.jsonl").append({"text": "x"})
+    assert ResponseJournal(tmp_path / "missing.jsonl").records() == []
+
+
+def test_unsynced_appends_are_readable_at_once_and_sync_is_safe(tmp_path: Path):
+    journal = ResponseJournal(tmp_path / "raw.jsonl")
+    journal.sync()  # nothing open yet: a no-op
+    journal.append({"request_id": "a"}, sync=False)
+    assert ResponseJournal(journal.path).done_ids() == {
+        "a"
+    }  # flushed to the OS already
+    journal.sync()

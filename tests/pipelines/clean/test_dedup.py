@@ -1,0 +1,172 @@
+"""Near-duplicate removal: exact agreement with brute force, seeds, order, CJK."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+import re
+
+import numpy as np
+import pytest
+from rapidfuzz import process
+from rapidfuzz.distance import Indel
+
+from belle_kedro.common.text import rouge_l
+from belle_kedro.pipelines.clean import dedup
+from tests.support.brute_force import exhaustive_near_duplicates
+
+# Original sentence pieces for a built-in fixture (no third-party text).
+SUBJECTS = [
+    "春天的公园",
+    "一只橘猫",
+    "城市的夜晚",
+    "老师的讲台",
+    "海边的小镇",
+    "秋天的稻田",
+    "雨后的街道",
+    "冬日的湖面",
+]
+TASKS = [
+    "写一首短诗描写{}",
+    "用三句话介绍{}",
+    "为{}写一段广告语",
+    "列出关于{}的五个形容词",
+    "以{}为题编一个小故事",
+]
+FILLERS = ["请", "一下", "，", "的", "简单地"]
+
+
+def builtin_fixture(size: int = 1200, seed: int = 7) -> list[str]:
+    """Seeded instructions with many near duplicates (edits of shared templates)."""
+    rng = random.Random(seed)
+    texts = []
+    for _ in range(size):
+        text = rng.choice(TASKS).format(rng.choice(SUBJECTS))
+        for _ in range(rng.randint(0, 4)):
+            at = rng.randrange(len(text))
+            if rng.random() < 0.5:
+                text = text[:at] + rng.choice(FILLERS) + text[at:]
+            else:
+                text = text[:at] + text[at + 1 :]
+        texts.append(text)
+    return texts
+
+
+def brute_force_pairs(keys: list[str], threshold: float) -> set[tuple[int, int]]:
+    scores = process.cdist(
+        keys, keys, scorer=Indel.normalized_similarity, dtype=np.float64
+    )
+    return {
+        (i, j)
+        for i, j in zip(
+            *np.nonzero(np.triu(scores >= threshold - 1e-12, 1)), strict=True
+        )
+        if rouge_l(keys[i], keys[j]) >= threshold
+    }
+
+
+def test_rouge_score_tokenizer_would_erase_chinese_ours_does_not():
+    first, second = "请写一首关于春天的诗", "写一首关于春天的短诗"
+    # rouge-score's default tokenizer: lower case, then every char outside [a-z0-9]
+    # becomes a space; Chinese text is left with no tokens at all.
+    assert re.sub(r"[^a-z0-9]+", " ", first.lower()).split() == []
+    keys = dedup.comparison_keys([first, second])
+    assert keys == [first, second]
+    assert rouge_l(first, second) == pytest.approx(2 * 9 / 20)  # LCS 写一首关于春天的诗
+    assert rouge_l(first, "股市大涨") == 0.0
+    if importlib.util.find_spec("rouge_score"):  # the real library, when installed
+        from rouge_score import rouge_scorer
+
+        assert (
+            rouge_scorer.RougeScorer(["rougeL"]).score(first, second)["rougeL"].fmeasure
+            == 0.0
+        )
+
+
+def test_matches_brute_force_on_builtin_fixture_and_is_order_stable():
+    keys = dedup.comparison_keys(builtin_fixture())
+    found = dedup.find_near_duplicates(keys, threshold=0.7)
+    expected = exhaustive_near_duplicates(keys, threshold=0.7)
+    assert (
+        0 < found.keep.sum() < len(keys) / 2
+    )  # the fixture really has near duplicates
+    assert found.keep.tolist() == expected.tolist()
+    again = dedup.find_near_duplicates(list(keys), threshold=0.7)
+    assert again.keep.tolist() == found.keep.tolist()
+    # Each dropped record points at an EARLIER KEPT record that reaches the threshold.
+    for position in np.flatnonzero(~found.keep):
+        earlier = found.duplicate_of[position]
+        assert earlier < position and found.keep[earlier]
+        assert rouge_l(keys[position], keys[earlier]) >= 0.7
+        assert found.score[position] == pytest.approx(
+            rouge_l(keys[position], keys[earlier])
+        )
+
+
+@pytest.mark.parametrize("threshold", [0.5, 0.85])
+def test_pairs_equal_brute_force(threshold):
+    keys = dedup.comparison_keys(builtin_fixture(size=400, seed=threshold * 100))
+    assert dedup.near_duplicate_pairs(keys, threshold=threshold) == brute_force_pairs(
+        keys, threshold
+    )
+
+
+def test_first_of_a_pair_wins_and_seeds_count_as_kept():
+    keys = dedup.comparison_keys(
+        [
+            "写一首关于春天的诗",
+            "请写一首关于春天的诗",
+            "介绍一下长城的历史",
+            "介绍一下长城",
+            "",
+            "",
+        ]
+    )
+    found = dedup.find_near_duplicates(
+        keys, reference_keys=dedup.comparison_keys(["介绍长城的历史"]), threshold=0.7
+    )
+    # 介绍一下长城 vs the seed: LCS 4 -> 8/13 < 0.7, but vs the dropped 介绍一下长城的历史
+    # it would be 0.8: dropped records never count. Empty keys match nothing.
+    assert found.keep.tolist() == [True, False, False, True, True, True]
+    assert found.duplicate_of.tolist()[:4] == [-1, 0, 6, -1]  # 6 = n + seed index 0
+    reversed_found = dedup.find_near_duplicates(keys[:2][::-1], threshold=0.7)
+    assert reversed_found.keep.tolist() == [True, False]
+
+
+def test_include_input_changes_what_is_compared():
+    instructions, inputs = (
+        ["翻译成英文", "翻译成英文"],
+        ["我喜欢猫", "今天下雨了，我们改天再去公园散步吧"],
+    )
+    assert not dedup.find_near_duplicates(
+        dedup.comparison_keys(instructions), threshold=0.7
+    ).keep[1]
+    assert dedup.find_near_duplicates(
+        dedup.comparison_keys(instructions, inputs), threshold=0.7
+    ).keep.all()
+
+
+def test_rejects_a_threshold_outside_zero_one():
+    with pytest.raises(ValueError, match="threshold"):
+        dedup.find_near_duplicates(["a"], threshold=1.5)
+
+
+@pytest.mark.shared
+def test_matches_brute_force_on_5000_shared_records(shared_data):
+    pool = []
+    for name in (
+        "alpaca_zh_openchinese_v3.json",
+        "alpaca_zh_carbonz0.json",
+        "huatuo_med_zh.json",
+        "lawyer_llama_legal.json",
+    ):
+        pool += [
+            record["instruction"]
+            for record in json.loads((shared_data / name).read_text(encoding="utf-8"))
+        ]
+    keys = dedup.comparison_keys(random.Random(2024).sample(pool, 5000))
+    found = dedup.find_near_duplicates(keys, threshold=0.7)
+    expected = exhaustive_near_duplicates(keys, threshold=0.7)
+    assert found.keep.sum() < len(keys)
+    assert np.flatnonzero(found.keep != expected).tolist() == []

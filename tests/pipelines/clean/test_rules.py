@@ -1,0 +1,196 @@
+"""Each clean rule with records it must drop and records it must keep (written here)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import yaml
+
+from belle_kedro.pipelines.clean import rules as filters
+from tests.support.project import REPO_ROOT
+
+PARAMS = yaml.safe_load((REPO_ROOT / "conf/base/parameters_clean.yml").read_text())[
+    "clean"
+]
+
+
+def options(rule: str) -> dict:
+    settings = dict(PARAMS["rules"][rule])
+    settings.pop("enabled")
+    return settings
+
+
+def frame(*rows: tuple[str, str, str]) -> pd.DataFrame:
+    return pd.DataFrame(rows, columns=["instruction", "input", "output"])
+
+
+def dropped(rule: str, records: pd.DataFrame) -> list[bool]:
+    _, mask = filters.RULES[rule](records, **options(rule))
+    return mask.tolist()
+
+
+def test_normalise_text_folds_width_and_space_but_keeps_meaning_and_layout():
+    assert filters.normalise_text("ＧＰＴ４ 模型\u3000很强") == "GPT4 模型 很强"
+    assert (
+        filters.normalise_text("⽇本的⾸都") == "日本的首都"
+    )  # Kangxi radicals -> ideographs
+    # Chinese punctuation, superscripts and circled numbers survive (NFKC would change them).
+    assert filters.normalise_text("x²+y²=1，①第一步：") == "x²+y²=1，①第一步："
+    assert (
+        filters.normalise_text("  a \t b\u200b  \r\n\r\n\r\n\r\n    return x  \n")
+        == "a b\n\n    return x"
+    )
+
+
+def test_normalise_records_fills_missing_input_and_keeps_provenance():
+    records = pd.DataFrame(
+        {
+            "instruction": [" 写诗 "],
+            "output": ["春天"],
+            "category": ["poem"],
+            "source": ["s"],
+        }
+    )
+    normalised = filters.normalise_records(records)
+    assert normalised.loc[
+        0, ["instruction", "input", "output", "category", "source"]
+    ].tolist() == ["写诗", "", "春天", "poem", "s"]
+
+
+def test_blacklist():
+    records = frame(
+        ("描述这张图片里的人物", "", "好的"),
+        ("总结文章", "见链接", "好的"),
+        ("什么是大模型？", "", "例如 ChatGPT 就是一种。"),
+        ("访问网站", "", "请看 HTTP://example.org"),
+        ("写一首关于秋天的诗", "", "秋风起，落叶黄。"),
+        ("解释什么是光合作用", "", "植物利用阳光把二氧化碳和水转化为养分。"),
+    )
+    assert dropped("blacklist", records) == [True, True, True, True, False, False]
+
+
+def test_model_address_strips_then_drops_leftover_mentions():
+    records = frame(
+        ("让GPT模型写一首关于海的诗", "", "海浪拍岸。"),
+        ("请GPT帮我总结这段话", "今天天气很好。", "天气好。"),
+        ("GPT模型，列出三种水果", "", "苹果、香蕉、梨"),
+        ("比较GPT和BERT的结构差异", "", "二者不同。"),
+        ("写一首诗", "题目：我和gpt的对话", "好。"),
+        ("列出三种蔬菜", "", "白菜、萝卜、土豆"),
+    )
+    rewritten, mask = filters.address_model(records, **options("model_address"))
+    assert mask.tolist() == [False, False, False, True, True, False]
+    assert rewritten["instruction"].tolist()[:3] == [
+        "写一首关于海的诗",
+        "总结这段话",
+        "列出三种水果",
+    ]
+    assert rewritten.loc[5, "instruction"] == "列出三种蔬菜"
+
+
+def test_length():
+    long_with_input = "请根据下面给出的材料" * 11  # 110 chars
+    long_with_example = (
+        "请参考示例" + "按要求改写句子" * 16
+    )  # 117 chars, gives an example
+    records = frame(
+        ("写诗", "", "春眠不觉晓"),  # 2 chars: too short
+        ("写一首", "", "春眠不觉晓"),  # 3 chars: not longer than 3
+        ("写一首诗", "", "春眠不觉晓"),  # 4 chars: kept
+        (long_with_input, "一些材料", "好的"),  # >= 100 with input
+        (long_with_input, "", "好的"),  # long but no input: kept
+        (long_with_example, "原句", "改写后"),  # < 150 with an example: kept
+        ("写一首关于雨的诗", "", "   "),  # empty output
+    )
+    assert dropped("length", records) == [True, True, False, True, False, False, True]
+    capped = filters.bad_length(
+        records.iloc[[2]], **{**options("length"), "max_output_chars": 3}
+    )
+    assert capped.tolist() == [True]
+
+
+def test_language_drops_english_answers_to_chinese_instructions_except_translation():
+    records = frame(
+        (
+            "介绍一下长城的历史",
+            "",
+            "The Great Wall was built over many centuries to protect the empire.",
+        ),
+        (
+            "总结这段话的要点",
+            "Cats sleep for most of the day and play at night.",
+            "猫白天睡觉晚上玩。",
+        ),
+        ("把这句话翻译成英文", "我喜欢猫", "I like cats very much."),
+        ("用 Python 写一个函数求和", "", "def add(a, b):\n    return a + b"),
+        ("推荐一款手机", "", "推荐苹果iPhone 15 Pro，拍照很好，续航也不错。"),
+        ("给出一个字符串的例子", "", "例如“abbcddeefff”"),
+        (
+            "Explain gravity",
+            "",
+            "Gravity pulls masses together.",
+        ),  # not a Chinese instruction
+    )
+    assert dropped("language", records) == [
+        True,
+        True,
+        False,
+        False,
+        False,
+        False,
+        False,
+    ]
+
+
+def test_missing_input():
+    records = frame(
+        ("将以下句子翻译成英文。", "", "好的"),
+        ("总结这篇文章的主要观点", "", "好的"),
+        ("阅读给定的句子并找出主语", "", "好的"),
+        ("将以下句子翻译成英文。", "我喜欢猫", "I like cats."),  # input given
+        ("将以下句子翻译成英文：我喜欢猫", "", "I like cats."),  # inline after a colon
+        (
+            "判断下面的句子是否通顺？他明天去过北京。",
+            "",
+            "不通顺",
+        ),  # inline next sentence
+        ("把以下词语换成反义词（冷、高）", "", "热、低"),  # inline in brackets
+        ("创建一个可以下棋的程序", "", "好的"),  # "可以下" is not "以下"
+        ("写一篇关于环保的文章", "", "好的"),  # nothing referred to
+    )
+    assert dropped("missing_input", records) == [True] * 3 + [False] * 6
+
+
+def test_exact_duplicates_compare_normalised_instruction_and_input():
+    records = frame(
+        ("写一首诗", "", "a"),
+        ("写 一首诗", "", "b"),  # same key once spaces are gone
+        ("写一首诗", "主题：春", "c"),  # different input: kept
+        ("Write A Poem", "", "d"),
+        ("write a poem", "", "e"),  # case folded
+    )
+    assert dropped("exact_duplicates", records) == [False, True, False, False, True]
+
+
+def test_apply_rules_reports_counts_examples_and_honours_enabled():
+    records = frame(
+        *[(f"描述第{i}张图片", "", "好") for i in range(5)],
+        ("写一首关于秋天的诗", "", "秋风起"),
+    )
+    rules = {
+        "blacklist": {"enabled": True, "terms": ["图片"]},
+        "length": {**PARAMS["rules"]["length"], "enabled": False},
+    }
+    kept, report = filters.apply_rules(records, rules, examples=3)
+    assert kept["instruction"].tolist() == ["写一首关于秋天的诗"]
+    assert report[0]["dropped"] == 5 and len(report[0]["examples"]) == 3
+    assert report[0]["examples"][0]["instruction"] == "描述第0张图片"
+    assert report[1] == {
+        "rule": "length",
+        "enabled": False,
+        "input": 1,
+        "dropped": 0,
+        "examples": [],
+    }
+    with pytest.raises(ValueError, match="unknown clean rule"):
+        filters.apply_rules(records, {"no_such_rule": {}}, examples=3)

@@ -1,0 +1,61 @@
+"""Answering: the reference NLL the offline score is built on."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from belle_kedro.pipelines.evaluate.answering import reference_nll
+
+
+class _CharTokenizer:
+    """A real (tiny) tokenizer: one id per character, so token counts are checkable."""
+
+    pad_token_id = 0
+    eos_token_id = 1
+
+    def __init__(self) -> None:
+        self.vocab: dict[str, int] = {}
+
+    def __call__(
+        self, text: str, add_special_tokens: bool = False
+    ) -> dict[str, list[int]]:
+        return {
+            "input_ids": [
+                self.vocab.setdefault(ch, 2 + len(self.vocab) % 60) for ch in text
+            ]
+        }
+
+
+def test_reference_nll_scores_only_reference_tokens() -> None:
+    import torch
+    from transformers import BloomConfig, BloomForCausalLM
+
+    torch.manual_seed(0)
+    model = BloomForCausalLM(
+        BloomConfig(vocab_size=64, hidden_size=32, n_layer=1, n_head=2)
+    )
+    tokenizer = _CharTokenizer()
+    prompts = ["问：一加一？答：", "问：天空什么颜色？答："]
+    references = ["二", ""]
+    batched = reference_nll(model, tokenizer, prompts, references, batch_size=2)
+    assert batched[0][1] == 1 and batched[0][0] > 0
+    assert batched[1] == (pytest.approx(math.nan, nan_ok=True), 0)
+
+    # The reference's NLL does not depend on what else is in the batch (padding is masked).
+    longer = reference_nll(
+        model, tokenizer, [prompts[0], prompts[1] * 3], ["二", "蓝色"], batch_size=2
+    )
+    assert longer[0][0] == pytest.approx(batched[0][0], rel=1e-4)
+    assert longer[1][1] == 2
+
+    # the same number as the model's own loss with the prompt masked out of the labels
+    prompt_ids = tokenizer(prompts[1] * 3)["input_ids"]
+    reference_ids = tokenizer("蓝色")["input_ids"]
+    with torch.no_grad():
+        own = model(
+            input_ids=torch.tensor([prompt_ids + reference_ids]),
+            labels=torch.tensor([[-100] * len(prompt_ids) + reference_ids]),
+        ).loss
+    assert longer[1][0] / 2 == pytest.approx(float(own), rel=1e-4)

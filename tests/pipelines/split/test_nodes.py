@@ -1,0 +1,133 @@
+"""The split: held-out set without overlap, nested and deterministic variants."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+
+from belle_kedro.common.text import similarity_key
+from belle_kedro.pipelines.split.nodes import (
+    build_variants,
+    mix_into_pool,
+    split_holdout,
+    summarise_split,
+)
+from belle_kedro.pipelines.split.pipeline import create_pipeline
+
+CATEGORIES = ["math", "code", "open qa", None]
+
+
+def _records(n: int, prefix: str = "题目") -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "instruction": [f"{prefix}{i}：请说明第{i}个问题的要点" for i in range(n)],
+            "input": ["" if i % 3 else f"材料{i}" for i in range(n)],
+            "output": [f"回答{i}" for i in range(n)],
+            "category": [CATEGORIES[i % len(CATEGORIES)] for i in range(n)],
+        }
+    )
+
+
+def _params(**overrides) -> dict:
+    params = {
+        "seed": 7,
+        "holdout_size": 20,
+        "holdout_fraction": None,
+        "variant_sizes": {"s": 10, "m": 30, "l": 60},
+        "mix_in": {"mode": None},
+    }
+    params.update(overrides)
+    return params
+
+
+def _keys(frame: pd.DataFrame) -> set[str]:
+    return set(frame["instruction"].map(similarity_key))
+
+
+def test_holdout_is_stratified_and_never_overlaps_training() -> None:
+    records = _records(200)
+    # An exact repeat of a record must not end up on both sides of the split.
+    records = pd.concat([records, records.iloc[:40]], ignore_index=True)
+    holdout, pool = split_holdout(records, _params())
+    assert len(holdout) == 20
+    assert not _keys(holdout) & _keys(pool)
+    counts = holdout["category"].fillna("<unknown>").value_counts()
+    assert sorted(counts.tolist()) == [5, 5, 5, 5]
+
+
+def test_variants_are_nested_deterministic_and_order_independent() -> None:
+    records = _records(150)
+    params = _params()
+    holdout, pool = split_holdout(records, params)
+    variants = build_variants(pool, holdout, records.iloc[:0], params)
+    assert [len(variants[name]) for name in ("s", "m", "l")] == [10, 30, 60]
+    assert _keys(variants["s"]) <= _keys(variants["m"]) <= _keys(variants["l"])
+    for variant in variants.values():
+        assert not _keys(variant) & _keys(holdout)
+
+    shuffled = records.sample(frac=1.0, random_state=3)
+    holdout2, pool2 = split_holdout(shuffled, params)
+    variants2 = build_variants(pool2, holdout2, records.iloc[:0], params)
+    assert _keys(holdout2) == _keys(holdout)
+    for name in variants:
+        assert variants2[name].equals(variants[name])
+
+    other_seed = build_variants(pool, holdout, records.iloc[:0], _params(seed=8))
+    assert _keys(other_seed["s"]) != _keys(variants["s"])
+
+
+def test_mix_in_modes() -> None:
+    records = _records(100)
+    extra = _records(30, prefix="English task ")
+    pooled = mix_into_pool(records, extra, _params(mix_in={"mode": "pool", "size": 12}))
+    assert len(pooled) == 112
+
+    params = _params(mix_in={"mode": "every_variant", "size": 5})
+    holdout, pool = split_holdout(records, params)
+    variants = build_variants(pool, holdout, extra, params)
+    extra_keys = _keys(extra)
+    assert [len(_keys(v) & extra_keys) for v in variants.values()] == [5, 5, 5]
+
+
+def test_too_large_a_variant_is_a_clear_error() -> None:
+    records = _records(40)
+    params = _params(variant_sizes={"huge": 500})
+    holdout, pool = split_holdout(records, params)
+    with pytest.raises(ValueError, match=r"variant_sizes\.huge asks for 500"):
+        build_variants(pool, holdout, records.iloc[:0], params)
+    with pytest.raises(ValueError, match="only 40 records"):
+        split_holdout(records, _params(holdout_size=40))
+
+
+def test_summary_reports_sizes_and_digests() -> None:
+    records = _records(120)
+    params = _params()
+    holdout, pool = split_holdout(records, params)
+    variants = build_variants(pool, holdout, records.iloc[:0], params)
+    report = summarise_split(holdout, params["seed"], **variants)
+    assert report["holdout"]["size"] == 20
+    assert {name: v["size"] for name, v in report["variants"].items()} == {
+        "s": 10,
+        "m": 30,
+        "l": 60,
+    }
+    assert report["variants"]["s"]["digest"] != report["variants"]["m"]["digest"]
+
+
+def test_split_pipeline_runs_on_an_in_memory_catalog() -> None:
+    names = ["tiny", "mid", "big"]
+    sizes = {name: 10 * (i + 1) for i, name in enumerate(names)}
+    params = _params(variant_sizes=sizes, mix_in={"mode": "pool", "size": None})
+    catalog = DataCatalog(
+        {
+            "clean_instructions": MemoryDataset(_records(120)),
+            "mix_in_instructions": MemoryDataset(_records(20, prefix="种子")),
+            "params:split": MemoryDataset(params),
+            "params:split.seed": MemoryDataset(params["seed"]),
+        }
+    )
+    SequentialRunner().run(create_pipeline(names), catalog)
+    report = catalog.load("split_report")
+    assert {name: v["size"] for name, v in report["variants"].items()} == sizes

@@ -1,0 +1,140 @@
+"""The multi-process path: Kedro's process hands a run folder to torchrun (2 CPU processes, gloo)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from belle_kedro.pipelines.train import launcher, trainer
+from belle_kedro.pipelines.train.models import load_tokenizer
+from belle_kedro.pipelines.train.sft import SFTDataset
+from tests.support.project import REPO_ROOT, base_parameters
+from tests.support.records import make_records
+from tests.support.training import tiny_config, with_changes
+
+
+def two_process_run(
+    tmp_path: Path, mlflow_store: str, **overrides
+) -> tuple[dict, str, Path]:
+    mlflow.set_tracking_uri(mlflow_store)
+    mlflow.set_experiment("distributed-test")
+    config = with_changes(
+        tiny_config(eval_strategy="no", save_steps=100),
+        launcher={"command": "torchrun", "nproc_per_node": 2},
+        **overrides,
+    )
+    with mlflow.start_run() as run:
+        run_dir = launcher.prepare_run_dir(
+            tmp_path, "small", make_records(32), make_records(8, seed=1), config,
+            mlflow_run={"tracking_uri": mlflow_store, "run_id": run.info.run_id},
+        )  # fmt: skip
+        result = launcher.launch(run_dir)
+    return result, run.info.run_id, run_dir
+
+
+@pytest.mark.slow
+def test_two_process_torchrun_ddp_over_gloo_trains_and_logs_from_rank_zero(
+    tmp_path, mlflow_store
+):
+    result, run_id, run_dir = two_process_run(tmp_path, mlflow_store)
+
+    assert result["world_size"] == 2
+    # 32 records, 4 per process and step, 2 processes: 4 optimizer steps.
+    assert result["global_step"] == 4
+    losses = [entry["loss"] for entry in result["log_history"] if "loss" in entry]
+    assert losses[-1] < losses[0]
+    # Both processes' batches are counted: every token of the epoch is seen once.
+    tokenizer = load_tokenizer(tiny_config()["model"])
+    assert (
+        result["train_tokens"]
+        == SFTDataset.from_records(make_records(32), tokenizer, 256).token_count
+    )
+    history = MlflowClient().get_metric_history(run_id, "train_loss")
+    assert sorted(metric.step for metric in history) == [
+        1,
+        2,
+        3,
+        4,
+    ]  # rank 0 only, once per step
+    assert (run_dir / trainer.MODEL_DIR / "config.json").is_file()
+    model, _ = trainer.load_trained(run_dir, tiny_config())
+    assert model.config.n_layer == 1
+
+
+@pytest.mark.slow
+def test_two_process_deepspeed_zero2_on_cpu(tmp_path, mlflow_store):
+    """DeepSpeed through the same hand-off (its CPU accelerator; gloo/shm for communication)."""
+    pytest.importorskip("deepspeed")
+    zero2 = str(REPO_ROOT / "conf" / "base" / "deepspeed" / "zero2.json")
+    result, run_id, run_dir = two_process_run(tmp_path, mlflow_store, deepspeed=zero2)
+    assert result["world_size"] == 2
+    assert result["global_step"] == 4
+    losses = [entry["loss"] for entry in result["log_history"] if "loss" in entry]
+    assert losses[-1] < losses[0]
+    model, _ = trainer.load_trained(run_dir, tiny_config())
+    assert model.config.model_type == "bloom"
+
+
+def declared(**changes) -> dict:
+    """The declared ``train.launcher`` block with ``changes``."""
+    return {**base_parameters("train")["launcher"], **changes}
+
+
+def test_a_changed_config_gets_a_fresh_run_folder(tmp_path):
+    train, holdout = make_records(8), make_records(2, seed=1)
+    first = launcher.prepare_run_dir(tmp_path, "small", train, holdout, tiny_config())
+    second = launcher.prepare_run_dir(
+        tmp_path, "small", train, holdout, tiny_config(learning_rate=1e-4)
+    )
+    relaunched = launcher.prepare_run_dir(
+        tmp_path,
+        "small",
+        train,
+        holdout,
+        with_changes(tiny_config(), launcher={"nproc_per_node": 4}),
+    )
+    assert first != second
+    assert relaunched == first  # how it is launched does not change what it computes
+
+
+def test_launcher_command_hands_off_to_torchrun_or_deepspeed(tmp_path: Path):
+    assert (
+        launcher.launcher_command(
+            tmp_path, declared(nproc_per_node=1), uses_deepspeed=False
+        )
+        is None
+    )
+    single = launcher.launcher_command(
+        tmp_path, declared(nproc_per_node=2), uses_deepspeed=False
+    )
+    assert single == [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+        "-m", "belle_kedro.pipelines.train.trainer", str(tmp_path),
+    ]  # fmt: skip
+    multi = launcher.launcher_command(
+        tmp_path,
+        declared(
+            nproc_per_node=8,
+            nnodes=2,
+            node_rank=0,
+            master_addr="10.0.0.1",
+            master_port=29400,
+        ),
+        False,
+    )
+    assert multi[multi.index("--rdzv_endpoint") + 1] == "10.0.0.1:29400"
+    assert "--standalone" not in multi
+    # DeepSpeed always goes through a launcher, even on one device.
+    deepspeed = launcher.launcher_command(
+        tmp_path, declared(command="deepspeed", nproc_per_node=1), uses_deepspeed=True
+    )
+    assert deepspeed[1:4] == ["-m", "deepspeed.launcher.runner", "--num_gpus"]
+    assert deepspeed[-3:] == [
+        "--module",
+        "belle_kedro.pipelines.train.trainer",
+        str(tmp_path),
+    ]
