@@ -6,7 +6,8 @@
 Both arms train the same freshly seeded tiny BLOOM (the conf/base model) for one epoch
 over the same tokenised records with the same collator; only the batch order differs:
 
-- ours: ``LengthGroupedSampler`` (seeded megabatches sorted by length),
+- ours: transformers' ``LengthGroupedSampler`` (``train_sampling_strategy:
+  group_by_length``: megabatches sorted by length),
 - naive: random order, every batch padded to its longest example.
 
 Printed side by side: padding waste (padding share of the batch tensors), real
@@ -26,10 +27,10 @@ import torch
 import yaml
 from torch.utils.data import DataLoader, RandomSampler, Sampler
 from transformers import PreTrainedTokenizerBase
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from belle_kedro.pipelines.train.models import build_tiny_bloom, load_tokenizer
 from belle_kedro.pipelines.train.sft import (
-    LengthGroupedSampler,
     SFTCollator,
     SFTDataset,
 )
@@ -156,7 +157,11 @@ def main() -> None:
         f"tokenizer {args.tokenizer} ({len(tokenizer)} ids), max_length {args.max_length}, "
         f"batch {args.batch_size}, tiny BLOOM {args.layers}x{args.hidden_size}, {args.threads} threads"
     )
-    ours = LengthGroupedSampler(dataset.lengths, args.batch_size, seed=args.seed)
+    ours = LengthGroupedSampler(
+        args.batch_size,
+        lengths=dataset.lengths,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
     naive = RandomSampler(dataset, generator=torch.Generator().manual_seed(args.seed))
     shared = {
         "dataset": dataset,

@@ -1,21 +1,16 @@
-"""The SFT data path: answer-only labels on real tokenizers, padding, length grouping."""
+"""The SFT data path: answer-only labels on real tokenizers, truncation, padding."""
 
 from __future__ import annotations
 
-import random
 import re
 
 import pytest
-import torch
 
 from belle_kedro.common.template import IGNORE_INDEX, build_prompt
 from belle_kedro.pipelines.train.models import load_tokenizer
 from belle_kedro.pipelines.train.sft import (
-    LengthGroupedSampler,
     SFTCollator,
     SFTDataset,
-    length_grouped_indices,
-    padding_waste,
     tokenize_record,
 )
 from tests.support.project import REPO_ROOT
@@ -23,15 +18,6 @@ from tests.support.records import make_records
 from tests.support.training import tiny_config
 
 SRC = REPO_ROOT / "src" / "belle_kedro"
-
-
-def batch_waste(lengths: list[int], order: list[int], batch_size: int) -> float:
-    """Padding share of the batches cut from ``order``, each padded to its longest."""
-    batches = [
-        [lengths[i] for i in order[start : start + batch_size]]
-        for start in range(0, len(order), batch_size)
-    ]
-    return padding_waste(sum(map(sum, batches)), sum(max(b) * len(b) for b in batches))
 
 
 @pytest.fixture(scope="session")
@@ -150,26 +136,3 @@ def test_collator_pads_right_with_masked_labels_and_counts_waste():
     assert collator.stats.real_tokens == 4
     assert collator.stats.padded_tokens == 6
     assert collator.stats.waste == pytest.approx(2 / 6)
-
-
-def test_length_grouping_is_deterministic_complete_and_low_waste():
-    rng = random.Random(0)
-    lengths = [int(rng.lognormvariate(5, 0.6)) + 8 for _ in range(2000)]
-    sampler = LengthGroupedSampler(lengths, batch_size=8, seed=3)
-    first = list(sampler)
-    assert sorted(first) == list(range(len(lengths)))
-    assert list(sampler) == first  # same seed and epoch: same order (exact resume)
-    sampler.set_epoch(1)
-    assert list(sampler) != first  # a new epoch reshuffles
-    random_order = torch.randperm(
-        len(lengths), generator=torch.Generator().manual_seed(0)
-    ).tolist()
-    assert batch_waste(lengths, first, 8) <= 0.05
-    assert batch_waste(lengths, random_order, 8) > 0.2
-
-
-def test_short_last_batch_stays_last():
-    lengths = list(range(1, 21))
-    order = length_grouped_indices(lengths, 8, 64, torch.Generator().manual_seed(0))
-    assert sorted(order) == list(range(20))
-    assert sorted(lengths[i] for i in order[-4:]) == [17, 18, 19, 20]

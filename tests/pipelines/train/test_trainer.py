@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from transformers import TrainerCallback
 
 from belle_kedro.pipelines.train import launcher, trainer
+from belle_kedro.pipelines.train.models import load_model_and_tokenizer
+from belle_kedro.pipelines.train.sft import SFTCollator, SFTDataset
+from tests.support.project import base_parameters
 from tests.support.records import make_records
-from tests.support.training import tiny_config
+from tests.support.training import tiny_config, with_changes
 
 
 class SimulatedCrash(RuntimeError):
@@ -81,3 +86,46 @@ def test_a_crashed_run_resumes_from_its_last_checkpoint(tmp_path):
     # A finished run is not "resumed" again: a rerun starts from step 0.
     launcher.prepare_run_dir(tmp_path, "small", train, holdout, config)
     assert not (run_dir / trainer.RESULT_FILE).exists()
+
+
+def epoch_padding_waste(tmp_path, config: dict, dataset: SFTDataset) -> float:
+    """Padding share of one epoch of the Trainer's own training batches."""
+    model, _ = load_model_and_tokenizer(config)
+    collator = SFTCollator(pad_token_id=0, pad_to_multiple_of=None)
+    sft = trainer.SFTTrainer(
+        model=model,
+        args=trainer.training_arguments(tmp_path, config, has_eval=False),
+        train_dataset=dataset,
+        data_collator=collator,
+        eval_collator=SFTCollator(pad_token_id=0, pad_to_multiple_of=None),
+    )
+    for _ in sft.get_train_dataloader():
+        pass
+    return collator.stats.waste
+
+
+@pytest.mark.parametrize(
+    "batching",
+    [
+        {},  # conf/base: 8 per device
+        # conf/belle: 2 per device, 4 accumulation steps
+        {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 4},
+    ],
+)
+def test_the_declared_recipe_batches_by_length_with_little_padding(tmp_path, batching):
+    rng = random.Random(0)
+    lengths = [int(rng.lognormvariate(5, 0.6)) + 8 for _ in range(2000)]
+    dataset = SFTDataset([{"input_ids": [5] * n, "labels": [5] * n} for n in lengths])
+    declared = with_changes(tiny_config(), trainer=batching)
+    assert declared["trainer"]["train_sampling_strategy"] == "group_by_length"
+    assert base_parameters("train")["trainer"]["train_sampling_strategy"] == (
+        "group_by_length"
+    )
+    grouped = epoch_padding_waste(tmp_path, declared, dataset)
+    shuffled = epoch_padding_waste(
+        tmp_path,
+        with_changes(declared, trainer={"train_sampling_strategy": "random"}),
+        dataset,
+    )
+    assert grouped <= 0.05
+    assert shuffled > 0.2

@@ -6,19 +6,21 @@ tokens (and the EOS) only; sequences longer than ``max_length`` are truncated on
 right. Records whose prompt alone fills ``max_length`` have no answer token left to
 learn from and are dropped (and counted).
 
-Batches are grouped by length (``LengthGroupedSampler``) so little of each padded batch
-is padding; ``SFTCollator`` counts real and padded tokens to report the waste measured.
+Batches are grouped by length by transformers itself (``trainer.train_sampling_strategy:
+group_by_length``, which reads each example's ``input_ids``) so little of each padded
+batch is padding; :class:`SFTCollator` counts real and padded tokens to report the
+waste measured.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import pandas as pd
 import torch
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerBase
 
 from belle_kedro.common.records import RECORD_COLUMNS, as_text_records
@@ -131,67 +133,3 @@ class SFTCollator:
             "attention_mask": attention_mask,
             "labels": labels,
         }
-
-
-def length_grouped_indices(
-    lengths: Sequence[int],
-    batch_size: int,
-    megabatch_size: int,
-    generator: torch.Generator,
-) -> list[int]:
-    """Indices whose consecutive ``batch_size`` slices hold examples of similar length.
-
-    The data are shuffled, cut into megabatches of ``megabatch_size``, each megabatch is
-    sorted by length and cut into batches, and the batches are shuffled again so a
-    training run does not see lengths in one monotone sweep.
-    """
-    order = torch.randperm(len(lengths), generator=generator).tolist()
-    batches: list[list[int]] = []
-    for start in range(0, len(order), megabatch_size):
-        megabatch = sorted(
-            order[start : start + megabatch_size], key=lambda index: lengths[index]
-        )
-        batches.extend(
-            megabatch[i : i + batch_size] for i in range(0, len(megabatch), batch_size)
-        )
-    # A short last batch stays last so no full batch is split across processes.
-    full, tail = (
-        (batches[:-1], batches[-1:])
-        if batches and len(batches[-1]) < batch_size
-        else (batches, [])
-    )
-    shuffled = [
-        full[i] for i in torch.randperm(len(full), generator=generator).tolist()
-    ]
-    return [index for batch in (*shuffled, *tail) for index in batch]
-
-
-class LengthGroupedSampler(Sampler[int]):
-    """Seeded, epoch-aware length grouping (deterministic, so a resumed run skips exactly)."""
-
-    def __init__(
-        self,
-        lengths: Sequence[int],
-        batch_size: int,
-        megabatch_batches: int = 64,
-        seed: int = 0,
-    ):
-        self.lengths = list(lengths)
-        self.batch_size = batch_size
-        self.megabatch_size = batch_size * megabatch_batches
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    def __iter__(self) -> Iterator[int]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(
-            length_grouped_indices(
-                self.lengths, self.batch_size, self.megabatch_size, generator
-            )
-        )

@@ -41,7 +41,6 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from belle_kedro.pipelines.train.models import load_base_model, load_model_and_tokenizer
 from belle_kedro.pipelines.train.sft import (
-    LengthGroupedSampler,
     SFTCollator,
     SFTDataset,
     padding_waste,
@@ -129,50 +128,29 @@ class MlflowStepLogger(TrainerCallback):
 
 
 class SFTTrainer(Trainer):
-    """Trainer whose train sampler groups examples by length (when asked to)."""
+    """Trainer whose eval batches use a collator of their own (training's counts padding)."""
 
-    def __init__(
-        self,
-        *args: Any,
-        eval_collator: SFTCollator | None = None,
-        group_by_length: bool = True,
-        megabatch_batches: int = 64,
-        **kwargs: Any,
-    ):
+    def __init__(self, *args: Any, eval_collator: SFTCollator, **kwargs: Any):
         self.eval_collator = eval_collator
-        self.group_by_length = group_by_length
-        self.megabatch_batches = megabatch_batches
         super().__init__(*args, **kwargs)
 
     def get_eval_dataloader(self, eval_dataset: Any = None) -> Any:
         # Eval batches get their own collator so padding figures describe training only.
-        if self.eval_collator is None:
-            return super().get_eval_dataloader(eval_dataset)
         train_collator, self.data_collator = self.data_collator, self.eval_collator
         try:
             return super().get_eval_dataloader(eval_dataset)
         finally:
             self.data_collator = train_collator
 
-    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
-        dataset = train_dataset if train_dataset is not None else self.train_dataset
-        if self.group_by_length and isinstance(dataset, SFTDataset):
-            return LengthGroupedSampler(
-                dataset.lengths,
-                self.args.per_device_train_batch_size,
-                megabatch_batches=self.megabatch_batches,
-                seed=self.args.seed,
-            )
-        return super()._get_train_sampler(train_dataset)
-
 
 def _world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def _training_arguments(
+def training_arguments(
     run_dir: Path, config: Mapping[str, Any], has_eval: bool
 ) -> TrainingArguments:
+    """``train.trainer`` as TrainingArguments, checkpointing into ``run_dir``."""
     trainer_params = dict(config["trainer"])
     if not has_eval:
         trainer_params["eval_strategy"] = "no"
@@ -221,7 +199,7 @@ def run_training(
     train_collator = SFTCollator(
         tokenizer.pad_token_id, data_config["pad_to_multiple_of"]
     )
-    args = _training_arguments(
+    args = training_arguments(
         run_dir, config, has_eval=eval_dataset is not None and len(eval_dataset) > 0
     )
     all_callbacks = list(callbacks)
@@ -245,8 +223,6 @@ def run_training(
         ),
         processing_class=tokenizer,
         callbacks=all_callbacks,
-        group_by_length=bool(data_config["group_by_length"]),
-        megabatch_batches=int(data_config["megabatch_batches"]),
     )
     last_checkpoint = (
         get_last_checkpoint(str(args.output_dir))
