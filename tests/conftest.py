@@ -38,3 +38,12 @@ def kedro_project(
 ) -> Path:
     """The whole project copied to a temp folder, with its own MLflow store."""
     return make_project(tmp_path, monkeypatch)
+
+
+@pytest.fixture(autouse=True)
+def _forget_the_last_sessions_variants():
+    """Each test starts as a fresh process would: no session has named variants yet."""
+    from belle_kedro.common import variants
+
+    yield
+    variants._session.clear()

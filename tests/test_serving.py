@@ -71,12 +71,12 @@ def test_champion_alias_serves_answers_through_the_shared_template(
         REGISTERED_MODEL,
         memorising_bloom,
         register_variants,
-        test_tokenizer,
+        smollm2_tokenizer,
         use_store,
     )
 
     use_store(mlflow_store, os.environ["BELLE_MLFLOW_ARTIFACTS"])
-    tokenizer = test_tokenizer()
+    tokenizer = smollm2_tokenizer()
     # Taught two answers: one after the shared template, another after the bare question,
     # so the reply tells which prompt the server built.
     model = memorising_bloom(

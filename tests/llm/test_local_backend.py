@@ -9,7 +9,7 @@ import pytest
 from belle_kedro.llm.base import LLMRequest
 from belle_kedro.llm.factory import build_backend
 from belle_kedro.llm.journal import ResponseJournal
-from belle_kedro.llm.runner import collect_responses
+from tests.support.llm import collect
 from tests.support.project import backend_params
 
 
@@ -21,7 +21,7 @@ def test_smollm2_answers_chat_and_completion_deterministically(tmp_path: Path):
         LLMRequest("c0", "Name a colour.", system="Be brief.", params=params),
         LLMRequest("c1", "Name a colour.", system="Be brief.", params=params),
     ]
-    out = collect_responses(
+    out = collect(
         chat, requests, ResponseJournal(tmp_path / "chat.jsonl"), max_in_flight=2
     )
     assert all(r.ok for r in out.values())
@@ -35,7 +35,7 @@ def test_smollm2_answers_chat_and_completion_deterministically(tmp_path: Path):
         chat._loaded
     )  # share the 20 s load; the api only changes the prompt
     greedy = LLMRequest("p0", "1, 2, 3, 4,", params={"max_tokens": 4, "temperature": 0})
-    text = collect_responses(
+    text = collect(
         completion, [greedy], ResponseJournal(tmp_path / "c.jsonl"), max_in_flight=1
     )
     assert text["p0"].ok and text["p0"].usage["completion_tokens"] == 4

@@ -13,7 +13,8 @@ import pytest
 from belle_kedro.llm.base import LLMRequest
 from belle_kedro.llm.factory import build_backend
 from belle_kedro.llm.journal import ResponseJournal
-from belle_kedro.llm.runner import TokenBucket, collect_responses
+from belle_kedro.llm.runner import TokenBucket
+from tests.support.llm import collect
 from tests.support.openai_server import (
     CHAT_PATH,
     COMPLETION_PATH,
@@ -48,7 +49,7 @@ def _requests(count: int, prefix: str = "r") -> list[LLMRequest]:
 
 def test_concurrency_is_capped_at_max_in_flight_counted_at_the_server(tmp_path: Path):
     with FakeOpenAIServer(latency_s=0.25) as server:
-        responses = collect_responses(
+        responses = collect(
             _backend(server),
             _requests(64),
             ResponseJournal(tmp_path / "j.jsonl"),
@@ -82,7 +83,7 @@ def test_429_500_and_timeouts_are_retried_with_exact_counts(tmp_path: Path):
 
     journal = ResponseJournal(tmp_path / "j.jsonl")
     with FakeOpenAIServer(responder) as server:
-        responses = collect_responses(
+        responses = collect(
             _backend(server, timeout_s=2.0), _requests(12), journal, max_in_flight=4
         )
     assert len(server.requests) == 12 + len(failures)
@@ -125,7 +126,7 @@ def test_malformed_bodies_and_truncation_never_crash_and_are_retried_later(
     journal = ResponseJournal(tmp_path / "j.jsonl")
     with FakeOpenAIServer(responder) as server:
         backend = _backend(server, max_retries=1)
-        first = collect_responses(backend, _requests(8), journal, max_in_flight=8)
+        first = collect(backend, _requests(8), journal, max_in_flight=8)
         assert {rid for rid, r in first.items() if not r.ok} == set(bad)
         assert all("malformed" in first[rid].error for rid in bad)
         assert first["r5"].ok and first["r5"].finish_reason == "length"
@@ -133,7 +134,7 @@ def test_malformed_bodies_and_truncation_never_crash_and_are_retried_later(
         assert journal.done_ids() == {"r5", "r6", "r7"}
         # Failures are journaled but not done: the next call asks for exactly those again.
         healed.set()
-        second = collect_responses(backend, _requests(8), journal, max_in_flight=8)
+        second = collect(backend, _requests(8), journal, max_in_flight=8)
     assert all(r.ok for r in second.values())
     assert len(server.requests) == 8 + 2 * len(bad)
     assert journal.done_ids() == {f"r{i}" for i in range(8)}
@@ -143,8 +144,8 @@ def test_stored_ids_are_never_sent_again(tmp_path: Path):
     journal = ResponseJournal(tmp_path / "j.jsonl")
     with FakeOpenAIServer() as server:
         backend = _backend(server)
-        first = collect_responses(backend, _requests(5), journal, max_in_flight=2)
-        again = collect_responses(backend, _requests(9), journal, max_in_flight=2)
+        first = collect(backend, _requests(5), journal, max_in_flight=2)
+        again = collect(backend, _requests(9), journal, max_in_flight=2)
     sent = Counter(r["client_request_id"] for r in server.requests)
     assert sent == Counter({f"r{i}": 1 for i in range(9)})
     assert {rid: again[rid].text for rid in first} == {
@@ -155,7 +156,7 @@ def test_stored_ids_are_never_sent_again(tmp_path: Path):
 def test_completion_api_sends_one_prompt_to_v1_completions(tmp_path: Path):
     with FakeOpenAIServer(lambda body, ep: Reply(text="续写")) as server:
         backend = _backend(server, api="completion")
-        out = collect_responses(
+        out = collect(
             backend,
             _requests(2),
             ResponseJournal(tmp_path / "j.jsonl"),
@@ -172,7 +173,7 @@ def test_completion_api_sends_one_prompt_to_v1_completions(tmp_path: Path):
 
 def test_permanent_client_errors_are_not_retried(tmp_path: Path):
     with FakeOpenAIServer(lambda body, ep: Reply(status=401)) as server:
-        out = collect_responses(
+        out = collect(
             _backend(server),
             _requests(3),
             ResponseJournal(tmp_path / "j.jsonl"),
@@ -202,7 +203,7 @@ def test_tokens_per_minute_budget_throttles_the_runner(tmp_path: Path):
     usage = {"prompt_tokens": 12, "completion_tokens": 8, "total_tokens": 20}
     with FakeOpenAIServer(lambda body, ep: Reply(text="x", usage=usage)) as server:
         start = time.monotonic()
-        collect_responses(
+        collect(
             _backend(server),
             _requests(62),
             ResponseJournal(tmp_path / "j.jsonl"),
@@ -217,6 +218,6 @@ def test_tokens_per_minute_budget_throttles_the_runner(tmp_path: Path):
 @pytest.mark.parametrize("max_in_flight", [0, -1])
 def test_max_in_flight_must_be_positive(tmp_path: Path, max_in_flight: int):
     with pytest.raises(ValueError, match="max_in_flight"):
-        collect_responses(
+        collect(
             None, [], ResponseJournal(tmp_path / "j.jsonl"), max_in_flight=max_in_flight
         )  # type: ignore[arg-type]

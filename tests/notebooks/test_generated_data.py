@@ -4,15 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nbformat
 import pandas as pd
 import pytest
-from nbclient import NotebookClient
 
-from tests.support.project import REPO_ROOT
 from tests.support.loopback import make_generate_project
-
-NOTEBOOK = REPO_ROOT / "notebooks" / "generated_data.ipynb"
+from tests.support.notebooks import run_notebook
 
 
 @pytest.fixture
@@ -39,14 +35,7 @@ def test_notebook_loads_generated_instructions_through_the_catalog(
     rows.to_parquet(
         generate_project / "data/02_intermediate/generated_instructions.parquet"
     )
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    client = NotebookClient(
-        notebook,
-        timeout=120,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(generate_project)}},
-    )
-    client.execute()
+    notebook, _ = run_notebook("generated_data.ipynb", generate_project)
     outputs = "\n".join(
         str(output.get("text", "")) + str(output.get("data", {}).get("text/plain", ""))
         for cell in notebook.cells

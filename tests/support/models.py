@@ -16,6 +16,7 @@ from typing import Any
 import mlflow
 import torch
 
+from belle_kedro.common.template import IGNORE_INDEX, encode_example
 from belle_kedro.pipelines.train.model_registry import log_and_register
 from belle_kedro.pipelines.train.models import build_tiny_bloom, load_smollm2_tokenizer
 
@@ -24,7 +25,7 @@ REGISTERED_MODEL = "belle-eval-test"
 
 
 @functools.cache
-def test_tokenizer() -> Any:
+def smollm2_tokenizer() -> Any:
     """SmolLM2's tokenizer, converted from the GGUF once per machine (outside the checkout)."""
     return load_smollm2_tokenizer(
         Path(tempfile.gettempdir()) / "belle_kedro_tests" / "tokenizers"
@@ -59,19 +60,18 @@ def memorising_bloom(
     bare question to teach what the model says when a consumer forgets the template.
     """
     model = build_tiny_bloom(tokenizer, tiny, seed)
-    sequences, targets = [], []
-    for prompt, answer in pairs:
-        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        answer_ids = [
-            *tokenizer(answer, add_special_tokens=False)["input_ids"],
-            tokenizer.eos_token_id,
-        ]
-        sequences.append(prompt_ids + answer_ids)
-        targets.append([-100] * len(prompt_ids) + answer_ids)
+    encoded = [
+        encode_example(tokenizer, prompt, answer, end_with_eos=True)
+        for prompt, answer in pairs
+    ]
+    sequences = [ids for ids, _ in encoded]
+    targets = [labels for _, labels in encoded]
     width = max(len(ids) for ids in sequences)
     pad = tokenizer.pad_token_id
     input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids in sequences])
-    labels = torch.tensor([ids + [-100] * (width - len(ids)) for ids in targets])
+    labels = torch.tensor(
+        [ids + [IGNORE_INDEX] * (width - len(ids)) for ids in targets]
+    )
     attention = torch.tensor(
         [[1] * len(ids) + [0] * (width - len(ids)) for ids in sequences]
     )

@@ -59,14 +59,7 @@ def load_eval_set(path: str | Path) -> pd.DataFrame:
 
 
 class EvalSetDataset(ReadOnlyFileDataset):
-    """BELLE-format eval set -> DataFrame[question, std_answer, class] (class normalised).
-
-    ```yaml
-    eval_set:
-      type: belle_kedro.datasets.eval_set.EvalSetDataset
-      filepath: data/01_raw/eval_set.json
-    ```
-    """
+    """The catalog's ``eval_set``: :func:`load_eval_set` of ``filepath``, never saved."""
 
     def load(self) -> pd.DataFrame:
         """Parse the file; a bad line raises ``FormatError`` naming file, line and field."""

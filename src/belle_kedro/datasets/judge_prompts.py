@@ -85,14 +85,7 @@ def prompt_for_class(prompts: Mapping[str, str], cls: str) -> str:
 
 
 class JudgePromptsDataset(ReadOnlyFileDataset):
-    """BELLE-format judge prompts -> dict of normalised class -> prompt.
-
-    ```yaml
-    judge_prompts:
-      type: belle_kedro.datasets.judge_prompts.JudgePromptsDataset
-      filepath: data/01_raw/eval_prompt.json
-    ```
-    """
+    """The catalog's ``judge_prompts``: normalised class -> prompt, never saved."""
 
     def load(self) -> JudgePrompts:
         """Parse the file; a bad line raises ``FormatError`` naming file, line and field."""

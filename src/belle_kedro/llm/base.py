@@ -33,6 +33,15 @@ class LLMRequest:
         default_factory=dict
     )  # e.g. seed ids; stored, never sent
 
+    def chat_messages(self) -> list[dict[str, str]]:
+        """The chat form: an optional system message, then the user's."""
+        system = [{"role": "system", "content": self.system}] if self.system else []
+        return [*system, {"role": "user", "content": self.prompt}]
+
+    def completion_prompt(self) -> str:
+        """The completion form: the system text (if any) before the prompt."""
+        return self.prompt if not self.system else f"{self.system}\n\n{self.prompt}"
+
 
 @dataclass(frozen=True)
 class LLMResponse:
@@ -79,21 +88,6 @@ class LLMResponse:
             attempts=int(record.get("attempts") or 1),
             error=record.get("error"),
         )
-
-
-def chat_messages(request: LLMRequest) -> list[dict[str, str]]:
-    """The chat form of a request: an optional system message, then the user's."""
-    system = [{"role": "system", "content": request.system}] if request.system else []
-    return [*system, {"role": "user", "content": request.prompt}]
-
-
-def completion_prompt(request: LLMRequest) -> str:
-    """The completion form of a request: the system text (if any) before the prompt."""
-    return (
-        request.prompt
-        if not request.system
-        else f"{request.system}\n\n{request.prompt}"
-    )
 
 
 class LLMError(Exception):

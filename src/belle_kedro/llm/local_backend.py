@@ -22,8 +22,6 @@ from belle_kedro.llm.base import (
     LLMRequest,
     LLMResponse,
     RetryPolicy,
-    chat_messages,
-    completion_prompt,
 )
 from belle_kedro.llm.offline_model import (
     load_gguf_model,
@@ -90,13 +88,13 @@ class LocalBackend:
     def _input_ids(self, tokenizer: Any, request: LLMRequest) -> Any:
         if self.api == "chat" and getattr(tokenizer, "chat_template", None):
             encoded = tokenizer.apply_chat_template(
-                chat_messages(request),
+                request.chat_messages(),
                 add_generation_prompt=True,
                 return_tensors="pt",
                 return_dict=True,
             )
             return encoded["input_ids"]
-        return tokenizer(completion_prompt(request), return_tensors="pt")["input_ids"]
+        return tokenizer(request.completion_prompt(), return_tensors="pt")["input_ids"]
 
     def _generate(self, request: LLMRequest) -> LLMResponse:
         import torch

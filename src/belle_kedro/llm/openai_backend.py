@@ -15,15 +15,7 @@ from typing import Any
 
 import openai
 
-from belle_kedro.llm.base import (
-    ApiKind,
-    LLMError,
-    LLMRequest,
-    LLMResponse,
-    RetryPolicy,
-    chat_messages,
-    completion_prompt,
-)
+from belle_kedro.llm.base import ApiKind, LLMError, LLMRequest, LLMResponse, RetryPolicy
 
 # Sampling arguments the SDK's create() takes by name; anything else goes in extra_body.
 _NAMED_PARAMS = frozenset(
@@ -148,9 +140,9 @@ class OpenAIBackend:
         # OpenAI's tracing header; also lets a test server recognise a repeated request.
         arguments["extra_headers"] = {"X-Client-Request-Id": request.request_id}
         if self.api == "chat":
-            arguments["messages"] = chat_messages(request)
+            arguments["messages"] = request.chat_messages()
         else:
-            arguments["prompt"] = completion_prompt(request)
+            arguments["prompt"] = request.completion_prompt()
         return arguments
 
     async def complete(self, request: LLMRequest) -> LLMResponse:

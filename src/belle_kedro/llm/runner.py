@@ -1,6 +1,6 @@
 """Send many requests concurrently, retry what can be retried, journal every answer.
 
-``collect_responses`` is the only way generate and the evaluate judge talk to a model:
+:func:`collect_responses` is the only way generate and the evaluate judge talk to a model:
 
 * at most ``max_in_flight`` requests are outstanding at once (a fixed pool of workers);
 * optional requests/minute and tokens/minute budgets (token buckets);
@@ -18,7 +18,8 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -236,17 +237,40 @@ async def _attempt_until_done(
         )
 
 
-async def collect_responses_async(
+@dataclass(frozen=True)
+class RequestLimits:
+    """How hard a run may press an API: requests in flight and per-minute budgets."""
+
+    max_in_flight: int
+    requests_per_minute: float | None
+    tokens_per_minute: float | None
+
+    @classmethod
+    def of(cls, params: Mapping[str, Any]) -> RequestLimits:
+        """The limits named in a parameter block (``generate``, ``evaluate.judge``)."""
+        return cls(
+            max_in_flight=int(params["max_in_flight"]),
+            requests_per_minute=params["requests_per_minute"],
+            tokens_per_minute=params["tokens_per_minute"],
+        )
+
+
+async def collect_responses(
     backend: LLMBackend,
     requests: Sequence[LLMRequest],
     journal: ResponseJournal,
-    *,
-    max_in_flight: int,
-    requests_per_minute: float | None = None,
-    tokens_per_minute: float | None = None,
+    limits: RequestLimits,
     progress: str | RunProgress | None = None,
 ) -> dict[str, LLMResponse]:
-    """The coroutine behind ``collect_responses`` (for callers already in a loop)."""
+    """Answers for every request id (stored ones plus new ones), sending only the new.
+
+    Never raises for a failed or malformed answer: after the retries it is returned
+    (and journaled) with ``error`` set, and a later call asks for it again. Call it
+    through :func:`run_sync` from synchronous code.
+    """
+    max_in_flight = limits.max_in_flight
+    requests_per_minute = limits.requests_per_minute
+    tokens_per_minute = limits.tokens_per_minute
     if max_in_flight < 1:
         raise ValueError("max_in_flight must be at least 1")
     unique: dict[str, LLMRequest] = {}
@@ -316,33 +340,6 @@ async def collect_responses_async(
         if owns_bar and bar is not None:
             bar.close()
     return {request_id: results[request_id] for request_id in unique}
-
-
-def collect_responses(
-    backend: LLMBackend,
-    requests: Sequence[LLMRequest],
-    journal: ResponseJournal,
-    *,
-    max_in_flight: int,
-    requests_per_minute: float | None = None,
-    tokens_per_minute: float | None = None,
-    progress: str | RunProgress | None = None,
-) -> dict[str, LLMResponse]:
-    """Answers for every request id (stored ones plus new ones), sending only the new.
-
-    Never raises for a failed or malformed answer: after the retries it is returned
-    (and journaled) with ``error`` set, and a later call asks for it again.
-    """
-    coroutine = collect_responses_async(
-        backend,
-        requests,
-        journal,
-        max_in_flight=max_in_flight,
-        requests_per_minute=requests_per_minute,
-        tokens_per_minute=tokens_per_minute,
-        progress=progress,
-    )
-    return run_sync(coroutine)
 
 
 def run_sync(coroutine: Any) -> Any:

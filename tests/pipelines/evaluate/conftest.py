@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.support.models import register_variants, test_tokenizer, use_store
+from tests.support.models import register_variants, smollm2_tokenizer, use_store
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def registered_project(
             encoding="utf-8"
         )
     )
-    records = register_variants(test_tokenizer(), split["split"]["variant_sizes"])
+    records = register_variants(smollm2_tokenizer(), split["split"]["variant_sizes"])
     with KedroSession.create(project_path=kedro_project) as session:
         catalog = session.load_context().catalog
         for variant, record in records.items():

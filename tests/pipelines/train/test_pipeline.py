@@ -10,6 +10,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from belle_kedro.pipelines.train import pipeline as train_pipeline
+from tests.support.notebooks import run_notebook
 from tests.support.project import base_parameters
 from tests.support.records import make_records
 
@@ -107,6 +108,26 @@ def test_kedro_run_split_and_train_tracks_parent_children_and_registered_version
         assert version.run_id == child.info.run_id
         assert version.tags["data_digest"] == child.data.params["data_digest"]
         assert version.tags["train_size"] == child.data.params["train_size"]
+
+    # notebooks/compare_variants.ipynb tables exactly what this run logged.
+    notebook, table = run_notebook("compare_variants.ipynb", kedro_project, "table")
+    assert [row["variant"] for row in table] == variants  # smallest first
+    for row in table:
+        child = by_variant[row["variant"]]
+        assert row["run_id"] == child.info.run_id
+        assert row["final_train_loss"] == pytest.approx(
+            child.data.metrics["train.train_loss"], rel=1e-9
+        )
+        assert row["padding_waste"] == pytest.approx(
+            child.data.metrics["train.padding_waste"], rel=1e-9
+        )
+        version = next(v for v in versions if v.run_id == child.info.run_id)
+        assert row["model_version"] == version.version
+    assert any(
+        "image/png" in output.get("data", {})
+        for cell in notebook.cells
+        for output in cell.get("outputs", [])
+    )  # the loss curves
 
     small = by_variant[variants[0]]
     train_loss = client.get_metric_history(small.info.run_id, "train_loss")

@@ -35,10 +35,9 @@ from typing import Any
 import pandas as pd
 
 from belle_kedro.datasets.judge_prompts import prompt_for_class
-from belle_kedro.llm.base import LLMRequest, LLMResponse
-from belle_kedro.llm.factory import build_backend
+from belle_kedro.llm.base import LLMBackend, LLMRequest, LLMResponse
 from belle_kedro.llm.journal import ResponseJournal
-from belle_kedro.llm.runner import collect_responses_async, run_sync
+from belle_kedro.llm.runner import RequestLimits, collect_responses, run_sync
 
 logger = logging.getLogger(__name__)
 
@@ -229,37 +228,28 @@ def judgement_rows(
     return pd.DataFrame(rows, columns=JUDGE_COLUMNS) if rows else empty_judgements()
 
 
-def judge_answers(
+def collect_judgements(
     answers: pd.DataFrame,
-    judge_prompts: Mapping[str, str],
+    class_prompts: Mapping[str, str],
+    backend: LLMBackend,
     journal: ResponseJournal,
-    credentials: Mapping[str, Any],
     judge: Mapping[str, Any],
 ) -> pd.DataFrame:
-    """Judge ``answers`` through ``judge.backend``, journaling every reply.
+    """Judge ``answers`` with ``backend``, journaling every reply; one row per answer.
 
-    Requests go through ``collect_responses`` with the variant's journal, so an
-    interrupted run resumes and a re-run with the same judge, prompts and answers sends
-    nothing.
+    Requests go through :func:`~belle_kedro.llm.runner.collect_responses` with the
+    variant's journal, so an interrupted run resumes and a re-run with the same judge,
+    prompts and answers sends nothing.
     """
-    # Checked before the backend loads or anything is paid for.
-    class_prompts = class_prompts_for(answers, judge_prompts)
     variant = str(answers["variant"].iloc[0]) if len(answers) else "unknown"
-    backend = build_backend(judge["backend"], credentials, "evaluate.judge.backend")
     requests = build_judge_requests(answers, class_prompts, judge, backend.model)
 
     async def judge_all() -> dict[str, LLMResponse]:
         # One event loop for the requests and the close, so pooled connections are
         # released by the loop that opened them.
         try:
-            return await collect_responses_async(
-                backend,
-                requests,
-                journal,
-                max_in_flight=int(judge["max_in_flight"]),
-                requests_per_minute=judge["requests_per_minute"],
-                tokens_per_minute=judge["tokens_per_minute"],
-                progress=f"judge {variant}",
+            return await collect_responses(
+                backend, requests, journal, RequestLimits.of(judge), f"judge {variant}"
             )
         finally:
             await backend.aclose()

@@ -20,6 +20,7 @@ import pandas as pd
 
 from belle_kedro.common.template import build_prompt
 from belle_kedro.common.tracking import as_metrics
+from belle_kedro.llm.factory import build_backend
 from belle_kedro.llm.journal import ResponseJournal
 from belle_kedro.pipelines.evaluate import answering, judge, report, scores
 
@@ -107,8 +108,13 @@ def judge_answers(
         return judge.empty_judgements()
     max_answers = judge_params["max_answers"]
     selected = answers.head(int(max_answers)) if max_answers else answers
-    return judge.judge_answers(
-        selected, judge_prompts, journal, credentials, judge_params
+    # Checked before the backend loads or anything is paid for.
+    class_prompts = judge.class_prompts_for(selected, judge_prompts)
+    backend = build_backend(
+        judge_params["backend"], credentials, "evaluate.judge.backend"
+    )
+    return judge.collect_judgements(
+        selected, class_prompts, backend, journal, judge_params
     )
 
 

@@ -92,7 +92,11 @@ def create_pipeline(variants: Sequence[str]) -> Pipeline:
             ),
             Node(
                 plot_scaling,
-                ["eval_table", "eval_macro", "params:evaluate.report"],
+                {
+                    "table": "eval_table",
+                    "macro": "eval_macro",
+                    "report_params": "params:evaluate.report",
+                },
                 ["scaling_plot_png", "scaling_plot"],
                 name="plot_scaling",
             ),

@@ -16,8 +16,9 @@ from belle_kedro.llm.base import LLMBackend, LLMResponse
 from belle_kedro.llm.factory import build_backend
 from belle_kedro.llm.journal import ResponseJournal
 from belle_kedro.llm.runner import (
+    RequestLimits,
     RunProgress,
-    collect_responses_async,
+    collect_responses,
     run_sync,
     stored_responses,
 )
@@ -87,14 +88,8 @@ async def _generate(
                 for index in range(start, start + batch_size)
             ]
             progress.add_total(len(batch))
-            answers = await collect_responses_async(
-                backend,
-                batch,
-                journal,
-                max_in_flight=int(params["max_in_flight"]),
-                requests_per_minute=params["requests_per_minute"],
-                tokens_per_minute=params["tokens_per_minute"],
-                progress=progress,
+            answers = await collect_responses(
+                backend, batch, journal, RequestLimits.of(params), progress
             )
             request_ids += [request.request_id for request in batch]
             responses.update(answers)
