@@ -61,11 +61,11 @@ def load_eval_set(path: str | Path) -> pd.DataFrame:
 class EvalSetDataset(ReadOnlyFileDataset):
     """BELLE-format eval set -> DataFrame[question, std_answer, class] (class normalised).
 
-    ```yaml
-    eval_set:
-      type: belle_kedro.datasets.eval_set.EvalSetDataset
-      filepath: data/01_raw/eval_set.json
-    ```
+    .. code-block:: yaml
+
+       eval_set:
+         type: belle_kedro.datasets.eval_set.EvalSetDataset
+         filepath: data/01_raw/eval_set.json
     """
 
     def load(self) -> pd.DataFrame:

@@ -87,11 +87,11 @@ def prompt_for_class(prompts: Mapping[str, str], cls: str) -> str:
 class JudgePromptsDataset(ReadOnlyFileDataset):
     """BELLE-format judge prompts -> dict of normalised class -> prompt.
 
-    ```yaml
-    judge_prompts:
-      type: belle_kedro.datasets.judge_prompts.JudgePromptsDataset
-      filepath: data/01_raw/eval_prompt.json
-    ```
+    .. code-block:: yaml
+
+       judge_prompts:
+         type: belle_kedro.datasets.judge_prompts.JudgePromptsDataset
+         filepath: data/01_raw/eval_prompt.json
     """
 
     def load(self) -> JudgePrompts:
