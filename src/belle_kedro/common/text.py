@@ -28,7 +28,8 @@ def similarity_key(text: str) -> str:
 def rouge_l_f(a: str, b: str) -> float:
     """Character-level ROUGE-L F1 of two already-keyed strings.
 
-    With beta = 1, F = 2 * LCS / (|a| + |b|); the LCS comes from rapidfuzz (C speed).
+    With beta = 1, ``F = 2 * LCS / (|a| + |b|)``; the LCS comes from rapidfuzz
+    (C speed).
     """
     total = len(a) + len(b)
     if total == 0:

@@ -8,15 +8,15 @@ versioned dataset in a catalog to share the catalog's save version and raises
 ``Version`` and it is given to the inner dataset, so the file lands in the run's
 version folder and the same file is logged to MLflow.
 
-```yaml
-eval_report:
-  type: belle_kedro.datasets.versioned_artifact.VersionedMlflowArtifactDataset
-  versioned: true
-  artifact_path: evaluate
-  dataset:
-    type: text.TextDataset
-    filepath: data/08_reporting/eval_report.md
-```
+.. code-block:: yaml
+
+   eval_report:
+     type: belle_kedro.datasets.versioned_artifact.VersionedMlflowArtifactDataset
+     versioned: true
+     artifact_path: evaluate
+     dataset:
+       type: text.TextDataset
+       filepath: data/08_reporting/eval_report.md
 """
 
 from __future__ import annotations

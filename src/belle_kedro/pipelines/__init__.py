@@ -1,0 +1,1 @@
+"""The five stages, one package each: generate, clean, split, train, evaluate."""
