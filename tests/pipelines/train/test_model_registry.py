@@ -90,7 +90,9 @@ def test_versions_are_registered_tagged_and_load_back_and_answer(mlflow_store):
         build_prompt("你好"), max_new_tokens=6, min_new_tokens=6, do_sample=False
     )
     assert reply[0]["generated_text"].startswith(build_prompt("你好"))
-    loaded, loaded_tokenizer = load_registered_model(first["model_uri"])
+    loaded, loaded_tokenizer = load_registered_model(
+        first["model_uri"], device="cpu", dtype="float32"
+    )
     for name, tensor in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[name], tensor), name
     prompts = [build_prompt("写一句诗", "关于春天"), build_prompt("你好")]
@@ -142,7 +144,9 @@ def test_lora_on_a_local_base_is_merged_before_logging(mlflow_store):
             data_digest="f" * 64,
             keep_adapter=False,
         )
-    loaded, _ = load_registered_model(record["model_uri"])
+    loaded, _ = load_registered_model(
+        record["model_uri"], device="cpu", dtype="float32"
+    )
     assert type(loaded).__name__ == "BloomForCausalLM"
     for name, tensor in expected.items():
         assert torch.allclose(loaded.state_dict()[name], tensor), name

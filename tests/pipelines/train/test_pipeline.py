@@ -159,7 +159,9 @@ def test_kedro_run_split_and_train_tracks_parent_children_and_registered_version
     record = json.loads(record_files[-1].read_text(encoding="utf-8"))
     assert record["model_uri"] == f"models:/belle-sft/{record['version']}"
     assert record["run_id"] == small.info.run_id
-    model, tokenizer = load_registered_model(record["model_uri"])
+    model, tokenizer = load_registered_model(
+        record["model_uri"], device="cpu", dtype="float32"
+    )
     encoded = tokenizer(
         build_prompt("请介绍春天。"), add_special_tokens=False, return_tensors="pt"
     )

@@ -83,9 +83,62 @@ def test_a_crashed_run_resumes_from_its_last_checkpoint(tmp_path):
     logged = [entry["step"] for entry in result["log_history"] if "loss" in entry]
     assert logged == list(range(1, 13))  # history before the crash survives the resume
 
-    # A finished run is not "resumed" again: a rerun starts from step 0.
-    launcher.prepare_run_dir(tmp_path, "small", train, holdout, config)
+    # A finished run is reused as it is, not trained again ...
+    assert (
+        launcher.prepare_run_dir(tmp_path, "small", train, holdout, config) == run_dir
+    )
+    reused = launcher.launch(run_dir)
+    assert reused["reused"] is True and reused["global_step"] == 12
+    # ... unless train.force asks for a fresh run from step 0.
+    forced = with_changes(config, force=True)
+    assert (
+        launcher.prepare_run_dir(tmp_path, "small", train, holdout, forced) == run_dir
+    )
     assert not (run_dir / trainer.RESULT_FILE).exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "tear",
+    [
+        lambda checkpoint: (checkpoint / "trainer_state.json").unlink(),
+        lambda checkpoint: (checkpoint / "optimizer.pt").write_bytes(
+            (checkpoint / "optimizer.pt").read_bytes()[:1000]
+        ),
+        lambda checkpoint: (checkpoint / "model.safetensors").write_bytes(
+            (checkpoint / "model.safetensors").read_bytes()[:-10]
+        ),
+    ],
+    ids=["no-trainer-state", "truncated-optimizer", "truncated-weights"],
+)
+def test_a_torn_checkpoint_is_set_aside_and_the_one_before_resumed(tmp_path, tear):
+    train, holdout = make_records(48), make_records(8, seed=1)
+    config = tiny_config(eval_strategy="no")
+    run_dir = launcher.prepare_run_dir(tmp_path, "small", train, holdout, config)
+    with pytest.raises(SimulatedCrash):
+        trainer.run_training(run_dir, callbacks=[CrashAtStep(6)])
+    # A kill while checkpoint-6 was being written.
+    tear(run_dir / trainer.CHECKPOINT_DIR / "checkpoint-6")
+
+    result = launcher.launch(run_dir)
+    assert result["resumed_from_step"] == 3 and result["global_step"] == 12
+    torn = [path.name for path in (run_dir / trainer.TORN_DIR).iterdir()]
+    assert len(torn) == 1 and torn[0].startswith("checkpoint-6-")
+
+
+def test_only_complete_checkpoints_count(tmp_path):
+    checkpoint = tmp_path / "checkpoint-2"
+    checkpoint.mkdir()
+    (checkpoint / "trainer_state.json").write_text('{"global_step": 2}')
+    assert not trainer.checkpoint_is_complete(checkpoint)  # no weights
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(4, 4)}, checkpoint / "model.safetensors")
+    torch.save({"state": 1}, checkpoint / "optimizer.pt")
+    assert trainer.checkpoint_is_complete(checkpoint)
+    (checkpoint / "trainer_state.json").write_text('{"global_st')
+    assert not trainer.checkpoint_is_complete(checkpoint)
 
 
 def epoch_padding_waste(tmp_path, config: dict, dataset: SFTDataset) -> float:

@@ -4,6 +4,10 @@ The model is loaded once per variant and used for both: batched greedy (or sampl
 generation through the shared template, and the summed negative log-likelihood of each
 standard answer given its prompt. Questions are processed in length order so a batch
 wastes little on padding; results go back in eval-set order.
+
+The model runs on ``evaluate.generation.device`` (``auto``: the GPU when there is one)
+in ``evaluate.generation.dtype``, and every tensor it meets is built on that device. A
+LoRA adapter (a ``PeftModel``) answers and scores exactly like a merged model.
 """
 
 from __future__ import annotations
@@ -23,15 +27,45 @@ from belle_kedro.common.template import IGNORE_INDEX, encode_example
 GREEDY_BELOW_TEMPERATURE = 0.01
 
 
-def load_registered_model(model_uri: str) -> tuple[Any, Any]:
-    """The registered model's ``(model, tokenizer)`` from the MLflow registry."""
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> the current CUDA device when there is one, else the CPU; or as named."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def model_device(model: Any) -> torch.device:
+    """Where the model's weights are (works for plain and peft models alike)."""
+    return next(model.parameters()).device
+
+
+def place_model(model: Any, device: str, dtype: str) -> Any:
+    """The model in eval mode on ``device`` (see :func:`resolve_device`) in ``dtype``."""
+    return model.to(device=resolve_device(device), dtype=getattr(torch, dtype)).eval()
+
+
+def load_registered_model(model_uri: str, device: str, dtype: str) -> tuple[Any, Any]:
+    """The registered model's ``(model, tokenizer)``, placed by :func:`place_model`.
+
+    MLflow hands the components back on the CPU; 7B weights are then moved once.
+    """
     components: Mapping[str, Any] = mlflow.transformers.load_model(
         model_uri, return_type="components"
     )
     tokenizer = components["tokenizer"]
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return components["model"], tokenizer
+    return place_model(components["model"], device, dtype), tokenizer
+
+
+def _scoring_parts(model: Any) -> tuple[Any, Any]:
+    """The transformer body and output projection of a causal LM, or of a peft model's.
+
+    A ``PeftModel``'s ``base_model`` is its tuner, not the transformer body; the causal
+    LM under it (with the adapter's layers in place) is ``get_base_model()``.
+    """
+    causal_lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return causal_lm.base_model, causal_lm.get_output_embeddings()
 
 
 @torch.inference_mode()
@@ -71,7 +105,9 @@ def generate_answers(
             encoded = tokenizer(
                 batch, return_tensors="pt", padding=True, add_special_tokens=False
             )
-            encoded = {key: value.to(model.device) for key, value in encoded.items()}
+            encoded = {
+                key: value.to(model_device(model)) for key, value in encoded.items()
+            }
             output = model.generate(
                 **encoded,
                 max_new_tokens=max_new_tokens,
@@ -115,6 +151,8 @@ def reference_nll(
         else tokenizer.eos_token_id
     )
     model.eval()
+    device = model_device(model)
+    body, output_projection = _scoring_parts(model)
     for start in range(0, len(scored), batch_size):
         batch = scored[start : start + batch_size]
         encoded = [
@@ -133,12 +171,15 @@ def reference_nll(
             attention[row, : len(ids)] = 1
         # position t predicts token t + 1; only reference positions need the vocabulary
         # projection, which is most of the cost with a large vocabulary and long prompts.
+        input_ids, label_ids, attention = (
+            tensor.to(device) for tensor in (input_ids, label_ids, attention)
+        )
         mask = label_ids[:, 1:] != IGNORE_INDEX
         with torch.no_grad():
-            hidden = model.base_model(
+            hidden = body(
                 input_ids=input_ids, attention_mask=attention
             ).last_hidden_state
-            logits = model.get_output_embeddings()(hidden[:, :-1][mask]).float()
+            logits = output_projection(hidden[:, :-1][mask]).float()
             token_nll = torch.nn.functional.cross_entropy(
                 logits, label_ids[:, 1:][mask], reduction="none"
             )

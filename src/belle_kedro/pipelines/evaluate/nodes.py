@@ -70,7 +70,11 @@ def answer_questions(
     Loads ``model_version["model_uri"]`` from the MLflow registry once, and uses it to
     answer (greedy when the temperature is ~0) and to score the standard answers.
     """
-    model, tokenizer = answering.load_registered_model(str(model_version["model_uri"]))
+    model, tokenizer = answering.load_registered_model(
+        str(model_version["model_uri"]),
+        device=str(generation["device"]),
+        dtype=str(generation["dtype"]),
+    )
     answers, nll = answering.answer_in_length_order(
         model,
         tokenizer,

@@ -7,8 +7,9 @@ DeepSpeed, and otherwise starts ``python -m torch.distributed.run ... -m
 belle_kedro.pipelines.train.trainer <run_folder>`` (or the DeepSpeed launcher) as a
 subprocess and waits for it. Every process reads the same folder, rank 0 writes the
 result, and the Kedro node loads ``model/`` back. The fingerprint hashes the data and
-the training config, so a crashed run resumes from its last checkpoint when rerun
-unchanged and a changed config starts afresh.
+the training config, so a crashed run resumes from its last complete checkpoint when
+rerun unchanged, a finished one is reused (``train.force: true`` retrains it) and a
+changed config starts afresh.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from belle_kedro.pipelines.train.trainer import (
     CHECKPOINT_DIR,
     EVAL_FILE,
     JOB_FILE,
+    MODEL_DIR,
     RESULT_FILE,
     TRAIN_FILE,
     run_training,
@@ -42,7 +44,7 @@ logger = logging.getLogger(__name__)
 # The module every launcher process runs.
 WORKER_MODULE = "belle_kedro.pipelines.train.trainer"
 # Parameters that change how training is launched, not what it computes.
-_NOT_FINGERPRINTED = ("launcher", "checkpoint_root", "registered_model_name")
+_NOT_FINGERPRINTED = ("launcher", "checkpoint_root", "registered_model_name", "force")
 
 
 def _write_parquet_atomic(path: Path, records: pd.DataFrame) -> None:
@@ -81,7 +83,11 @@ def prepare_run_dir(
     *,
     mlflow_run: Mapping[str, str] | None = None,
 ) -> Path:
-    """Create (or reuse, to resume) the variant's run folder and write its inputs."""
+    """Create (or reuse, to resume) the variant's run folder and write its inputs.
+
+    A finished run (``result.json`` and ``model/``) is kept as it is, for :func:`launch`
+    to reuse, unless ``train.force`` asks to train it again from scratch.
+    """
     config = dict(train_config)
     deepspeed = config["deepspeed"]
     if deepspeed:
@@ -92,8 +98,13 @@ def prepare_run_dir(
         / variant
         / run_fingerprint(train_data, eval_data, config)
     )
-    if (run_dir / RESULT_FILE).is_file():
-        # A finished run: train again from scratch rather than "resume" a complete one.
+    if is_finished(run_dir):
+        if not config["force"]:
+            logger.info("%s: reusing the finished run in %s", variant, run_dir)
+            return run_dir
+        logger.info(
+            "%s: train.force is set; retraining %s from scratch", variant, run_dir
+        )
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     columns = list(RECORD_COLUMNS)
@@ -108,6 +119,11 @@ def prepare_run_dir(
         run_dir / JOB_FILE, json.dumps(job, indent=2, sort_keys=True, default=str)
     )
     return run_dir
+
+
+def is_finished(run_dir: Path) -> bool:
+    """Whether rank 0 saved the final model and wrote ``result.json`` (written last)."""
+    return (run_dir / RESULT_FILE).is_file() and (run_dir / MODEL_DIR).is_dir()
 
 
 def launcher_command(
@@ -156,14 +172,21 @@ def launcher_command(
 
 
 def launch(run_dir: Path) -> dict[str, Any]:
-    """Train ``run_dir`` as its ``train.launcher`` says; returns ``result.json``."""
+    """Train ``run_dir`` as its ``train.launcher`` says; returns ``result.json``.
+
+    A finished run is not trained again: its ``result.json`` comes back with
+    ``reused: true``.
+    """
+    if is_finished(run_dir):
+        result = json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))
+        return {**result, "reused": True}
     job = json.loads((run_dir / JOB_FILE).read_text(encoding="utf-8"))
     launcher = job["train"]["launcher"]
     command = launcher_command(
         run_dir, launcher, uses_deepspeed=bool(job["train"]["deepspeed"])
     )
     if command is None:
-        return run_training(run_dir)
+        return {**run_training(run_dir), "reused": False}
     logger.info("Handing %s to the launcher: %s", job["variant"], " ".join(command))
     if int(launcher["nnodes"]) > 1:
         logger.info("Start the same command on the other nodes with --node_rank 1..N-1")
@@ -174,4 +197,5 @@ def launch(run_dir: Path) -> dict[str, Any]:
             f"training {job['variant']} failed in the launcher (exit {completed.returncode}); "
             f"rerun to resume from the last checkpoint in {run_dir / CHECKPOINT_DIR}"
         )
-    return json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))
+    result = json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))
+    return {**result, "reused": False}

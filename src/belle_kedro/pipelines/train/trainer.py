@@ -8,10 +8,12 @@ Every training process (one in-process, or each torchrun/DeepSpeed rank) calls
         train.parquet   the variant's training records
         eval.parquet    held-out records for the eval loss
         checkpoints/    Trainer checkpoints every ``trainer.save_steps`` steps
+        torn/           checkpoints a kill left incomplete, set aside on resume
         model/          the final model (or LoRA adapter) and tokenizer
         result.json     final figures, written last by rank 0
 
-A run resumes from its last checkpoint; rank 0 writes ``model/`` and ``result.json``.
+A run resumes from its last complete checkpoint (:func:`resumable_checkpoint`); rank 0
+writes ``model/`` and ``result.json``.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ import logging
 import math
 import os
 import shutil
+import struct
 import sys
 import time
+import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,7 +41,7 @@ from transformers import (
     TrainerCallback,
     TrainingArguments,
 )
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from belle_kedro.pipelines.train.models import load_base_model, load_model_and_tokenizer
 from belle_kedro.pipelines.train.sft import (
@@ -54,6 +58,16 @@ EVAL_FILE = "eval.parquet"
 RESULT_FILE = "result.json"
 MODEL_DIR = "model"
 CHECKPOINT_DIR = "checkpoints"
+TORN_DIR = "torn"
+# The Trainer writes trainer_state.json after the weights, optimizer and RNG states, so a
+# checkpoint without a readable one was cut short.
+TRAINER_STATE_FILE = "trainer_state.json"
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "adapter_model.safetensors",
+    "pytorch_model.bin",
+)
 # Trainer log keys -> MLflow metric names.
 _METRIC_NAMES = {
     "loss": "train_loss",
@@ -143,6 +157,99 @@ class SFTTrainer(Trainer):
             self.data_collator = train_collator
 
 
+def _safetensors_complete(path: Path) -> bool:
+    """True when the file is as long as its own header says (a torn write is shorter)."""
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        prefix = handle.read(8)
+        if len(prefix) < 8:
+            return False
+        (header_length,) = struct.unpack("<Q", prefix)
+        if 8 + header_length > size:
+            return False
+        try:
+            header = json.loads(handle.read(header_length))
+        except ValueError:
+            return False
+    ends = [
+        entry["data_offsets"][1]
+        for name, entry in header.items()
+        if name != "__metadata__"
+    ]
+    return size == 8 + header_length + max(ends, default=0)
+
+
+def _file_complete(path: Path) -> bool:
+    """A cheap completeness check by format: safetensors size, torch zip directory, JSON."""
+    if path.suffix == ".safetensors":
+        return _safetensors_complete(path)
+    if path.suffix in (".pt", ".pth", ".bin"):
+        # torch.save writes a zip whose central directory comes last.
+        return zipfile.is_zipfile(path)
+    if path.suffix == ".json":
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            return False
+    return True
+
+
+def checkpoint_is_complete(checkpoint: Path) -> bool:
+    """Whether a Trainer checkpoint was written to the end (and can be resumed from)."""
+    try:
+        if not (checkpoint / TRAINER_STATE_FILE).is_file():
+            return False
+        if not any((checkpoint / name).is_file() for name in WEIGHT_FILES):
+            return False
+        return all(
+            _file_complete(path) for path in checkpoint.rglob("*") if path.is_file()
+        )
+    except OSError:  # another rank set it aside while this one looked
+        return False
+
+
+def _checkpoint_step(path: Path) -> int:
+    return int(path.name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-"))
+
+
+def resumable_checkpoint(run_dir: Path) -> Path | None:
+    """The newest complete checkpoint; newer torn ones are moved to ``run_dir/torn/``.
+
+    A kill while a checkpoint is written leaves a partial ``checkpoint-N``; the Trainer
+    would pick it and fail on every rerun. Setting it aside (not deleting it: it may
+    help a post-mortem) lets the run continue from the checkpoint before.
+    """
+    root = run_dir / CHECKPOINT_DIR
+    if not root.is_dir():
+        return None
+    candidates = sorted(
+        (
+            path
+            for path in root.iterdir()
+            if path.is_dir()
+            and path.name.startswith(f"{PREFIX_CHECKPOINT_DIR}-")
+            and path.name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-").isdigit()
+        ),
+        key=_checkpoint_step,
+        reverse=True,
+    )
+    for checkpoint in candidates:
+        if checkpoint_is_complete(checkpoint):
+            return checkpoint
+        if _is_rank_zero():
+            torn = run_dir / TORN_DIR / f"{checkpoint.name}-{time.time_ns()}"
+            torn.parent.mkdir(exist_ok=True)
+            checkpoint.replace(torn)
+            logger.warning(
+                "%s is incomplete (a kill?); set aside as %s", checkpoint, torn
+            )
+    return None
+
+
+def _is_rank_zero() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
@@ -224,22 +331,24 @@ def run_training(
         processing_class=tokenizer,
         callbacks=all_callbacks,
     )
-    last_checkpoint = (
-        get_last_checkpoint(str(args.output_dir))
-        if Path(str(args.output_dir)).is_dir()
-        else None
-    )
+    last_checkpoint = resumable_checkpoint(run_dir)
     if last_checkpoint:
         logger.info("Resuming %s from %s", job["variant"], last_checkpoint)
-    output = trainer.train(resume_from_checkpoint=last_checkpoint)
-
-    counts = torch.tensor(
-        [train_collator.stats.real_tokens, train_collator.stats.padded_tokens],
-        dtype=torch.long,
+    output = trainer.train(
+        resume_from_checkpoint=str(last_checkpoint) if last_checkpoint else None
     )
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.all_reduce(counts)
-    real_tokens, padded_tokens = (int(value) for value in counts)
+
+    # Summed over ranks by accelerate, on the rank's own device (NCCL takes only CUDA
+    # tensors; gloo takes CPU ones).
+    counts = trainer.accelerator.reduce(
+        torch.tensor(
+            [train_collator.stats.real_tokens, train_collator.stats.padded_tokens],
+            dtype=torch.long,
+            device=trainer.accelerator.device,
+        ),
+        reduction="sum",
+    )
+    real_tokens, padded_tokens = (int(value) for value in counts.tolist())
     runtime = float(output.metrics.get("train_runtime", 0.0))
     eval_loss = None
     if eval_dataset is not None and len(eval_dataset):
@@ -247,7 +356,7 @@ def run_training(
     result = {
         "variant": job["variant"],
         "global_step": int(trainer.state.global_step),
-        "resumed_from_step": int(Path(last_checkpoint).name.split("-")[-1])
+        "resumed_from_step": _checkpoint_step(last_checkpoint)
         if last_checkpoint
         else 0,
         "train_loss": float(output.training_loss),
