@@ -112,5 +112,6 @@ def register_variants(
                 train_size=int(size),
                 data_digest=f"test-{variant}",
                 keep_adapter=False,
+                fingerprint=f"test-{variant}",
             )
     return records

@@ -46,6 +46,7 @@ def test_versions_are_registered_tagged_and_load_back_and_answer(mlflow_store):
             train_size=24,
             data_digest="d" * 64,
             keep_adapter=False,
+            fingerprint="fp-small",
         )
         second = registry.log_and_register(
             model,
@@ -55,6 +56,7 @@ def test_versions_are_registered_tagged_and_load_back_and_answer(mlflow_store):
             train_size=48,
             data_digest="e" * 64,
             keep_adapter=False,
+            fingerprint="fp-medium",
         )
     assert first == {
         "registered_model_name": "belle-test",
@@ -71,8 +73,19 @@ def test_versions_are_registered_tagged_and_load_back_and_answer(mlflow_store):
         "variant": "medium",
         "train_size": "48",
         "data_digest": "e" * 64,
+        "run_fingerprint": "fp-medium",
     }
     assert version.run_id == run.info.run_id
+    # A rerun of the same run folder finds its version instead of registering another.
+    identity = {"variant": "small", "train_size": 24, "data_digest": "d" * 64}
+    assert (
+        registry.find_registered("belle-test", fingerprint="fp-small", **identity)
+        == first
+    )
+    assert (
+        registry.find_registered("belle-test", fingerprint="fp-other", **identity)
+        is None
+    )
 
     info = mlflow.models.get_model_info(first["model_uri"])
     assert info.metadata["prompt_template"] == build_prompt(
@@ -143,6 +156,7 @@ def test_lora_on_a_local_base_is_merged_before_logging(mlflow_store):
             train_size=8,
             data_digest="f" * 64,
             keep_adapter=False,
+            fingerprint="fp-lora",
         )
     loaded, _ = load_registered_model(
         record["model_uri"], device="cpu", dtype="float32"
@@ -164,6 +178,7 @@ def test_logging_needs_the_variant_run(mlflow_store):
             train_size=1,
             data_digest="0",
             keep_adapter=False,
+            fingerprint="fp",
         )
 
 

@@ -203,4 +203,14 @@ def test_kedro_run_split_and_train_tracks_parent_children_and_registered_version
         if run.data.tags.get("mlflow.parentRunId") == newest_parent.info.run_id
     ]
     assert [run.info.run_name for run in new_children] == [variants[0]]
+    # The variant finished with the same data and config: reused, not trained again.
+    assert new_children[0].data.tags["belle.reused"] == small.info.run_id
+    assert "train_loss" not in new_children[0].data.metrics
+    assert len(client.search_model_versions("name = 'belle-sft'")) == len(variants)
+    # train.force retrains and registers a new version on purpose.
+    forced = {"train": {**quick["train"], "force": True}}
+    with KedroSession.create(
+        project_path=kedro_project, env=env, runtime_params=forced
+    ) as session:
+        session.run(pipeline_names=["train"], namespaces=[variants[0]])
     assert len(client.search_model_versions("name = 'belle-sft'")) == len(variants) + 1

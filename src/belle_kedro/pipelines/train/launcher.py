@@ -106,6 +106,7 @@ def prepare_run_dir(
             "%s: train.force is set; retraining %s from scratch", variant, run_dir
         )
         shutil.rmtree(run_dir)
+    earlier_runs = _earlier_mlflow_runs(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     columns = list(RECORD_COLUMNS)
     _write_parquet_atomic(run_dir / TRAIN_FILE, train_data.loc[:, columns])
@@ -114,11 +115,36 @@ def prepare_run_dir(
         "variant": variant,
         "train": config,
         "mlflow": dict(mlflow_run) if mlflow_run else None,
+        # MLflow runs that trained this folder before (killed, resumed here).
+        "earlier_mlflow_runs": [
+            run_id
+            for run_id in earlier_runs
+            if not mlflow_run or run_id != mlflow_run["run_id"]
+        ],
     }
     write_atomic(
         run_dir / JOB_FILE, json.dumps(job, indent=2, sort_keys=True, default=str)
     )
     return run_dir
+
+
+def read_job(run_dir: Path) -> dict[str, Any]:
+    """The run folder's ``job.json``."""
+    job: dict[str, Any] = json.loads((run_dir / JOB_FILE).read_text(encoding="utf-8"))
+    # Folders written before runs were linked have no list of earlier runs.
+    job.setdefault("earlier_mlflow_runs", [])
+    return job
+
+
+def _earlier_mlflow_runs(run_dir: Path) -> list[str]:
+    """Run ids of the MLflow runs an existing ``job.json`` names (oldest first)."""
+    if not (run_dir / JOB_FILE).is_file():
+        return []
+    job = read_job(run_dir)
+    earlier = list(job["earlier_mlflow_runs"])
+    if job["mlflow"]:
+        earlier.append(job["mlflow"]["run_id"])
+    return earlier
 
 
 def is_finished(run_dir: Path) -> bool:
@@ -180,7 +206,7 @@ def launch(run_dir: Path) -> dict[str, Any]:
     if is_finished(run_dir):
         result = json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))
         return {**result, "reused": True}
-    job = json.loads((run_dir / JOB_FILE).read_text(encoding="utf-8"))
+    job = read_job(run_dir)
     launcher = job["train"]["launcher"]
     command = launcher_command(
         run_dir, launcher, uses_deepspeed=bool(job["train"]["deepspeed"])

@@ -51,6 +51,50 @@ def _is_peft(model: Any) -> bool:
     return isinstance(model, PeftModel)
 
 
+# Registry tag naming the training run folder's fingerprint (data + config) of a version.
+FINGERPRINT_TAG = "run_fingerprint"
+
+
+def _version_record(
+    version: Any,
+    registered_model_name: str,
+    variant: str,
+    train_size: int,
+    data_digest: str,
+) -> dict[str, Any]:
+    return {
+        "registered_model_name": registered_model_name,
+        "version": str(version.version),
+        "model_uri": f"models:/{registered_model_name}/{version.version}",
+        "variant": variant,
+        "train_size": int(train_size),
+        "data_digest": data_digest,
+        "run_id": str(version.run_id),
+    }
+
+
+def find_registered(
+    registered_model_name: str,
+    *,
+    variant: str,
+    train_size: int,
+    data_digest: str,
+    fingerprint: str,
+) -> dict[str, Any] | None:
+    """The newest version already registered from the run folder ``fingerprint``, if any."""
+    from mlflow.tracking import MlflowClient
+
+    versions = MlflowClient().search_model_versions(
+        f"name = '{registered_model_name}' and tags.{FINGERPRINT_TAG} = '{fingerprint}'"
+    )
+    if not versions:
+        return None
+    newest = max(versions, key=lambda version: int(version.version))
+    return _version_record(
+        newest, registered_model_name, variant, train_size, data_digest
+    )
+
+
 def log_and_register(
     model: Any,
     tokenizer: PreTrainedTokenizerBase,
@@ -60,12 +104,14 @@ def log_and_register(
     train_size: int,
     data_digest: str,
     keep_adapter: bool,
+    fingerprint: str,
 ) -> dict[str, Any]:
     """Log the model to the active MLflow run and register it as a new version.
 
     ``keep_adapter`` logs a peft model as its adapter (its base must be a hub id);
-    otherwise LoRA weights are merged in first. Returns the ``<variant>.model_version``
-    record that evaluate reads.
+    otherwise LoRA weights are merged in first. ``fingerprint`` (the training run
+    folder's) is tagged on the version so a rerun finds and reuses it. Returns the
+    ``<variant>.model_version`` record that evaluate reads.
     """
     run = mlflow.active_run()
     if run is None:
@@ -95,6 +141,7 @@ def log_and_register(
         "variant": variant,
         "train_size": str(int(train_size)),
         "data_digest": data_digest,
+        FINGERPRINT_TAG: fingerprint,
     }
     version = mlflow.register_model(
         model_info.model_uri, registered_model_name, tags=tags
@@ -105,12 +152,6 @@ def log_and_register(
         version.version,
         variant,
     )
-    return {
-        "registered_model_name": registered_model_name,
-        "version": str(version.version),
-        "model_uri": f"models:/{registered_model_name}/{version.version}",
-        "variant": variant,
-        "train_size": int(train_size),
-        "data_digest": data_digest,
-        "run_id": run.info.run_id,
-    }
+    return _version_record(
+        version, registered_model_name, variant, train_size, data_digest
+    )

@@ -28,6 +28,9 @@ from belle_kedro.pipelines.train import launcher, model_registry, trainer
 logger = logging.getLogger(__name__)
 
 _MLFLOW_PARAM_MAX = 6000
+# Child-run tags: the run whose finished training this one reused / continued.
+REUSED_TAG = "belle.reused"
+RESUMES_TAG = "belle.resumes"
 
 
 def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -122,6 +125,13 @@ def fine_tune(
         else None,
     )
     result = launcher.launch(run_dir)
+    if run is not None:
+        # Link this child run to the runs that trained the same folder before it.
+        job = launcher.read_job(run_dir)
+        if result["reused"] and job["mlflow"]:
+            mlflow.set_tag(REUSED_TAG, job["mlflow"]["run_id"])
+        elif job["earlier_mlflow_runs"]:
+            mlflow.set_tag(RESUMES_TAG, ",".join(job["earlier_mlflow_runs"]))
     return {**result, "run_dir": str(run_dir)}
 
 
@@ -130,18 +140,33 @@ def register_model(
     lineage: Mapping[str, Any],
     train_params: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Log the trained model to the child run and register it as a new version."""
-    model, tokenizer = trainer.load_trained(
-        Path(training_result["run_dir"]), train_params
-    )
+    """Log the trained model to the child run and register it as a new version.
+
+    A version already registered from the same run folder (same data and config) is
+    reused rather than logged again, unless ``train.force`` is set.
+    """
+    run_dir = Path(training_result["run_dir"])
+    identity = {
+        "variant": str(lineage["variant"]),
+        "train_size": int(lineage["train_size"]),
+        "data_digest": str(lineage["data_digest"]),
+    }
+    name = str(train_params["registered_model_name"])
+    if not train_params["force"]:
+        existing = model_registry.find_registered(
+            name, fingerprint=run_dir.name, **identity
+        )
+        if existing is not None:
+            logger.info("%s: reusing %s", identity["variant"], existing["model_uri"])
+            return existing
+    model, tokenizer = trainer.load_trained(run_dir, train_params)
     return model_registry.log_and_register(
         model,
         tokenizer,
-        registered_model_name=str(train_params["registered_model_name"]),
-        variant=str(lineage["variant"]),
-        train_size=int(lineage["train_size"]),
-        data_digest=str(lineage["data_digest"]),
+        registered_model_name=name,
         keep_adapter=bool(train_params["finetuning"]["keep_adapter"]),
+        fingerprint=run_dir.name,
+        **identity,
     )
 
 
