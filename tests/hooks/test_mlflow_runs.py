@@ -132,3 +132,39 @@ def test_a_run_opened_by_the_caller_is_left_open(mlflow_store):
         hook.before_pipeline_run(run_params={}, pipeline=None, catalog=None)
         hook.after_pipeline_run()
         assert mlflow.active_run().info.run_id == callers_run.info.run_id
+
+
+_KILLED_KEDRO_RUN = """
+import os, signal, sys, mlflow
+from belle_kedro.hooks.mlflow_runs import VARIANT_TAG, owner_tags
+mlflow.set_tracking_uri(sys.argv[1])
+mlflow.set_experiment("hook-test")
+mlflow.start_run(run_name="kedro-run", tags=owner_tags())
+mlflow.start_run(run_name="small", nested=True, tags={VARIANT_TAG: "small", **owner_tags()})
+os.kill(os.getpid(), signal.SIGKILL)  # as a kill -9 of `kedro run` mid-node
+"""
+
+
+def test_the_next_run_marks_the_runs_of_a_killed_process_killed(mlflow_store):
+    import subprocess
+    import sys
+
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_KEDRO_RUN, mlflow_store], check=False
+    )
+    assert killed.returncode == -9
+    mlflow.set_tracking_uri(mlflow_store)
+    experiment = mlflow.set_experiment("hook-test")
+    client = MlflowClient()
+    orphans = client.search_runs([experiment.experiment_id])
+    assert sorted(run.info.status for run in orphans) == ["RUNNING", "RUNNING"]
+    # A run another live process owns (here: an untagged one) is left alone.
+    other = client.create_run(experiment.experiment_id, run_name="someone else's")
+
+    hook = VariantChildRunHook()
+    with mlflow.start_run(run_name="next kedro run") as parent:
+        hook.before_pipeline_run(run_params={}, pipeline=None, catalog=None)
+        assert client.get_run(parent.info.run_id).info.status == "RUNNING"
+    for run in orphans:
+        assert client.get_run(run.info.run_id).info.status == "KILLED"
+    assert client.get_run(other.info.run_id).info.status == "RUNNING"
