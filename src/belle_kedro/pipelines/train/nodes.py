@@ -146,27 +146,31 @@ def register_model(
     reused rather than logged again, unless ``train.force`` is set.
     """
     run_dir = Path(training_result["run_dir"])
-    identity = {
-        "variant": str(lineage["variant"]),
-        "train_size": int(lineage["train_size"]),
-        "data_digest": str(lineage["data_digest"]),
-    }
+    variant = str(lineage["variant"])
+    train_size = int(lineage["train_size"])
+    data_digest = str(lineage["data_digest"])
     name = str(train_params["registered_model_name"])
     if not train_params["force"]:
         existing = model_registry.find_registered(
-            name, fingerprint=run_dir.name, **identity
+            name,
+            variant=variant,
+            train_size=train_size,
+            data_digest=data_digest,
+            fingerprint=run_dir.name,
         )
         if existing is not None:
-            logger.info("%s: reusing %s", identity["variant"], existing["model_uri"])
+            logger.info("%s: reusing %s", variant, existing["model_uri"])
             return existing
     model, tokenizer = trainer.load_trained(run_dir, train_params)
     return model_registry.log_and_register(
         model,
         tokenizer,
         registered_model_name=name,
+        variant=variant,
+        train_size=train_size,
+        data_digest=data_digest,
         keep_adapter=bool(train_params["finetuning"]["keep_adapter"]),
         fingerprint=run_dir.name,
-        **identity,
     )
 
 

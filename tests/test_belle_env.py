@@ -1,0 +1,158 @@
+"""The `belle` environment: everything resolves, the recipe is BELLE's, and it runs on CPU.
+
+The recipe itself (BLOOMZ-7B1-mt, DeepSpeed ZeRO-2 over 8 GPUs) cannot train here, so the
+end-to-end run swaps in the tiny offline model by parameter overrides only: the env's
+other choices (its split sizes' nesting, the every-variant mix-in, bf16 evaluation
+weights, the evaluation flow) run as configured.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from tests.support.records import make_records
+
+
+def test_every_pipeline_and_dataset_resolves_and_the_recipe_is_belles(kedro_project):
+    from kedro.framework.project import pipelines
+    from kedro.framework.session import KedroSession
+
+    with KedroSession.create(project_path=kedro_project, env="belle") as session:
+        context = session.load_context()
+        catalog = context.catalog
+        params = context.params
+        declared = list(catalog.keys())
+        assert declared and all(catalog.get(name) is not None for name in declared)
+        for name, pipeline in pipelines.items():
+            assert pipeline.nodes, name
+            # What a pipeline reads from outside must come from the catalog (factory
+            # patterns such as "{variant}.train_data" resolve here too).
+            for dataset in pipeline.inputs():
+                if not dataset.startswith("params:"):
+                    assert catalog.get(dataset) is not None, f"{name}: {dataset}"
+
+    train = params["train"]
+    assert train["model"]["name_or_path"] == "bigscience/bloomz-7b1-mt"
+    assert train["model"]["dtype"] == "bfloat16"
+    assert train["finetuning"]["method"] == "full"
+    trainer = train["trainer"]
+    assert trainer["bf16"] is True
+    global_batch = (
+        trainer["per_device_train_batch_size"]
+        * trainer["gradient_accumulation_steps"]
+        * train["launcher"]["nproc_per_node"]
+        * train["launcher"]["nnodes"]
+    )
+    assert global_batch == 64
+    assert trainer["learning_rate"] == pytest.approx(3e-6)
+    assert trainer["num_train_epochs"] == 2
+    assert trainer["lr_scheduler_type"] == "constant"
+    deepspeed = json.loads(
+        (kedro_project / train["deepspeed"]).read_text(encoding="utf-8")
+    )
+    assert deepspeed["zero_optimization"]["stage"] == 2
+    assert deepspeed["bf16"]["enabled"] == "auto"  # follows trainer.bf16
+    assert params["split"]["variant_sizes"] == {
+        "small": 200_000,
+        "medium": 600_000,
+        "large": 1_000_000,
+        "xlarge": 2_000_000,
+    }
+    generation = params["evaluate"]["generation"]
+    assert generation["device"] == "auto" and generation["dtype"] == "bfloat16"
+    assert generation["max_new_tokens"] == 512
+    assert params["evaluate"]["judge"]["enabled"] is True
+
+
+# Only what the CPU forces: the model, DeepSpeed/GPU launch, sizes, and the paid judge.
+CPU_OVERRIDES = {
+    "split": {
+        "holdout_size": 16,
+        "variant_sizes": {"small": 16, "medium": 24, "large": 32, "xlarge": 40},
+        "mix_in": {"size": 4},
+    },
+    "train": {
+        "model": {
+            "source": "tiny_bloom",
+            "name_or_path": None,
+            "tokenizer": "bytes",
+            "dtype": "float32",
+        },
+        "finetuning": {"keep_adapter": False},
+        "data": {"max_length": 256},
+        "eval": {"max_examples": 8},
+        "deepspeed": None,
+        "launcher": {"nproc_per_node": 1},
+        "trainer": {
+            "num_train_epochs": 1,
+            "learning_rate": 3.0e-3,
+            "bf16": False,
+            "activation_checkpointing": False,
+            "dataloader_num_workers": 0,
+            "logging_steps": 1,
+            "eval_steps": 4,
+            "save_steps": 4,
+            "disable_tqdm": True,
+        },
+    },
+    "evaluate": {
+        "questions": {"max_per_class": 1},
+        "generation": {"max_new_tokens": 4},
+        "judge": {"enabled": False},
+    },
+}
+
+
+@pytest.mark.slow
+def test_belle_train_and_evaluate_run_on_cpu_with_the_tiny_model(
+    kedro_project: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from kedro.framework.session import KedroSession
+
+    alpaca = kedro_project / "data" / "01_raw" / "alpaca_test.json"
+    english = make_records(8, seed=3)
+    alpaca.write_text(
+        json.dumps(
+            english.loc[:, ["instruction", "input", "output"]].to_dict("records")
+        ),
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("ALPACA_EN_JSON", str(alpaca))
+    with KedroSession.create(
+        project_path=kedro_project, env="belle", runtime_params=CPU_OVERRIDES
+    ) as session:
+        session.load_context().catalog.save(
+            "clean_instructions", make_records(140, seed=5)
+        )
+    with KedroSession.create(
+        project_path=kedro_project, env="belle", runtime_params=CPU_OVERRIDES
+    ) as session:
+        session.run(pipeline_names=["split", "train", "evaluate"])
+
+    client = MlflowClient()
+    versions = client.search_model_versions("name = 'belle-7b-sft'")
+    assert sorted(version.tags["variant"] for version in versions) == sorted(
+        CPU_OVERRIDES["split"]["variant_sizes"]
+    )
+    experiment = client.get_experiment_by_name("belle_kedro")
+    runs = client.search_runs([experiment.experiment_id])
+    assert all(run.info.status == "FINISHED" for run in runs)
+    children = [run for run in runs if "belle.variant" in run.data.tags]
+    assert sorted(run.data.tags["belle.variant"] for run in children) == sorted(
+        CPU_OVERRIDES["split"]["variant_sizes"]
+    )
+    for child in children:
+        # Every variant mixes in the same English sample (belle's every_variant mode).
+        assert int(child.data.params["train_size"]) == (
+            CPU_OVERRIDES["split"]["variant_sizes"][child.data.tags["belle.variant"]]
+            + CPU_OVERRIDES["split"]["mix_in"]["size"]
+        )
+        assert "train.train_loss" in child.data.metrics
+        # evaluate answered on the resolved device and logged into the same child
+        assert any(name.startswith("evaluate") for name in child.data.metrics)
+        assert child.data.params["train.trainer.per_device_train_batch_size"] == "2"
+        assert child.data.params["train.trainer.gradient_accumulation_steps"] == "4"
