@@ -138,3 +138,27 @@ def test_launcher_command_hands_off_to_torchrun_or_deepspeed(tmp_path: Path):
         "belle_kedro.pipelines.train.trainer",
         str(tmp_path),
     ]
+
+
+def test_records_with_a_non_text_field_are_counted_and_left_out(tmp_path):
+    import json
+
+    import pandas as pd
+
+    train = make_records(6)
+    train["output"] = train["output"].astype(object)
+    train.at[1, "output"] = {"answer": "a dict, not text"}
+    train["input"] = train["input"].astype(object)
+    train.at[2, "input"] = 42
+    train.at[3, "input"] = None  # missing input is fine: no input
+    run_dir = launcher.prepare_run_dir(
+        tmp_path, "small", train, make_records(2, seed=1), tiny_config()
+    )
+    job = json.loads((run_dir / trainer.JOB_FILE).read_text(encoding="utf-8"))
+    assert job["bad_records"] == {"train": 2, "eval": 0}
+    written = pd.read_parquet(run_dir / trainer.TRAIN_FILE)
+    assert len(written) == 4
+    assert (
+        written["instruction"].tolist()
+        == train["instruction"].iloc[[0, 3, 4, 5]].tolist()
+    )

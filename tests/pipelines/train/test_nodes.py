@@ -64,6 +64,8 @@ def test_summary_reports_final_figures_at_the_last_step_and_plots_both_losses():
         "eval_loss": None,
         "train_runtime_s": 2.5,
         "train_examples": 24,
+        "bad_records": 2,
+        "dropped_examples": 1,
         "log_history": [
             {"step": 1, "loss": 5.0},
             {"step": 3, "eval_loss": 4.8},
@@ -74,6 +76,7 @@ def test_summary_reports_final_figures_at_the_last_step_and_plots_both_losses():
     metrics, figure = summarise_training(result)
     assert metrics["padding_waste"] == {"value": 0.03, "step": 6}
     assert "eval_loss" not in metrics  # None is not a metric
+    assert metrics["bad_records"] == {"value": 2, "step": 6}
     assert isinstance(figure, Figure)
     lines = {
         line.get_label(): list(line.get_xdata()) for line in figure.axes[0].get_lines()

@@ -53,6 +53,20 @@ def _write_parquet_atomic(path: Path, records: pd.DataFrame) -> None:
     staging.replace(path)
 
 
+def split_bad_records(records: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """The records whose text fields are all strings (or missing), and how many were not.
+
+    A number, list or dict in ``instruction``/``input``/``output`` is a broken record,
+    not text to learn from; it is counted and left out rather than stringified (or
+    crashing the parquet hand-off to the workers).
+    """
+    fields = records.loc[:, list(RECORD_COLUMNS)]
+    text_or_missing = fields.map(lambda value: isinstance(value, str) or value is None)
+    text_or_missing |= fields.isna()
+    good = text_or_missing.all(axis=1)
+    return records.loc[good], int((~good).sum())
+
+
 def run_fingerprint(
     train_data: pd.DataFrame, eval_data: pd.DataFrame, train_config: Mapping[str, Any]
 ) -> str:
@@ -109,12 +123,22 @@ def prepare_run_dir(
     earlier_runs = _earlier_mlflow_runs(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     columns = list(RECORD_COLUMNS)
+    train_data, bad_train = split_bad_records(train_data)
+    eval_data, bad_eval = split_bad_records(eval_data)
+    if bad_train or bad_eval:
+        logger.warning(
+            "%s: left out %d training and %d held-out record(s) with a non-text field",
+            variant,
+            bad_train,
+            bad_eval,
+        )
     _write_parquet_atomic(run_dir / TRAIN_FILE, train_data.loc[:, columns])
     _write_parquet_atomic(run_dir / EVAL_FILE, eval_data.loc[:, columns])
     job = {
         "variant": variant,
         "train": config,
         "mlflow": dict(mlflow_run) if mlflow_run else None,
+        "bad_records": {"train": bad_train, "eval": bad_eval},
         # MLflow runs that trained this folder before (killed, resumed here).
         "earlier_mlflow_runs": [
             run_id

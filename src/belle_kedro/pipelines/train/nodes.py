@@ -186,6 +186,8 @@ def summarise_training(
         "eval_loss",
         "train_runtime_s",
         "train_examples",
+        "bad_records",
+        "dropped_examples",
     )
     metrics = as_metrics({name: training_result[name] for name in names}, step=step)
     history = pd.DataFrame(training_result["log_history"])

@@ -367,6 +367,9 @@ def run_training(
         "tokens_per_second": real_tokens / runtime if runtime > 0 else 0.0,
         "padding_waste": padding_waste(real_tokens, padded_tokens),
         "train_examples": len(train_dataset),
+        # Records a worker could not learn from, counted rather than crashing it:
+        # a non-text field (left out by the launcher), or a prompt that fills max_length.
+        "bad_records": int(job["bad_records"]["train"]),
         "dropped_examples": train_dataset.dropped,
         "eval_examples": len(eval_dataset) if eval_dataset is not None else 0,
         "world_size": int(args.world_size),
