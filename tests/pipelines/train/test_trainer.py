@@ -182,3 +182,23 @@ def test_the_declared_recipe_batches_by_length_with_little_padding(tmp_path, bat
     )
     assert grouped <= 0.05
     assert shuffled > 0.2
+
+
+def test_a_deepspeed_checkpoint_counts_when_its_latest_step_is_there(tmp_path):
+    import torch
+
+    checkpoint = tmp_path / "checkpoint-4"
+    (checkpoint / "global_step4").mkdir(parents=True)
+    (checkpoint / "trainer_state.json").write_text('{"global_step": 4}')
+    (checkpoint / "latest").write_text("global_step4")
+    torch.save(
+        {"optimizer": 1},
+        checkpoint / "global_step4" / "bf16_zero_pp_rank_0_optim_states.pt",
+    )
+    assert trainer.checkpoint_is_complete(checkpoint)
+    (checkpoint / "latest").write_text("global_step8")  # names a step never written
+    assert not trainer.checkpoint_is_complete(checkpoint)
+    (checkpoint / "latest").write_text("global_step4")
+    shard = checkpoint / "global_step4" / "bf16_zero_pp_rank_0_optim_states.pt"
+    shard.write_bytes(shard.read_bytes()[:50])  # torn while DeepSpeed wrote it
+    assert not trainer.checkpoint_is_complete(checkpoint)

@@ -62,11 +62,14 @@ TORN_DIR = "torn"
 # The Trainer writes trainer_state.json after the weights, optimizer and RNG states, so a
 # checkpoint without a readable one was cut short.
 TRAINER_STATE_FILE = "trainer_state.json"
+# Weights in a checkpoint: the model's files, or DeepSpeed's own checkpoint (ZeRO-3
+# without gathered weights saves only that), whose "latest" names its global_step folder.
 WEIGHT_FILES = (
     "model.safetensors",
     "model.safetensors.index.json",
     "adapter_model.safetensors",
     "pytorch_model.bin",
+    "latest",
 )
 # Trainer log keys -> MLflow metric names.
 _METRIC_NAMES = {
@@ -200,6 +203,9 @@ def checkpoint_is_complete(checkpoint: Path) -> bool:
         if not (checkpoint / TRAINER_STATE_FILE).is_file():
             return False
         if not any((checkpoint / name).is_file() for name in WEIGHT_FILES):
+            return False
+        latest = checkpoint / "latest"
+        if latest.is_file() and not (checkpoint / latest.read_text().strip()).is_dir():
             return False
         return all(
             _file_complete(path) for path in checkpoint.rglob("*") if path.is_file()
