@@ -8,7 +8,12 @@ from typing import Any
 import pandas as pd
 
 from belle_kedro.common.tracking import as_metrics
-from belle_kedro.pipelines.clean.dedup import comparison_keys, find_near_duplicates
+from belle_kedro.common.config import from_params
+from belle_kedro.pipelines.clean.dedup import (
+    MinHashSettings,
+    comparison_keys,
+    find_near_duplicates,
+)
 from belle_kedro.pipelines.clean.rules import apply_rules, normalise_records
 
 
@@ -72,8 +77,17 @@ def remove_near_duplicates(
         seed_instructions, seed_inputs = _seed_texts(seed_tasks, include_input)
         seed_keys = comparison_keys(seed_instructions, seed_inputs)
     found = find_near_duplicates(
-        keys, seed_keys, threshold=threshold, progress="near-duplicates"
+        keys,
+        seed_keys,
+        threshold=threshold,
+        minhash=from_params(
+            MinHashSettings, settings["minhash"], "clean.near_duplicates.minhash"
+        ),
+        workers=settings["workers"],
+        progress="near-duplicate signatures",
     )
+    report["candidate_pairs"] = found.candidates
+    report["verified_pairs"] = found.verified
     dropped_positions = [
         position for position in range(len(records)) if not found.keep[position]
     ]
