@@ -9,8 +9,6 @@ import re
 
 import numpy as np
 import pytest
-from rapidfuzz import process
-from rapidfuzz.distance import Indel
 
 from belle_kedro.common.text import rouge_l
 from belle_kedro.pipelines.clean import dedup

@@ -107,12 +107,14 @@ def _band_keys(keys: Sequence[str], settings: MinHashSettings) -> np.ndarray:
     """``(len(keys), bands)`` band hashes; an empty key gets 0 (it never becomes a candidate)."""
     bands = settings.permutations // settings.rows_per_band
     lengths = np.fromiter((len(key) for key in keys), dtype=np.int64, count=len(keys))
-    codes = np.frombuffer("".join(keys).encode("utf-32-le"), dtype=np.uint32)
+    chars = np.frombuffer("".join(keys).encode("utf-32-le"), dtype=np.uint32)
     owner = np.repeat(np.arange(len(keys), dtype=np.int64), lengths)
     # Character SET per key: one (owner, char) per distinct pair, grouped by owner.
-    pairs = np.unique(owner * (1 << 21) + codes.astype(np.int64))
-    owner, codes = pairs >> 21, pairs & ((1 << 21) - 1)
-    hashed = _mix(codes.astype(np.uint64) + np.uint64(settings.seed))
+    pairs = np.unique(owner * (1 << 21) + chars.astype(np.int64))
+    owner = pairs >> 21
+    hashed = _mix(
+        (pairs & ((1 << 21) - 1)).astype(np.uint64) + np.uint64(settings.seed)
+    )
     present = np.flatnonzero(np.bincount(owner, minlength=len(keys)))
     starts = np.searchsorted(owner, present)
     rng = np.random.default_rng(settings.seed)

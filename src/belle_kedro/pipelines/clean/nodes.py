@@ -7,8 +7,8 @@ from typing import Any
 
 import pandas as pd
 
-from belle_kedro.common.tracking import as_metrics
 from belle_kedro.common.config import from_params
+from belle_kedro.common.tracking import as_metrics
 from belle_kedro.pipelines.clean.dedup import (
     MinHashSettings,
     comparison_keys,
