@@ -221,24 +221,21 @@ def _worker_count(workers: int | None) -> int:
     return workers if workers is not None else (os.cpu_count() or 1)
 
 
-def find_near_duplicates(
-    keys: Sequence[str],
-    reference_keys: Sequence[str] = (),
+def _matching_pairs(
+    all_keys: list[str],
     *,
     threshold: float,
     minhash: MinHashSettings,
-    workers: int | None = None,
-    progress: str | None = None,
-) -> NearDuplicates:
-    """Alpaca's greedy pass: drop each key that matches an earlier kept key or a reference.
+    workers: int | None,
+    progress: str | None,
+    references_only: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Verified ``(earlier, later)`` pairs of ``all_keys``, their scores, the candidate count.
 
-    ``keys`` and ``reference_keys`` are comparison keys (:func:`comparison_keys`).
-    ``workers`` processes/threads (``None``: every core); ``progress`` names a tqdm bar.
+    With ``references_only = r`` only pairs of one of the first ``r`` keys and a later
+    one are verified.
     """
     _check_threshold(threshold)
-    count, references = len(keys), len(reference_keys)
-    # References first: they are "earlier" than every record and always kept.
-    all_keys = [*reference_keys, *keys]
     lengths = np.fromiter(
         (len(key) for key in all_keys), dtype=np.int64, count=len(all_keys)
     )
@@ -260,7 +257,39 @@ def find_near_duplicates(
         else np.zeros((0, minhash.permutations // minhash.rows_per_band), np.uint64)
     )
     candidates = _candidate_pairs(band_keys, minhash.bucket_neighbours)
+    if references_only is not None:
+        earlier, later = np.divmod(candidates, len(all_keys))
+        candidates = candidates[
+            (earlier < references_only) & (later >= references_only)
+        ]
     verified, scores = _verify(all_keys, lengths, candidates, threshold, workers)
+    return verified, scores, len(candidates)
+
+
+def find_near_duplicates(
+    keys: Sequence[str],
+    reference_keys: Sequence[str] = (),
+    *,
+    threshold: float,
+    minhash: MinHashSettings,
+    workers: int | None = None,
+    progress: str | None = None,
+) -> NearDuplicates:
+    """Alpaca's greedy pass: drop each key that matches an earlier kept key or a reference.
+
+    ``keys`` and ``reference_keys`` are comparison keys (:func:`comparison_keys`).
+    ``workers`` processes/threads (``None``: every core); ``progress`` names a tqdm bar.
+    """
+    references = len(reference_keys)
+    # References first: they are "earlier" than every record and always kept.
+    all_keys = [*reference_keys, *keys]
+    verified, scores, candidates = _matching_pairs(
+        all_keys,
+        threshold=threshold,
+        minhash=minhash,
+        workers=workers,
+        progress=progress,
+    )
 
     keep = np.ones(len(all_keys), dtype=bool)
     duplicate_of = np.full(len(all_keys), -1, dtype=np.int64)
@@ -284,7 +313,70 @@ def find_near_duplicates(
             keep[position] = False
             duplicate_of[position] = int(partners[pick])
             best[position] = scores[begin + pick]
-    # Back to the caller's numbering: records 0..n-1, reference k as n + k.
+    return _outcome(
+        keep,
+        duplicate_of,
+        best,
+        references=references,
+        candidates=candidates,
+        verified=verified,
+    )
+
+
+def find_reference_matches(
+    keys: Sequence[str],
+    reference_keys: Sequence[str],
+    *,
+    threshold: float,
+    minhash: MinHashSettings,
+    workers: int | None = None,
+    progress: str | None = None,
+) -> NearDuplicates:
+    """Drop each key that matches one of ``reference_keys``; keys never match each other.
+
+    The outcome reads as for :func:`find_near_duplicates` (a match is always
+    ``n + k``, the reference with the highest score).
+    """
+    references = len(reference_keys)
+    all_keys = [*reference_keys, *keys]
+    verified, scores, candidates = _matching_pairs(
+        all_keys,
+        threshold=threshold,
+        minhash=minhash,
+        workers=workers,
+        progress=progress,
+        references_only=references,
+    )
+    keep = np.ones(len(all_keys), dtype=bool)
+    duplicate_of = np.full(len(all_keys), -1, dtype=np.int64)
+    best = np.zeros(len(all_keys), dtype=np.float64)
+    # Highest score last, so the fancy assignment leaves each key its best reference.
+    order = np.argsort(scores, kind="stable")
+    later, earlier = verified[order, 1], verified[order, 0]
+    keep[later] = False
+    duplicate_of[later] = earlier
+    best[later] = scores[order]
+    return _outcome(
+        keep,
+        duplicate_of,
+        best,
+        references=references,
+        candidates=candidates,
+        verified=verified,
+    )
+
+
+def _outcome(
+    keep: np.ndarray,
+    duplicate_of: np.ndarray,
+    best: np.ndarray,
+    *,
+    references: int,
+    candidates: int,
+    verified: np.ndarray,
+) -> NearDuplicates:
+    """Back to the caller's numbering: records 0..n-1, reference k as n + k."""
+    count = len(keep) - references
     owner = duplicate_of[references:]
     mapped = np.where(
         owner < 0, -1, np.where(owner < references, owner + count, owner - references)
@@ -293,6 +385,6 @@ def find_near_duplicates(
         keep=keep[references:],
         duplicate_of=mapped,
         score=best[references:],
-        candidates=len(candidates),
+        candidates=candidates,
         verified=len(verified),
     )

@@ -127,41 +127,69 @@ def normalise_records(records: pd.DataFrame) -> pd.DataFrame:
     return normalised.reset_index(drop=True)
 
 
-def _any_term(terms: Sequence[str]) -> re.Pattern[str]:
-    return re.compile("|".join(re.escape(term) for term in terms), re.IGNORECASE)
+def _any_term(terms: Sequence[str], case_sensitive: bool = False) -> re.Pattern[str]:
+    return re.compile(
+        "|".join(re.escape(term) for term in terms),
+        0 if case_sensitive else re.IGNORECASE,
+    )
 
 
-def blacklisted(records: pd.DataFrame, terms: Sequence[str]) -> pd.Series:
-    """Records naming any term (case-insensitive) in instruction, input or output."""
+def _false(records: pd.DataFrame) -> pd.Series:
+    return pd.Series(False, index=records.index, dtype=bool)
+
+
+def blacklisted(
+    records: pd.DataFrame, terms: Sequence[str], case_sensitive: bool
+) -> pd.Series:
+    """Records naming any term in instruction, input or output (BELLE: case-sensitive)."""
     if not terms:
-        return pd.Series(False, index=records.index)
-    pattern = _any_term(terms)
+        return _false(records)
+    pattern = _any_term(terms, case_sensitive)
     text = records["instruction"] + "\n" + records["input"] + "\n" + records["output"]
-    return text.str.contains(pattern, regex=True)
+    return text.str.contains(pattern, regex=True).astype(bool)
 
 
 def address_model(
-    records: pd.DataFrame, strip_patterns: Sequence[str], mention_terms: Sequence[str]
+    records: pd.DataFrame,
+    rewrites: Sequence[str],
+    strip_patterns: Sequence[str],
+    mention_terms: Sequence[str],
+    case_sensitive: bool,
 ) -> tuple[pd.DataFrame, pd.Series]:
-    """Strip phrases addressing the model from instructions, then flag leftover mentions.
+    """Rewrite phrases addressing the model out of instructions, then flag leftover mentions.
 
-    Returns ``(records with stripped instructions, drop mask)``: a record is dropped
-    when its instruction or input still names the model after stripping.
+    ``rewrites`` are removed verbatim, one after the other in list order (BELLE's
+    ``str.replace`` loop); ``strip_patterns`` are regexes removed afterwards (our
+    option). Returns ``(records with rewritten instructions, drop mask)``: a record is
+    dropped when its instruction or input still names one of ``mention_terms``.
     """
     rewritten = records.copy()
     instructions = rewritten["instruction"]
+    for phrase in rewrites:
+        instructions = instructions.str.replace(phrase, "", regex=False)
     for pattern in strip_patterns:
         instructions = instructions.str.replace(
             re.compile(pattern, re.IGNORECASE), "", regex=True
         )
     rewritten["instruction"] = instructions.str.strip()
     if not mention_terms:
-        return rewritten, pd.Series(False, index=records.index)
-    mention = _any_term(mention_terms)
+        return rewritten, _false(records)
+    mention = _any_term(mention_terms, case_sensitive)
     dropped = rewritten["instruction"].str.contains(mention) | rewritten[
         "input"
     ].str.contains(mention)
-    return rewritten, dropped
+    return rewritten, dropped.astype(bool)
+
+
+def empty_no_input_markers(
+    records: pd.DataFrame, markers: Sequence[str]
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Empty every input that contains one of ``markers`` (BELLE: "无输入"); drops nothing."""
+    rewritten = records.copy()
+    if markers:
+        marked = rewritten["input"].str.contains(_any_term(markers, True))
+        rewritten.loc[marked, "input"] = ""
+    return rewritten, _false(records)
 
 
 def bad_length(
@@ -294,6 +322,7 @@ def _mask_only(check: Callable[..., pd.Series]) -> Rule:
 
 
 RULES: dict[str, Rule] = {
+    "no_input_marker": empty_no_input_markers,
     "blacklist": _mask_only(blacklisted),
     "model_address": address_model,
     "length": _mask_only(bad_length),
