@@ -106,8 +106,10 @@ def _mix(values: np.ndarray) -> np.ndarray:
 def _band_keys(keys: Sequence[str], settings: MinHashSettings) -> np.ndarray:
     """``(len(keys), bands)`` band hashes; an empty key gets 0 (it never becomes a candidate)."""
     bands = settings.permutations // settings.rows_per_band
-    lengths = np.fromiter((len(key) for key in keys), dtype=np.int64, count=len(keys))
-    chars = np.frombuffer("".join(keys).encode("utf-32-le"), dtype=np.uint32)
+    lengths = _lengths(keys)
+    chars = np.frombuffer(
+        "".join(keys).encode("utf-32-le", "surrogatepass"), dtype=np.uint32
+    )
     owner = np.repeat(np.arange(len(keys), dtype=np.int64), lengths)
     # Character SET per key: one (owner, char) per distinct pair, grouped by owner.
     pairs = np.unique(owner * (1 << 21) + chars.astype(np.int64))
@@ -236,9 +238,7 @@ def _matching_pairs(
     one are verified.
     """
     _check_threshold(threshold)
-    lengths = np.fromiter(
-        (len(key) for key in all_keys), dtype=np.int64, count=len(all_keys)
-    )
+    lengths = _lengths(all_keys)
     workers = _worker_count(workers)
     chunks = [
         (all_keys[start : start + _CHUNK_KEYS], minhash)
@@ -279,7 +279,72 @@ def find_near_duplicates(
 
     ``keys`` and ``reference_keys`` are comparison keys (:func:`comparison_keys`).
     ``workers`` processes/threads (``None``: every core); ``progress`` names a tqdm bar.
+
+    A repeat of an earlier identical key is always dropped (ROUGE-L 1 against the first
+    copy, or against whatever kept record the first copy repeats), so only the first
+    copy of each key takes part in the search; this is exact, not an approximation,
+    and keeps buckets of repeated instructions ("翻译成英文" with many inputs) small.
     """
+    count = len(keys)
+    first_copy: dict[str, int] = {}
+    first = np.array(
+        [first_copy.setdefault(key, position) for position, key in enumerate(keys)],
+        dtype=np.int64,
+    )
+    distinct = np.flatnonzero((first == np.arange(count)) & (_lengths(keys) > 0))
+    inner = _greedy(
+        [keys[position] for position in distinct.tolist()],
+        reference_keys,
+        threshold=threshold,
+        minhash=minhash,
+        workers=workers,
+        progress=progress,
+    )
+    keep = np.zeros(count, dtype=bool)
+    duplicate_of = np.full(count, -1, dtype=np.int64)
+    score = np.zeros(count, dtype=np.float64)
+    keep[_lengths(keys) == 0] = (
+        True  # an empty key matches nothing (ROUGE-L of "" is 0)
+    )
+    keep[distinct] = inner.keep
+    duplicate_of[distinct] = np.where(
+        inner.duplicate_of < 0,
+        -1,
+        np.where(
+            inner.duplicate_of < len(distinct),
+            distinct[np.minimum(inner.duplicate_of, len(distinct) - 1)],
+            inner.duplicate_of - len(distinct) + count,
+        ),
+    )
+    score[distinct] = inner.score
+    copies = np.flatnonzero((first != np.arange(count)) & (_lengths(keys) > 0))
+    original = first[copies]
+    kept_original = keep[original]
+    duplicate_of[copies] = np.where(kept_original, original, duplicate_of[original])
+    score[copies] = np.where(kept_original, 1.0, score[original])
+    return NearDuplicates(
+        keep=keep,
+        duplicate_of=duplicate_of,
+        score=score,
+        candidates=inner.candidates,
+        verified=inner.verified + len(copies),
+    )
+
+
+def _lengths(keys: Sequence[str]) -> np.ndarray:
+    return np.fromiter((len(key) for key in keys), dtype=np.int64, count=len(keys))
+
+
+def _greedy(
+    keys: Sequence[str],
+    reference_keys: Sequence[str],
+    *,
+    threshold: float,
+    minhash: MinHashSettings,
+    workers: int | None,
+    progress: str | None,
+) -> NearDuplicates:
+    """The greedy pass over distinct keys: candidates, verification, then decisions."""
     references = len(reference_keys)
     # References first: they are "earlier" than every record and always kept.
     all_keys = [*reference_keys, *keys]

@@ -31,7 +31,8 @@ def _safe_nfkc_table() -> dict[int, str]:
     Folded: full-width ASCII letters and digits (Ａ１ -> A1), half-width katakana, Kangxi
     and CJK radicals and compatibility ideographs (⽇ -> 日), odd spaces. Kept: full-width
     punctuation (Chinese text uses ，。：？), super/subscripts (x² is not x2), circled
-    and fraction digits (① is not 1), ligature-like symbols. Zero-width marks go.
+    and fraction digits (① is not 1), ligature-like symbols. Zero-width marks go; a
+    lone surrogate becomes U+FFFD.
     """
     table: dict[int, str] = {}
     wanted = (
@@ -54,6 +55,8 @@ def _safe_nfkc_table() -> dict[int, str]:
             table[code] = " "
     for invisible in ("\u200b", "\u200c", "\u200d", "\u2060", "\ufeff"):
         table[ord(invisible)] = ""
+    for surrogate in range(0xD800, 0xE000):  # lone halves cannot be encoded or stored
+        table[surrogate] = "\ufffd"
     return table
 
 
@@ -86,15 +89,18 @@ _BLANK_LINES = re.compile(r"\n{3,}")
 
 
 def normalise_text(text: str) -> str:
-    """NFC + the safe part of NFKC, then whitespace folding that keeps line structure.
+    """The safe part of NFKC + NFC, then whitespace folding that keeps line structure.
 
-    Inner runs of spaces fold to one, line ends and the whole text are trimmed, at most
+    Idempotent: a second pass never changes the result. Inner runs of spaces fold to one, line ends and the whole text are trimmed, at most
     one blank line survives; leading indentation stays (code in outputs needs it).
     """
-    if not unicodedata.is_normalized("NFC", text):
-        text = unicodedata.normalize("NFC", text)
+    # Fold first, compose after: folding half-width kana or dropping a zero-width mark
+    # can leave a base and a combining mark side by side, which NFC then joins; in the
+    # other order a second pass would still change the text.
     if _FOLDABLE.search(text):
         text = text.translate(_NFKC_SAFE)
+    if not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
     # Substring tests first: most texts have nothing to fold, and a regex scan of a long
     # output costs far more than these C-level checks.
     if "\r" in text:
