@@ -218,3 +218,28 @@ def test_apply_rules_reports_counts_examples_and_honours_enabled():
     }
     with pytest.raises(ValueError, match="unknown clean rule"):
         filters.apply_rules(records, {"no_such_rule": {}}, examples=3)
+
+
+def test_empty_input_gives_an_empty_output_and_a_report_that_says_so():
+    from belle_kedro.pipelines.clean import nodes
+
+    records = nodes.normalise_instructions(frame())
+    kept, filter_report = nodes.filter_instructions(records, PARAMS["rules"], 3)
+    seeds = pd.DataFrame(
+        {"instruction": ["写一首诗"], "instances": [[{"input": "", "output": "好"}]]}
+    )
+    kept, dedup_report = nodes.remove_near_duplicates(
+        kept, seeds, PARAMS["near_duplicates"], PARAMS["matching"], 3
+    )
+    eval_set = pd.DataFrame(
+        {"question": ["写一首诗"], "std_answer": [""], "class": ["generation"]}
+    )
+    kept, decontamination_report = nodes.decontaminate(
+        kept, eval_set, PARAMS["decontamination"], PARAMS["matching"], 3
+    )
+    report, metrics, tags = nodes.build_clean_report(
+        filter_report, dedup_report, decontamination_report, kept
+    )
+    assert kept.empty and list(kept.columns[:3]) == ["instruction", "input", "output"]
+    assert report["output_records"] == 0 and "no records" in report["note"]
+    assert tags["eval_set_digest"] == report["eval_set_digest"]

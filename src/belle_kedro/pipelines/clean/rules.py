@@ -127,9 +127,15 @@ def normalise_records(records: pd.DataFrame) -> pd.DataFrame:
             disable=len(normalised) < _PROGRESS_FROM,
             mininterval=2.0,
         )
-        normalised[column] = [
-            normalise_text(value) if isinstance(value, str) else "" for value in values
-        ]
+        # dtype=str even with no rows, so every rule's .str accessor works on 0 records.
+        normalised[column] = pd.Series(
+            [
+                normalise_text(value) if isinstance(value, str) else ""
+                for value in values
+            ],
+            index=normalised.index,
+            dtype=str,
+        )
     return normalised.reset_index(drop=True)
 
 
