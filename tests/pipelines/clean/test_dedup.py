@@ -1,4 +1,4 @@
-"""Near-duplicate removal: exact agreement with brute force, seeds, order, CJK."""
+"""Near-duplicate removal: agreement with brute force, exact verification, seeds, order, CJK."""
 
 from __future__ import annotations
 
@@ -9,12 +9,14 @@ import re
 
 import numpy as np
 import pytest
-from rapidfuzz import process
-from rapidfuzz.distance import Indel
 
 from belle_kedro.common.text import rouge_l
 from belle_kedro.pipelines.clean import dedup
 from tests.support.brute_force import exhaustive_near_duplicates
+
+MINHASH = dedup.MinHashSettings(
+    permutations=512, rows_per_band=5, bucket_neighbours=8, seed=0
+)
 
 # Original sentence pieces for a built-in fixture (no third-party text).
 SUBJECTS = [
@@ -53,17 +55,19 @@ def builtin_fixture(size: int = 1200, seed: int = 7) -> list[str]:
     return texts
 
 
-def brute_force_pairs(keys: list[str], threshold: float) -> set[tuple[int, int]]:
-    scores = process.cdist(
-        keys, keys, scorer=Indel.normalized_similarity, dtype=np.float64
-    )
-    return {
-        (i, j)
-        for i, j in zip(
-            *np.nonzero(np.triu(scores >= threshold - 1e-12, 1)), strict=True
+def distinct_fixture(size: int, seed: int = 5) -> list[str]:
+    """Random CJK strings (rarely alike), one in ten followed by a one-edit copy."""
+    rng = random.Random(seed)
+    texts: list[str] = []
+    while len(texts) < size:
+        text = "".join(
+            chr(rng.randrange(0x4E00, 0x4E00 + 3000)) for _ in range(rng.randint(8, 30))
         )
-        if rouge_l(keys[i], keys[j]) >= threshold
-    }
+        texts.append(text)
+        if rng.random() < 0.1:
+            at = rng.randrange(len(text))
+            texts.append(text[:at] + text[at + 1 :])
+    return texts[:size]
 
 
 def test_rouge_score_tokenizer_would_erase_chinese_ours_does_not():
@@ -84,15 +88,17 @@ def test_rouge_score_tokenizer_would_erase_chinese_ours_does_not():
         )
 
 
-def test_matches_brute_force_on_builtin_fixture_and_is_order_stable():
+def test_agrees_with_brute_force_on_builtin_fixture_and_is_order_stable():
     keys = dedup.comparison_keys(builtin_fixture())
-    found = dedup.find_near_duplicates(keys, threshold=0.7)
+    found = dedup.find_near_duplicates(keys, threshold=0.7, minhash=MINHASH)
     expected = exhaustive_near_duplicates(keys, threshold=0.7)
     assert (
         0 < found.keep.sum() < len(keys) / 2
     )  # the fixture really has near duplicates
-    assert found.keep.tolist() == expected.tolist()
-    again = dedup.find_near_duplicates(list(keys), threshold=0.7)
+    # Heavy edits put some pairs at the candidate stage's bound (char-set Jaccard
+    # 0.54): a handful of the ~1,100 drops may be missed, never more than 1 %.
+    assert (found.keep != expected).sum() <= 0.01 * (~expected).sum()
+    again = dedup.find_near_duplicates(list(keys), threshold=0.7, minhash=MINHASH)
     assert again.keep.tolist() == found.keep.tolist()
     # Each dropped record points at an EARLIER KEPT record that reaches the threshold.
     for position in np.flatnonzero(~found.keep):
@@ -104,12 +110,26 @@ def test_matches_brute_force_on_builtin_fixture_and_is_order_stable():
         )
 
 
-@pytest.mark.parametrize("threshold", [0.5, 0.85])
-def test_pairs_equal_brute_force(threshold):
-    keys = dedup.comparison_keys(builtin_fixture(size=400, seed=threshold * 100))
-    assert dedup.near_duplicate_pairs(keys, threshold=threshold) == brute_force_pairs(
-        keys, threshold
+def test_workers_do_not_change_the_result_and_every_drop_is_verified():
+    keys = dedup.comparison_keys(distinct_fixture(24_000))
+    found = dedup.find_near_duplicates(keys, threshold=0.7, minhash=MINHASH, workers=2)
+    single = dedup.find_near_duplicates(
+        keys[:20_000], threshold=0.7, minhash=MINHASH, workers=1
     )
+    assert found.keep[:20_000].tolist() == single.keep.tolist()
+    dropped = np.flatnonzero(~found.keep)
+    assert len(dropped) > 1_000 and found.verified >= len(dropped)
+    for position in dropped:  # precision: exact scores only
+        partner = found.duplicate_of[position]
+        assert partner < position and found.keep[partner]
+        assert rouge_l(keys[position], keys[partner]) >= 0.7
+
+
+def test_minhash_settings_are_checked():
+    with pytest.raises(ValueError, match="rows_per_band"):
+        dedup.MinHashSettings(
+            permutations=4, rows_per_band=5, bucket_neighbours=1, seed=0
+        )
 
 
 def test_first_of_a_pair_wins_and_seeds_count_as_kept():
@@ -124,13 +144,18 @@ def test_first_of_a_pair_wins_and_seeds_count_as_kept():
         ]
     )
     found = dedup.find_near_duplicates(
-        keys, reference_keys=dedup.comparison_keys(["介绍长城的历史"]), threshold=0.7
+        keys,
+        reference_keys=dedup.comparison_keys(["介绍长城的历史"]),
+        threshold=0.7,
+        minhash=MINHASH,
     )
     # 介绍一下长城 vs the seed: LCS 4 -> 8/13 < 0.7, but vs the dropped 介绍一下长城的历史
     # it would be 0.8: dropped records never count. Empty keys match nothing.
     assert found.keep.tolist() == [True, False, False, True, True, True]
     assert found.duplicate_of.tolist()[:4] == [-1, 0, 6, -1]  # 6 = n + seed index 0
-    reversed_found = dedup.find_near_duplicates(keys[:2][::-1], threshold=0.7)
+    reversed_found = dedup.find_near_duplicates(
+        keys[:2][::-1], threshold=0.7, minhash=MINHASH
+    )
     assert reversed_found.keep.tolist() == [True, False]
 
 
@@ -140,18 +165,19 @@ def test_include_input_changes_what_is_compared():
         ["我喜欢猫", "今天下雨了，我们改天再去公园散步吧"],
     )
     assert not dedup.find_near_duplicates(
-        dedup.comparison_keys(instructions), threshold=0.7
+        dedup.comparison_keys(instructions), threshold=0.7, minhash=MINHASH
     ).keep[1]
     assert dedup.find_near_duplicates(
-        dedup.comparison_keys(instructions, inputs), threshold=0.7
+        dedup.comparison_keys(instructions, inputs), threshold=0.7, minhash=MINHASH
     ).keep.all()
 
 
 def test_rejects_a_threshold_outside_zero_one():
     with pytest.raises(ValueError, match="threshold"):
-        dedup.find_near_duplicates(["a"], threshold=1.5)
+        dedup.find_near_duplicates(["a"], threshold=1.5, minhash=MINHASH)
 
 
+@pytest.mark.slow
 @pytest.mark.shared
 def test_matches_brute_force_on_5000_shared_records(shared_data):
     pool = []
@@ -166,7 +192,7 @@ def test_matches_brute_force_on_5000_shared_records(shared_data):
             for record in json.loads((shared_data / name).read_text(encoding="utf-8"))
         ]
     keys = dedup.comparison_keys(random.Random(2024).sample(pool, 5000))
-    found = dedup.find_near_duplicates(keys, threshold=0.7)
+    found = dedup.find_near_duplicates(keys, threshold=0.7, minhash=MINHASH)
     expected = exhaustive_near_duplicates(keys, threshold=0.7)
     assert found.keep.sum() < len(keys)
-    assert np.flatnonzero(found.keep != expected).tolist() == []
+    assert (found.keep != expected).sum() <= 0.01 * (~expected).sum()

@@ -10,6 +10,9 @@ import pytest
 import yaml
 from kedro.framework.session import KedroSession
 
+from belle_kedro.datasets.eval_set import eval_set_digest, load_eval_set
+from tests.support.project import REPO_ROOT
+
 FIXTURE = (
     Path(__file__).resolve().parents[2] / "fixtures" / "clean_instructions_small.json"
 )
@@ -42,7 +45,9 @@ def test_clean_pipeline_session_writes_data_report_and_mlflow(kedro_project: Pat
         "给出三条保持健康作息的建议",
         "计算 12 乘以 15 等于多少",
         "把这句话翻译成英文",
+        "写一则关于<无输入>的笑话",
     ]
+    assert clean["input"].iat[-1] == ""  # BELLE empties an input saying 无输入
     assert {"category", "source"} <= set(clean.columns)
     assert set(clean["source"]) == {"clean_instructions_small"}
 
@@ -51,6 +56,7 @@ def test_clean_pipeline_session_writes_data_report_and_mlflow(kedro_project: Pat
     report = json.loads((versions[0] / "clean_report.json").read_text(encoding="utf-8"))
     dropped = {step["rule"]: step["dropped"] for step in report["steps"]}
     assert dropped == {
+        "no_input_marker": 0,  # rewrites, drops nothing
         "blacklist": 1,
         "model_address": 1,
         "length": 1,
@@ -58,20 +64,29 @@ def test_clean_pipeline_session_writes_data_report_and_mlflow(kedro_project: Pat
         "missing_input": 1,
         "exact_duplicates": 1,
         "near_duplicates": 2,
+        "decontamination": 1,
     }
-    near = report["steps"][-1]
+    decontamination = report["steps"][-1]
+    assert list(decontamination["classes"]) == ["open qa"]
+    [example] = decontamination["classes"]["open qa"]["examples"]
+    assert example["eval_question"] == "在一个标准大气压下，纯水的沸点是多少摄氏度？"
+    digest = eval_set_digest(load_eval_set(REPO_ROOT / "data/01_raw/eval_set.json"))
+    assert report["eval_set_digest"] == decontamination["eval_set_digest"] == digest
+    near = report["steps"][-2]
     assert near["dropped_as_seed_duplicates"] == 1
     assert [example["duplicate_of_seed_task"] for example in near["examples"]] == [
         False,
         True,
     ]
-    assert (report["input_records"], report["output_records"]) == (14, 6)
+    assert (report["input_records"], report["output_records"]) == (16, 7)
 
     runs = mlflow.search_runs(experiment_names=["belle_kedro"], output_format="list")
     assert len(runs) == 1
     run = runs[0]
     assert run.data.metrics["clean.dropped.near_duplicates"] == 2
-    assert run.data.metrics["clean.output_records"] == 6
+    assert run.data.metrics["clean.output_records"] == 7
+    assert run.data.metrics["clean.decontamination.open qa"] == 1
+    assert run.data.tags["clean.eval_set_digest"] == digest
     artifacts = [
         item.path
         for item in mlflow.MlflowClient().list_artifacts(run.info.run_id, "clean")

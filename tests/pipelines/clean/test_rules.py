@@ -57,35 +57,59 @@ def test_normalise_records_fills_missing_input_and_keeps_provenance():
     ].tolist() == ["写诗", "", "春天", "poem", "s"]
 
 
-def test_blacklist():
+def test_blacklist_is_case_sensitive_like_belle_unless_asked():
     records = frame(
         ("描述这张图片里的人物", "", "好的"),
         ("总结文章", "见链接", "好的"),
+        ("什么是大模型？", "", "例如 chatgpt 就是一种。"),
         ("什么是大模型？", "", "例如 ChatGPT 就是一种。"),
         ("访问网站", "", "请看 HTTP://example.org"),
         ("写一首关于秋天的诗", "", "秋风起，落叶黄。"),
-        ("解释什么是光合作用", "", "植物利用阳光把二氧化碳和水转化为养分。"),
     )
-    assert dropped("blacklist", records) == [True, True, True, True, False, False]
+    assert dropped("blacklist", records) == [True, True, True, False, False, False]
+    folded = filters.blacklisted(
+        records, **{**options("blacklist"), "case_sensitive": False}
+    )
+    assert folded.tolist() == [True, True, True, True, True, False]
 
 
-def test_model_address_strips_then_drops_leftover_mentions():
+def test_model_address_rewrites_belle_phrases_then_drops_leftover_mentions():
     records = frame(
         ("让GPT模型写一首关于海的诗", "", "海浪拍岸。"),
         ("请GPT帮我总结这段话", "今天天气很好。", "天气好。"),
-        ("GPT模型，列出三种水果", "", "苹果、香蕉、梨"),
+        ("以便GPT模型能够理解，解释光合作用", "", "植物……"),
+        ("作为GPT模型，列出三种水果", "", "苹果、香蕉、梨"),
         ("比较GPT和BERT的结构差异", "", "二者不同。"),
+        ("写一首诗", "题目：我和GPT的对话", "好。"),
         ("写一首诗", "题目：我和gpt的对话", "好。"),
         ("列出三种蔬菜", "", "白菜、萝卜、土豆"),
     )
     rewritten, mask = filters.address_model(records, **options("model_address"))
-    assert mask.tolist() == [False, False, False, True, True, False]
+    # 作为GPT模型 is not on BELLE's list, so that record still names GPT and goes.
+    assert mask.tolist() == [False, False, False, True, True, True, False, False]
     assert rewritten["instruction"].tolist()[:3] == [
         "写一首关于海的诗",
-        "总结这段话",
-        "列出三种水果",
+        "帮我总结这段话",
+        "理解，解释光合作用",
     ]
-    assert rewritten.loc[5, "instruction"] == "列出三种蔬菜"
+    ours = {
+        **options("model_address"),
+        "strip_patterns": [r"(?:作为|你是)\s*(?:一个)?\s*gpt\s*(?:模型)?\s*[，,]?"],
+    }
+    rewritten, mask = filters.address_model(records, **ours)
+    assert rewritten.loc[3, "instruction"] == "列出三种水果" and not mask[3]
+
+
+def test_no_input_marker_empties_inputs_like_belle():
+    records = frame(
+        ("写一首诗", "<无输入>", "好。"),
+        ("写一首诗", "（无输入）", "好。"),
+        ("翻译", "你好", "hello"),
+    )
+    rewritten, mask = filters.empty_no_input_markers(
+        records, **options("no_input_marker")
+    )
+    assert rewritten["input"].tolist() == ["", "", "你好"] and not mask.any()
 
 
 def test_length():
@@ -178,7 +202,7 @@ def test_apply_rules_reports_counts_examples_and_honours_enabled():
         ("写一首关于秋天的诗", "", "秋风起"),
     )
     rules = {
-        "blacklist": {"enabled": True, "terms": ["图片"]},
+        "blacklist": {"enabled": True, "terms": ["图片"], "case_sensitive": True},
         "length": {**PARAMS["rules"]["length"], "enabled": False},
     }
     kept, report = filters.apply_rules(records, rules, examples=3)
@@ -194,3 +218,28 @@ def test_apply_rules_reports_counts_examples_and_honours_enabled():
     }
     with pytest.raises(ValueError, match="unknown clean rule"):
         filters.apply_rules(records, {"no_such_rule": {}}, examples=3)
+
+
+def test_empty_input_gives_an_empty_output_and_a_report_that_says_so():
+    from belle_kedro.pipelines.clean import nodes
+
+    records = nodes.normalise_instructions(frame())
+    kept, filter_report = nodes.filter_instructions(records, PARAMS["rules"], 3)
+    seeds = pd.DataFrame(
+        {"instruction": ["写一首诗"], "instances": [[{"input": "", "output": "好"}]]}
+    )
+    kept, dedup_report = nodes.remove_near_duplicates(
+        kept, seeds, PARAMS["near_duplicates"], PARAMS["matching"], 3
+    )
+    eval_set = pd.DataFrame(
+        {"question": ["写一首诗"], "std_answer": [""], "class": ["generation"]}
+    )
+    kept, decontamination_report = nodes.decontaminate(
+        kept, eval_set, PARAMS["decontamination"], PARAMS["matching"], 3
+    )
+    report, metrics, tags = nodes.build_clean_report(
+        filter_report, dedup_report, decontamination_report, kept
+    )
+    assert kept.empty and list(kept.columns[:3]) == ["instruction", "input", "output"]
+    assert report["output_records"] == 0 and "no records" in report["note"]
+    assert tags["eval_set_digest"] == report["eval_set_digest"]

@@ -101,6 +101,13 @@ def test_too_large_a_variant_is_a_clear_error() -> None:
         split_holdout(records, _params(holdout_size=40))
 
 
+def test_an_empty_clean_output_is_a_clear_error() -> None:
+    empty = _records(0)
+    pool = mix_into_pool(empty, empty, _params())
+    with pytest.raises(ValueError, match="pool holds no records.*clean_report"):
+        split_holdout(pool, _params())
+
+
 def test_summary_reports_sizes_and_digests() -> None:
     records = _records(120)
     params = _params()

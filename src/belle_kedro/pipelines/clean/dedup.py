@@ -1,48 +1,68 @@
-"""Near-duplicate removal with Alpaca's semantics, at million scale.
+"""Near-duplicate removal with Alpaca's semantics, near-linear at million scale.
 
 A record is a near duplicate when its comparison key has character-level ROUGE-L F
 (``2 * LCS / (|a| + |b|)``, see :mod:`belle_kedro.common.text`) at or above a threshold against
 any EARLIER KEPT record or any reference text (the seed tasks). Records are visited in
 input order, so the kept set is deterministic and order-stable.
 
-Candidate generation is an exact prefix-filtered set-similarity join, so it loses no
-pair: the LCS of two strings is at most the overlap of their character multisets, so
-``ROUGE-L >= t`` implies ``overlap >= t * (|a| + |b|) / 2`` and a length ratio of at
-least ``t / (2 - t)``. Each key becomes a multiset of ``(char, occurrence)`` tokens in
-one global order (rarest first). With ``o`` the least overlap a partner can have, the
-first ``|x| - o + ell`` tokens of two records that reach the threshold share at least
-``min(ell, o)`` tokens (the ell-prefix lemma of AdaptJoin, Wang et al. 2012); only
-those candidates reach the exact LCS check (rapidfuzz, C speed).
+Three stages, only the last one sequential:
 
-Most near duplicates share their rarest characters, so every record first probes only
-its :data:`FAST_PROBE_TOKENS` rarest tokens (short posting lists) and stops at the first
-verified match; only records that survive that pass pay for the full prefix probe.
-Both passes verify with the exact score, so the speed-up never changes the kept set.
+1. **Candidates** (worker processes, one chunk of keys each): a MinHash signature of each
+   key's set of characters, cut into bands of ``rows_per_band`` values; two keys that
+   agree on a whole band are candidates. Unrelated keys collide with a probability that
+   does not depend on how many records there are, so a record's cost follows its true
+   candidates, never the size of the kept set. Within one bucket a record is paired
+   with at most ``bucket_neighbours`` earlier members (a guard against template-sized
+   buckets).
+2. **Verification** (rapidfuzz ``cpdist``, C threads on every core): the exact LCS of
+   every candidate pair, after the length filter ``ROUGE-L <= 2 min / (|a| + |b|)``.
+   Only pairs at or above the threshold remain, so precision is exactly 1.
+3. **Greedy decision** (sequential, over the verified pairs only): a record is dropped
+   when one of its verified partners is a seed task or an earlier record that was KEPT.
+
+The candidate stage is approximate (a pair can fail to share a band); docs/clean.md
+gives the measured recall against the exact pass.
 """
 
 from __future__ import annotations
 
-from array import array
-from collections.abc import Sequence
+import multiprocessing
+import os
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from rapidfuzz import process
-from rapidfuzz.distance import Indel
+from rapidfuzz.distance import LCSseq
 from tqdm.auto import tqdm
 
-from belle_kedro.common.text import rouge_l_f, similarity_key
+from belle_kedro.common.text import similarity_key
 
-# How many shared prefix tokens a candidate needs (capped by the least overlap). Larger
-# values lengthen each probe but prune more pairs before the LCS; 3 was fastest on the
-# shared Chinese data (see docs/clean.md).
-PREFIX_SHARED_TOKENS = 3
-# Rarest tokens probed first, in the cheap early-exit pass.
-FAST_PROBE_TOKENS = 1
-# rapidfuzz's Indel normalized similarity equals char ROUGE-L F; it only pre-selects,
-# text.rouge_l_f has the final word, so float rounding at the threshold cannot differ.
-_CUTOFF_SLACK = 1e-9
-_MAX_TOKENS_PER_CHAR = 1 << 21  # > every Unicode code point
+_CHUNK_KEYS = 20_000  # keys per signature task: a few MB of shingles per worker
+_VERIFY_PAIRS = 2_000_000  # candidate pairs verified per cpdist call (bounded memory)
+_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)  # splitmix64 finaliser constants
+_MIX_2 = np.uint64(0x94D049BB133111EB)
+
+
+@dataclass(frozen=True)
+class MinHashSettings:
+    """The candidate stage (``clean.near_duplicates.minhash``)."""
+
+    permutations: int
+    rows_per_band: int
+    bucket_neighbours: int
+    seed: int
+
+    def __post_init__(self) -> None:
+        if self.permutations < self.rows_per_band or self.rows_per_band < 1:
+            raise ValueError(
+                "clean.near_duplicates.minhash needs permutations >= rows_per_band >= 1, "
+                f"got {self.permutations} and {self.rows_per_band}"
+            )
+        if self.bucket_neighbours < 1:
+            raise ValueError(
+                "clean.near_duplicates.minhash.bucket_neighbours must be >= 1"
+            )
 
 
 @dataclass(frozen=True)
@@ -51,12 +71,15 @@ class NearDuplicates:
 
     ``keep[i]`` says whether record ``i`` survives. ``duplicate_of[i]`` is -1 for a kept
     record, ``j < n`` for the earlier kept record it repeats, or ``n + k`` for reference
-    ``k``; ``score[i]`` is that pair's ROUGE-L F (0 for kept records).
+    ``k``; ``score[i]`` is that pair's ROUGE-L F (0 for kept records). ``candidates``
+    and ``verified`` count the pairs each stage produced.
     """
 
     keep: np.ndarray
     duplicate_of: np.ndarray
     score: np.ndarray
+    candidates: int
+    verified: int
 
 
 def comparison_keys(
@@ -71,157 +94,124 @@ def comparison_keys(
     ]
 
 
-def _min_overlap(length: np.ndarray | int, threshold: float) -> np.ndarray | int:
-    """Least multiset overlap any partner of a ``length``-char key needs."""
-    alpha = threshold / (2.0 - threshold)
-    return np.ceil(np.asarray(length) * alpha - 1e-9).astype(np.int64)
+def _mix(values: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: a fixed, well-spread 64-bit hash (wraps, never warns)."""
+    values = values ^ (values >> np.uint64(30))
+    values = values * _MIX_1
+    values = values ^ (values >> np.uint64(27))
+    values = values * _MIX_2
+    return values ^ (values >> np.uint64(31))
 
 
-def _ranked_tokens(keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Each key's ``(char, occurrence)`` tokens as global ranks, rarest first.
-
-    Returns ``(ranks, offsets)``: key ``i`` owns ``ranks[offsets[i]:offsets[i + 1]]``,
-    sorted ascending. Vectorised: one UTF-32 view of all keys, no per-char Python.
-    """
-    lengths = np.fromiter((len(key) for key in keys), dtype=np.int64, count=len(keys))
-    offsets = np.zeros(len(keys) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    chars = np.frombuffer("".join(keys).encode("utf-32-le"), dtype=np.uint32).astype(
-        np.int64
+def _band_keys(keys: Sequence[str], settings: MinHashSettings) -> np.ndarray:
+    """``(len(keys), bands)`` band hashes; an empty key gets 0 (it never becomes a candidate)."""
+    bands = settings.permutations // settings.rows_per_band
+    lengths = _lengths(keys)
+    chars = np.frombuffer(
+        "".join(keys).encode("utf-32-le", "surrogatepass"), dtype=np.uint32
     )
     owner = np.repeat(np.arange(len(keys), dtype=np.int64), lengths)
-    # Occurrence number of each char within its key: stable sort by (key, char), then
-    # count up inside each run of equal (key, char).
-    order = np.lexsort((chars, owner))
-    sorted_owner, sorted_chars = owner[order], chars[order]
-    run_start = np.ones(len(order), dtype=bool)
-    run_start[1:] = (sorted_owner[1:] != sorted_owner[:-1]) | (
-        sorted_chars[1:] != sorted_chars[:-1]
+    # Character SET per key: one (owner, char) per distinct pair, grouped by owner.
+    pairs = np.unique(owner * (1 << 21) + chars.astype(np.int64))
+    owner = pairs >> 21
+    hashed = _mix(
+        (pairs & ((1 << 21) - 1)).astype(np.uint64) + np.uint64(settings.seed)
     )
-    run_first = np.maximum.accumulate(np.where(run_start, np.arange(len(order)), 0))
-    occurrence = np.arange(len(order)) - run_first
-    codes = sorted_chars + occurrence * _MAX_TOKENS_PER_CHAR
-    unique_codes, token_of, counts = np.unique(
-        codes, return_inverse=True, return_counts=True
-    )
-    # Global order: rarest first, ties by code, so it never depends on input order.
-    rank_of_token = np.empty(len(unique_codes), dtype=np.int64)
-    rank_of_token[np.lexsort((unique_codes, counts))] = np.arange(len(unique_codes))
-    ranks = rank_of_token[token_of]
-    # Back to key order, each key's ranks ascending (sorted_owner is already grouped).
-    regroup = np.lexsort((ranks, sorted_owner))
-    return ranks[regroup].astype(np.int32), offsets
-
-
-class _PrefixIndex:
-    """Inverted index from token rank to the ids of indexed keys whose prefix holds it."""
-
-    def __init__(self, threshold: float) -> None:
-        self.threshold = threshold
-        self.postings: dict[int, array] = {}
-        self.lengths = np.zeros(1024, dtype=np.int64)
-        self.keys = np.empty(1024, dtype=object)
-        self.size = 0
-
-    def prefix(self, ranks: np.ndarray) -> list[int]:
-        length = len(ranks)
-        size = min(
-            length,
-            length - int(_min_overlap(length, self.threshold)) + PREFIX_SHARED_TOKENS,
-        )
-        return ranks[:size].tolist()
-
-    def add(self, key: str, prefix: list[int]) -> int:
-        entry = self.size
-        if entry == len(self.lengths):  # grow both by doubling: amortised O(1) appends
-            self.lengths = np.concatenate([self.lengths, np.zeros_like(self.lengths)])
-            self.keys = np.concatenate(
-                [self.keys, np.empty(len(self.keys), dtype=object)]
+    present = np.flatnonzero(np.bincount(owner, minlength=len(keys)))
+    starts = np.searchsorted(owner, present)
+    rng = np.random.default_rng(settings.seed)
+    multipliers = rng.integers(1, 2**63, size=settings.permutations, dtype=np.uint64)
+    multipliers |= np.uint64(1)  # odd: multiply-shift hashing needs it
+    addends = rng.integers(0, 2**63, size=settings.permutations, dtype=np.uint64)
+    result = np.zeros((len(keys), bands), dtype=np.uint64)
+    if len(present) == 0:
+        return result
+    for band in range(bands):
+        band_hash = np.full(len(present), np.uint64(band + 1), dtype=np.uint64)
+        for row in range(settings.rows_per_band):
+            permutation = band * settings.rows_per_band + row
+            # One permutation: multiply-add-shift, then the minimum per key.
+            permuted = (hashed * multipliers[permutation] + addends[permutation]) >> (
+                np.uint64(32)
             )
-        self.lengths[entry] = len(key)
-        self.keys[entry] = key
-        self.size += 1
-        for rank in prefix:
-            postings = self.postings.get(rank)
-            if postings is None:
-                self.postings[rank] = array("q", (entry,))
-            else:
-                postings.append(entry)
-        return entry
+            band_hash = _mix(band_hash ^ np.minimum.reduceat(permuted, starts))
+        result[present, band] = band_hash | np.uint64(1)  # never 0 for a real key
+    return result
 
-    def fast_candidates(self, prefix: list[int]) -> np.ndarray:
-        """Entries sharing one of the query's rarest tokens (a subset of all candidates)."""
-        found = [
-            np.frombuffer(self.postings[rank], dtype=np.int64)
-            for rank in prefix[:FAST_PROBE_TOKENS]
-            if rank in self.postings
-        ]
-        if not found:
-            return np.empty(0, dtype=np.int64)
-        return found[0] if len(found) == 1 else np.unique(np.concatenate(found))
 
-    def candidates(self, key: str, prefix: list[int]) -> np.ndarray:
-        """Every entry that can reach the threshold with ``key`` (no false negatives)."""
-        lists = [
-            np.frombuffer(self.postings[rank], dtype=np.int64)
-            for rank in prefix
-            if rank in self.postings
-        ]
-        if not lists:
-            return np.empty(0, dtype=np.int64)
-        # Counting by bincount is linear; a sort-based unique was the bottleneck.
-        counts = np.bincount(np.concatenate(lists), minlength=self.size)
-        entries = np.flatnonzero(counts)
-        shared = counts[entries]
-        length = len(key)
-        partner = self.lengths[entries]
-        # ROUGE-L <= 2 * min / (sum): the length filter; overlap >= t * sum / 2.
-        long_enough = (
-            2 * np.minimum(partner, length)
-            >= self.threshold * (partner + length) - 1e-9
-        )
-        # The first k common tokens of a pair lie in both prefixes for every k up to
-        # o_pair - max(0, o_x - ell, o_y - ell) (o_x: least overlap any partner of x
-        # needs); so pairs sharing fewer prefix tokens than that cannot reach t.
-        pair_overlap = np.ceil(self.threshold * (partner + length) / 2 - 1e-9)
-        slack = np.maximum(
-            _min_overlap(partner, self.threshold), _min_overlap(length, self.threshold)
-        )
-        need = pair_overlap - np.maximum(0, slack - PREFIX_SHARED_TOKENS)
-        return entries[long_enough & (shared >= need)]
+def _signature_task(task: tuple[list[str], MinHashSettings]) -> np.ndarray:
+    keys, settings = task
+    return _band_keys(keys, settings)
 
-    def best_match(self, key: str, entries: np.ndarray) -> tuple[int, float] | None:
-        """The entry with the highest ROUGE-L F at or above the threshold, if any."""
-        if len(entries) == 0:
-            return None
-        found = process.extractOne(
-            key,
-            self.keys[entries].tolist(),
-            scorer=Indel.normalized_similarity,
-            score_cutoff=self.threshold - _CUTOFF_SLACK,
-        )
-        if found is None:
-            return None
-        entry = int(entries[found[2]])
-        score = rouge_l_f(key, self.keys[entry])
-        return (entry, score) if score >= self.threshold else None
 
-    def all_matches(self, key: str, entries: np.ndarray) -> list[tuple[int, float]]:
-        """Every entry at or above the threshold, with its exact score."""
-        if len(entries) == 0:
-            return []
-        found = process.extract(
-            key,
-            self.keys[entries].tolist(),
-            scorer=Indel.normalized_similarity,
-            score_cutoff=self.threshold - _CUTOFF_SLACK,
-            limit=None,
+def _map_chunks(
+    chunks: list[tuple[list[str], MinHashSettings]], workers: int
+) -> Iterator[np.ndarray]:
+    """Band keys chunk by chunk, in order; in worker processes when there is more than one."""
+    if workers == 1 or len(chunks) == 1:
+        yield from map(_signature_task, chunks)
+        return
+    # spawn, not fork: the caller may be a Kedro run with MLflow threads alive.
+    with multiprocessing.get_context("spawn").Pool(min(workers, len(chunks))) as pool:
+        yield from pool.imap(_signature_task, chunks)
+
+
+def _candidate_pairs(band_keys: np.ndarray, neighbours: int) -> np.ndarray:
+    """Unique ``(earlier, later)`` positions sharing a band, as ``earlier * n + later``."""
+    count = len(band_keys)
+    found = []
+    positions = np.arange(count, dtype=np.int64)
+    for band in range(band_keys.shape[1]):
+        column = band_keys[:, band]
+        order = np.argsort(column, kind="stable")  # stable: members in input order
+        ordered = column[order]
+        new_bucket = np.ones(count, dtype=bool)
+        new_bucket[1:] = ordered[1:] != ordered[:-1]
+        bucket_start = np.maximum.accumulate(np.where(new_bucket, positions, 0))
+        rank = positions - bucket_start  # place of each member within its bucket
+        real = ordered != 0
+        # The first members of a bucket are the likeliest to be kept, the nearest ones
+        # the likeliest to be alike: pair with up to ``neighbours`` of each.
+        for distance in range(1, neighbours + 1):
+            later = np.flatnonzero((rank >= distance) & real)
+            if len(later) == 0:
+                break
+            found.append(order[later - distance] * count + order[later])
+            found.append(
+                order[bucket_start[later] + distance - 1] * count + order[later]
+            )
+    if not found:
+        return np.empty(0, dtype=np.int64)
+    return np.unique(np.concatenate(found))
+
+
+def _verify(
+    all_keys: list[str],
+    lengths: np.ndarray,
+    pairs: np.ndarray,
+    threshold: float,
+    workers: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs whose exact ROUGE-L F reaches ``threshold``, with their scores."""
+    count = len(all_keys)
+    earlier, later = pairs // count, pairs % count
+    total = lengths[earlier] + lengths[later]
+    # Length filter: LCS <= the shorter key, so ROUGE-L <= 2 * shorter / total.
+    possible = 2 * np.minimum(lengths[earlier], lengths[later]) >= threshold * total
+    earlier, later, total = earlier[possible], later[possible], total[possible]
+    scores = np.empty(len(earlier), dtype=np.float64)
+    for start in range(0, len(earlier), _VERIFY_PAIRS):
+        block = slice(start, start + _VERIFY_PAIRS)
+        lcs = process.cpdist(
+            [all_keys[i] for i in earlier[block].tolist()],
+            [all_keys[j] for j in later[block].tolist()],
+            scorer=LCSseq.similarity,
+            dtype=np.int64,
+            workers=workers,
         )
-        scored = (
-            (int(entries[index]), rouge_l_f(key, self.keys[entries[index]]))
-            for _, _, index in found
-        )
-        return [(entry, score) for entry, score in scored if score >= self.threshold]
+        scores[block] = 2.0 * lcs / total[block]  # the same formula as rouge_l_f
+    hit = scores >= threshold
+    return np.stack([earlier[hit], later[hit]], axis=1), scores[hit]
 
 
 def _check_threshold(threshold: float) -> None:
@@ -229,75 +219,237 @@ def _check_threshold(threshold: float) -> None:
         raise ValueError(f"near-duplicate threshold must be in (0, 1], got {threshold}")
 
 
+def _worker_count(workers: int | None) -> int:
+    return workers if workers is not None else (os.cpu_count() or 1)
+
+
+def _matching_pairs(
+    all_keys: list[str],
+    *,
+    threshold: float,
+    minhash: MinHashSettings,
+    workers: int | None,
+    progress: str | None,
+    references_only: int | None = None,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Verified ``(earlier, later)`` pairs of ``all_keys``, their scores, the candidate count.
+
+    With ``references_only = r`` only pairs of one of the first ``r`` keys and a later
+    one are verified.
+    """
+    _check_threshold(threshold)
+    lengths = _lengths(all_keys)
+    workers = _worker_count(workers)
+    chunks = [
+        (all_keys[start : start + _CHUNK_KEYS], minhash)
+        for start in range(0, len(all_keys), _CHUNK_KEYS)
+    ]
+    with tqdm(
+        total=len(chunks), desc=progress, disable=progress is None, mininterval=2.0
+    ) as bar:
+        signatures = []
+        for signature in _map_chunks(chunks, workers):
+            signatures.append(signature)
+            bar.update()
+    band_keys = (
+        np.concatenate(signatures)
+        if signatures
+        else np.zeros((0, minhash.permutations // minhash.rows_per_band), np.uint64)
+    )
+    candidates = _candidate_pairs(band_keys, minhash.bucket_neighbours)
+    if references_only is not None:
+        earlier, later = np.divmod(candidates, len(all_keys))
+        candidates = candidates[
+            (earlier < references_only) & (later >= references_only)
+        ]
+    verified, scores = _verify(all_keys, lengths, candidates, threshold, workers)
+    return verified, scores, len(candidates)
+
+
 def find_near_duplicates(
     keys: Sequence[str],
     reference_keys: Sequence[str] = (),
     *,
     threshold: float,
+    minhash: MinHashSettings,
+    workers: int | None = None,
     progress: str | None = None,
 ) -> NearDuplicates:
     """Alpaca's greedy pass: drop each key that matches an earlier kept key or a reference.
 
     ``keys`` and ``reference_keys`` are comparison keys (:func:`comparison_keys`).
-    ``progress`` names a tqdm bar; ``None`` shows none.
-    """
-    _check_threshold(threshold)
-    count = len(keys)
-    all_keys = list(keys) + list(reference_keys)
-    ranks, offsets = _ranked_tokens(all_keys)
-    index = _PrefixIndex(threshold)
-    owner_of_entry: list[int] = []  # index entry -> position in all_keys
-    for position in range(count, len(all_keys)):
-        if offsets[position + 1] > offsets[position]:
-            index.add(
-                all_keys[position],
-                index.prefix(ranks[offsets[position] : offsets[position + 1]]),
-            )
-            owner_of_entry.append(position)
+    ``workers`` processes/threads (``None``: every core); ``progress`` names a tqdm bar.
 
-    keep = np.ones(count, dtype=bool)
+    A repeat of an earlier identical key is always dropped (ROUGE-L 1 against the first
+    copy, or against whatever kept record the first copy repeats), so only the first
+    copy of each key takes part in the search; this is exact, not an approximation,
+    and keeps buckets of repeated instructions ("翻译成英文" with many inputs) small.
+    """
+    count = len(keys)
+    first_copy: dict[str, int] = {}
+    first = np.array(
+        [first_copy.setdefault(key, position) for position, key in enumerate(keys)],
+        dtype=np.int64,
+    )
+    distinct = np.flatnonzero((first == np.arange(count)) & (_lengths(keys) > 0))
+    inner = _greedy(
+        [keys[position] for position in distinct.tolist()],
+        reference_keys,
+        threshold=threshold,
+        minhash=minhash,
+        workers=workers,
+        progress=progress,
+    )
+    keep = np.zeros(count, dtype=bool)
     duplicate_of = np.full(count, -1, dtype=np.int64)
     score = np.zeros(count, dtype=np.float64)
-    for position in tqdm(
-        range(count), desc=progress, disable=progress is None, mininterval=2.0
-    ):
-        start, end = offsets[position], offsets[position + 1]
-        if start == end:  # an empty key matches nothing (ROUGE-L of "" is 0)
-            continue
-        key = keys[position]
-        prefix = index.prefix(ranks[start:end])
-        match = index.best_match(key, index.fast_candidates(prefix))
-        if match is None:
-            match = index.best_match(key, index.candidates(key, prefix))
-        if match is None:
-            index.add(key, prefix)
-            owner_of_entry.append(position)
-        else:
+    keep[_lengths(keys) == 0] = (
+        True  # an empty key matches nothing (ROUGE-L of "" is 0)
+    )
+    keep[distinct] = inner.keep
+    duplicate_of[distinct] = np.where(
+        inner.duplicate_of < 0,
+        -1,
+        np.where(
+            inner.duplicate_of < len(distinct),
+            distinct[np.minimum(inner.duplicate_of, len(distinct) - 1)],
+            inner.duplicate_of - len(distinct) + count,
+        ),
+    )
+    score[distinct] = inner.score
+    copies = np.flatnonzero((first != np.arange(count)) & (_lengths(keys) > 0))
+    original = first[copies]
+    kept_original = keep[original]
+    duplicate_of[copies] = np.where(kept_original, original, duplicate_of[original])
+    score[copies] = np.where(kept_original, 1.0, score[original])
+    return NearDuplicates(
+        keep=keep,
+        duplicate_of=duplicate_of,
+        score=score,
+        candidates=inner.candidates,
+        verified=inner.verified + len(copies),
+    )
+
+
+def _lengths(keys: Sequence[str]) -> np.ndarray:
+    return np.fromiter((len(key) for key in keys), dtype=np.int64, count=len(keys))
+
+
+def _greedy(
+    keys: Sequence[str],
+    reference_keys: Sequence[str],
+    *,
+    threshold: float,
+    minhash: MinHashSettings,
+    workers: int | None,
+    progress: str | None,
+) -> NearDuplicates:
+    """The greedy pass over distinct keys: candidates, verification, then decisions."""
+    references = len(reference_keys)
+    # References first: they are "earlier" than every record and always kept.
+    all_keys = [*reference_keys, *keys]
+    verified, scores, candidates = _matching_pairs(
+        all_keys,
+        threshold=threshold,
+        minhash=minhash,
+        workers=workers,
+        progress=progress,
+    )
+
+    keep = np.ones(len(all_keys), dtype=bool)
+    duplicate_of = np.full(len(all_keys), -1, dtype=np.int64)
+    best = np.zeros(len(all_keys), dtype=np.float64)
+    # Sequential greedy over verified pairs, later record by later record in input order;
+    # a partner counts only if it was kept (references always are).
+    order = np.lexsort((verified[:, 0], verified[:, 1]))
+    verified, scores = verified[order], scores[order]
+    group_starts = np.flatnonzero(
+        np.r_[True, verified[1:, 1] != verified[:-1, 1]] if len(verified) else []
+    )
+    bounds = [*group_starts.tolist(), len(verified)]
+    for begin, end in zip(bounds[:-1], bounds[1:], strict=True):
+        position = int(verified[begin, 1])
+        if position < references:
+            continue  # a pair of seed tasks: seeds are never dropped
+        partners = verified[begin:end, 0]
+        kept_partner = keep[partners]
+        if kept_partner.any():
+            pick = int(np.argmax(np.where(kept_partner, scores[begin:end], -1.0)))
             keep[position] = False
-            duplicate_of[position] = owner_of_entry[match[0]]
-            score[position] = match[1]
-    return NearDuplicates(keep=keep, duplicate_of=duplicate_of, score=score)
+            duplicate_of[position] = int(partners[pick])
+            best[position] = scores[begin + pick]
+    return _outcome(
+        keep,
+        duplicate_of,
+        best,
+        references=references,
+        candidates=candidates,
+        verified=verified,
+    )
 
 
-def near_duplicate_pairs(
-    keys: Sequence[str], *, threshold: float, progress: str | None = None
-) -> set[tuple[int, int]]:
-    """Every pair ``(i, j)``, ``i < j``, with ROUGE-L F >= threshold, via the same join."""
-    _check_threshold(threshold)
-    ranks, offsets = _ranked_tokens(keys)
-    index = _PrefixIndex(threshold)
-    owner_of_entry: list[int] = []
-    pairs: set[tuple[int, int]] = set()
-    for position in tqdm(
-        range(len(keys)), desc=progress, disable=progress is None, mininterval=2.0
-    ):
-        start, end = offsets[position], offsets[position + 1]
-        if start == end:
-            continue
-        key = keys[position]
-        prefix = index.prefix(ranks[start:end])
-        for entry, _ in index.all_matches(key, index.candidates(key, prefix)):
-            pairs.add((owner_of_entry[entry], position))
-        index.add(key, prefix)
-        owner_of_entry.append(position)
-    return pairs
+def find_reference_matches(
+    keys: Sequence[str],
+    reference_keys: Sequence[str],
+    *,
+    threshold: float,
+    minhash: MinHashSettings,
+    workers: int | None = None,
+    progress: str | None = None,
+) -> NearDuplicates:
+    """Drop each key that matches one of ``reference_keys``; keys never match each other.
+
+    The outcome reads as for :func:`find_near_duplicates` (a match is always
+    ``n + k``, the reference with the highest score).
+    """
+    references = len(reference_keys)
+    all_keys = [*reference_keys, *keys]
+    verified, scores, candidates = _matching_pairs(
+        all_keys,
+        threshold=threshold,
+        minhash=minhash,
+        workers=workers,
+        progress=progress,
+        references_only=references,
+    )
+    keep = np.ones(len(all_keys), dtype=bool)
+    duplicate_of = np.full(len(all_keys), -1, dtype=np.int64)
+    best = np.zeros(len(all_keys), dtype=np.float64)
+    # Highest score last, so the fancy assignment leaves each key its best reference.
+    order = np.argsort(scores, kind="stable")
+    later, earlier = verified[order, 1], verified[order, 0]
+    keep[later] = False
+    duplicate_of[later] = earlier
+    best[later] = scores[order]
+    return _outcome(
+        keep,
+        duplicate_of,
+        best,
+        references=references,
+        candidates=candidates,
+        verified=verified,
+    )
+
+
+def _outcome(
+    keep: np.ndarray,
+    duplicate_of: np.ndarray,
+    best: np.ndarray,
+    *,
+    references: int,
+    candidates: int,
+    verified: np.ndarray,
+) -> NearDuplicates:
+    """Back to the caller's numbering: records 0..n-1, reference k as n + k."""
+    count = len(keep) - references
+    owner = duplicate_of[references:]
+    mapped = np.where(
+        owner < 0, -1, np.where(owner < references, owner + count, owner - references)
+    )
+    return NearDuplicates(
+        keep=keep[references:],
+        duplicate_of=mapped,
+        score=best[references:],
+        candidates=candidates,
+        verified=len(verified),
+    )

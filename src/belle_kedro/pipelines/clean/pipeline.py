@@ -1,9 +1,10 @@
-"""Wiring of the clean pipeline: normalise -> rule filters -> near-duplicates -> report."""
+"""Wiring of the clean pipeline: normalise -> rules -> near duplicates -> decontamination -> report."""
 
 from kedro.pipeline import Node, Pipeline
 
 from belle_kedro.pipelines.clean.nodes import (
     build_clean_report,
+    decontaminate,
     filter_instructions,
     normalise_instructions,
     remove_near_duplicates,
@@ -11,7 +12,7 @@ from belle_kedro.pipelines.clean.nodes import (
 
 
 def create_pipeline() -> Pipeline:
-    """generated_instructions -> clean_instructions, clean_report and clean_metrics."""
+    """generated_instructions (+ seed_tasks, eval_set) -> clean_instructions, clean_report, clean_metrics, clean_tags."""
     return Pipeline(
         [
             Node(
@@ -36,15 +37,33 @@ def create_pipeline() -> Pipeline:
                     "filtered_instructions",
                     "seed_tasks",
                     "params:clean.near_duplicates",
+                    "params:clean.matching",
                     "params:clean.report_examples",
                 ],
-                ["clean_instructions", "clean_dedup_report"],
+                ["deduplicated_instructions", "clean_dedup_report"],
                 name="remove_near_duplicates",
             ),
             Node(
+                decontaminate,
+                [
+                    "deduplicated_instructions",
+                    "eval_set",
+                    "params:clean.decontamination",
+                    "params:clean.matching",
+                    "params:clean.report_examples",
+                ],
+                ["clean_instructions", "clean_decontamination_report"],
+                name="decontaminate",
+            ),
+            Node(
                 build_clean_report,
-                ["clean_filter_report", "clean_dedup_report", "clean_instructions"],
-                ["clean_report", "clean_metrics"],
+                [
+                    "clean_filter_report",
+                    "clean_dedup_report",
+                    "clean_decontamination_report",
+                    "clean_instructions",
+                ],
+                ["clean_report", "clean_metrics", "clean_tags"],
                 name="build_clean_report",
             ),
         ]

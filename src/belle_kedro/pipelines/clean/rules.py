@@ -31,7 +31,8 @@ def _safe_nfkc_table() -> dict[int, str]:
     Folded: full-width ASCII letters and digits (Ａ１ -> A1), half-width katakana, Kangxi
     and CJK radicals and compatibility ideographs (⽇ -> 日), odd spaces. Kept: full-width
     punctuation (Chinese text uses ，。：？), super/subscripts (x² is not x2), circled
-    and fraction digits (① is not 1), ligature-like symbols. Zero-width marks go.
+    and fraction digits (① is not 1), ligature-like symbols. Zero-width marks go; a
+    lone surrogate becomes U+FFFD.
     """
     table: dict[int, str] = {}
     wanted = (
@@ -54,6 +55,8 @@ def _safe_nfkc_table() -> dict[int, str]:
             table[code] = " "
     for invisible in ("\u200b", "\u200c", "\u200d", "\u2060", "\ufeff"):
         table[ord(invisible)] = ""
+    for surrogate in range(0xD800, 0xE000):  # lone halves cannot be encoded or stored
+        table[surrogate] = "\ufffd"
     return table
 
 
@@ -86,15 +89,18 @@ _BLANK_LINES = re.compile(r"\n{3,}")
 
 
 def normalise_text(text: str) -> str:
-    """NFC + the safe part of NFKC, then whitespace folding that keeps line structure.
+    """The safe part of NFKC + NFC, then whitespace folding that keeps line structure.
 
-    Inner runs of spaces fold to one, line ends and the whole text are trimmed, at most
+    Idempotent: a second pass never changes the result. Inner runs of spaces fold to one, line ends and the whole text are trimmed, at most
     one blank line survives; leading indentation stays (code in outputs needs it).
     """
-    if not unicodedata.is_normalized("NFC", text):
-        text = unicodedata.normalize("NFC", text)
+    # Fold first, compose after: folding half-width kana or dropping a zero-width mark
+    # can leave a base and a combining mark side by side, which NFC then joins; in the
+    # other order a second pass would still change the text.
     if _FOLDABLE.search(text):
         text = text.translate(_NFKC_SAFE)
+    if not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
     # Substring tests first: most texts have nothing to fold, and a regex scan of a long
     # output costs far more than these C-level checks.
     if "\r" in text:
@@ -121,47 +127,81 @@ def normalise_records(records: pd.DataFrame) -> pd.DataFrame:
             disable=len(normalised) < _PROGRESS_FROM,
             mininterval=2.0,
         )
-        normalised[column] = [
-            normalise_text(value) if isinstance(value, str) else "" for value in values
-        ]
+        # dtype=str even with no rows, so every rule's .str accessor works on 0 records.
+        normalised[column] = pd.Series(
+            [
+                normalise_text(value) if isinstance(value, str) else ""
+                for value in values
+            ],
+            index=normalised.index,
+            dtype=str,
+        )
     return normalised.reset_index(drop=True)
 
 
-def _any_term(terms: Sequence[str]) -> re.Pattern[str]:
-    return re.compile("|".join(re.escape(term) for term in terms), re.IGNORECASE)
+def _any_term(terms: Sequence[str], case_sensitive: bool = False) -> re.Pattern[str]:
+    return re.compile(
+        "|".join(re.escape(term) for term in terms),
+        0 if case_sensitive else re.IGNORECASE,
+    )
 
 
-def blacklisted(records: pd.DataFrame, terms: Sequence[str]) -> pd.Series:
-    """Records naming any term (case-insensitive) in instruction, input or output."""
+def _false(records: pd.DataFrame) -> pd.Series:
+    return pd.Series(False, index=records.index, dtype=bool)
+
+
+def blacklisted(
+    records: pd.DataFrame, terms: Sequence[str], case_sensitive: bool
+) -> pd.Series:
+    """Records naming any term in instruction, input or output (BELLE: case-sensitive)."""
     if not terms:
-        return pd.Series(False, index=records.index)
-    pattern = _any_term(terms)
+        return _false(records)
+    pattern = _any_term(terms, case_sensitive)
     text = records["instruction"] + "\n" + records["input"] + "\n" + records["output"]
-    return text.str.contains(pattern, regex=True)
+    return text.str.contains(pattern, regex=True).astype(bool)
 
 
 def address_model(
-    records: pd.DataFrame, strip_patterns: Sequence[str], mention_terms: Sequence[str]
+    records: pd.DataFrame,
+    rewrites: Sequence[str],
+    strip_patterns: Sequence[str],
+    mention_terms: Sequence[str],
+    case_sensitive: bool,
 ) -> tuple[pd.DataFrame, pd.Series]:
-    """Strip phrases addressing the model from instructions, then flag leftover mentions.
+    """Rewrite phrases addressing the model out of instructions, then flag leftover mentions.
 
-    Returns ``(records with stripped instructions, drop mask)``: a record is dropped
-    when its instruction or input still names the model after stripping.
+    ``rewrites`` are removed verbatim, one after the other in list order (BELLE's
+    ``str.replace`` loop); ``strip_patterns`` are regexes removed afterwards (our
+    option). Returns ``(records with rewritten instructions, drop mask)``: a record is
+    dropped when its instruction or input still names one of ``mention_terms``.
     """
     rewritten = records.copy()
     instructions = rewritten["instruction"]
+    for phrase in rewrites:
+        instructions = instructions.str.replace(phrase, "", regex=False)
     for pattern in strip_patterns:
         instructions = instructions.str.replace(
             re.compile(pattern, re.IGNORECASE), "", regex=True
         )
     rewritten["instruction"] = instructions.str.strip()
     if not mention_terms:
-        return rewritten, pd.Series(False, index=records.index)
-    mention = _any_term(mention_terms)
+        return rewritten, _false(records)
+    mention = _any_term(mention_terms, case_sensitive)
     dropped = rewritten["instruction"].str.contains(mention) | rewritten[
         "input"
     ].str.contains(mention)
-    return rewritten, dropped
+    return rewritten, dropped.astype(bool)
+
+
+def empty_no_input_markers(
+    records: pd.DataFrame, markers: Sequence[str]
+) -> tuple[pd.DataFrame, pd.Series]:
+    """Empty every input that contains one of ``markers`` (BELLE: "无输入"); drops nothing."""
+    rewritten = records.copy()
+    if markers:
+        marked = rewritten["input"].str.contains(_any_term(markers, True))
+        rewritten.loc[marked, "input"] = ""
+    return rewritten, _false(records)
 
 
 def bad_length(
@@ -294,6 +334,7 @@ def _mask_only(check: Callable[..., pd.Series]) -> Rule:
 
 
 RULES: dict[str, Rule] = {
+    "no_input_marker": empty_no_input_markers,
     "blacklist": _mask_only(blacklisted),
     "model_address": address_model,
     "length": _mask_only(bad_length),

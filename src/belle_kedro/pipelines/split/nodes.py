@@ -105,8 +105,15 @@ def split_holdout(
 
     Returns ``(holdout, train_pool)``. Records sharing a normalised instruction with
     the held-out set are removed from the training pool, so the two never overlap.
+    An empty pool is a ``ValueError`` that points at the clean report.
     """
     records = _normalise_records(pool, "split pool")
+    if records.empty:
+        # Nothing to hold out or train on: say where the records went, not a quota error.
+        raise ValueError(
+            "split: the pool holds no records (clean_instructions is empty and no "
+            "mix-in was pooled); clean_report says what each clean step dropped"
+        )
     keys = _instruction_keys(records)
     score = _hash_unit(keys, f"{params['seed']}:holdout")
     groups = records["category"].fillna(UNKNOWN_CATEGORY).astype(str)
