@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mlflow
+import pytest
 from kedro.pipeline import Node, Pipeline
 from mlflow.tracking import MlflowClient
 
@@ -145,6 +146,7 @@ os.kill(os.getpid(), signal.SIGKILL)  # as a kill -9 of `kedro run` mid-node
 """
 
 
+@pytest.mark.slow
 def test_the_next_run_marks_the_runs_of_a_killed_process_killed(mlflow_store):
     import subprocess
     import sys

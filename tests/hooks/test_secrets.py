@@ -62,6 +62,7 @@ def test_masking_covers_every_variable_an_api_key_env_names(monkeypatch, caplog)
     assert caplog.records[-1].getMessage() == f"sending {MASK}"
 
 
+@pytest.mark.slow
 def test_a_kedro_run_with_a_key_in_a_parameter_fails_before_mlflow_logs_it(
     kedro_project, monkeypatch
 ):

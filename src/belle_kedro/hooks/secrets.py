@@ -10,7 +10,7 @@ every logger and handler, including those configured after the hook runs.
 Parameters are logged to MLflow, so a key passed as one (``--params
 generate.llm.api_key=sk-...``) would be stored there. The hook refuses such a run when
 the context is created, before any hook logs a parameter: a parameter whose name looks
-like a secret (:data:`SECRET_PARAMETER`) and has a value, or whose value is one of the
+like a secret (:func:`belle_kedro.common.secrets.is_secret_parameter`) and has a value, or whose value is one of the
 secret values above.
 """
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -27,16 +26,9 @@ import yaml
 from kedro.framework.hooks import hook_impl
 
 from belle_kedro.common.config import ParameterError
-from belle_kedro.common.secrets import SECRET_NAME
+from belle_kedro.common.secrets import SECRET_NAME, is_secret_parameter
 
 MASK = "***"
-# A parameter name that holds a secret: these words as a whole ``_``-separated part
-# (``hf_token``, ``api_key``, ``db_password``), so ``max_tokens`` or ``tokenizer`` do not
-# count. ``*_env`` parameters name an environment variable, which is not itself secret.
-SECRET_PARAMETER = re.compile(
-    r"(?:^|_)(?:api_?key|token|secret|password|passwd|credentials?)(?:_|$)",
-    re.IGNORECASE,
-)
 # Parameters whose value names the environment variable holding a key.
 KEY_ENV_PARAMETER = "api_key_env"
 # Shorter values would mask ordinary words in logs ("true", "1").
@@ -83,7 +75,7 @@ def refuse_secret_parameters(params: Mapping[str, Any], secrets: set[str]) -> No
     offending = sorted(
         name
         for name, key, value in _leaves(params)
-        if (SECRET_PARAMETER.search(key) and not key.endswith("_env") and value)
+        if (is_secret_parameter(key) and value)
         or any(secret in text for text in _strings(value) for secret in secrets)
     )
     if offending:
@@ -174,7 +166,7 @@ class SecretRedactionHook:
         keys = key_env_values(params) | {
             str(value)
             for _, key, value in _leaves(credentials)
-            if SECRET_PARAMETER.search(key) and value
+            if is_secret_parameter(key) and value
         }
         refuse_secret_parameters(
             params, {key for key in keys if len(key) >= MIN_SECRET_LENGTH}

@@ -162,3 +162,17 @@ def test_records_with_a_non_text_field_are_counted_and_left_out(tmp_path):
         written["instruction"].tolist()
         == train["instruction"].iloc[[0, 3, 4, 5]].tolist()
     )
+
+
+def test_a_resumed_folder_remembers_the_runs_that_trained_it_before(tmp_path):
+    train, holdout = make_records(8), make_records(2, seed=1)
+    store = {"tracking_uri": "sqlite:///x.db"}
+    for run_id in ("first", "second", "second", "third"):  # kill, rerun, ...
+        run_dir = launcher.prepare_run_dir(
+            tmp_path, "small", train, holdout, tiny_config(),
+            mlflow_run={**store, "run_id": run_id},
+        )  # fmt: skip
+    job = launcher.read_job(run_dir)
+    assert job["mlflow"]["run_id"] == "third"
+    # Each earlier run once, in order; the current one is not among them.
+    assert job["earlier_mlflow_runs"] == ["first", "second"]

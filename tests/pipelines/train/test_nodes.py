@@ -20,12 +20,17 @@ def test_flattened_params_drop_anything_that_looks_like_a_secret():
         "model": {"name_or_path": "bigscience/bloomz-7b1-mt", "api_key": "sk-123"},
         "Password": "x",
         "lora": {"target_modules": ["query_key_value"]},
+        # Not secrets: which tokenizer, and the name of the variable holding a key.
+        "tokenizer": "bytes",
+        "llm": {"api_key_env": "OPENAI_API_KEY"},
     }
     flat = flatten_params(params, "train.")
     assert flat == {
         "train.trainer.learning_rate": "3e-06",
         "train.model.name_or_path": "bigscience/bloomz-7b1-mt",
         "train.lora.target_modules": "['query_key_value']",
+        "train.tokenizer": "bytes",
+        "train.llm.api_key_env": "OPENAI_API_KEY",
     }
     assert not any(
         secret in value for value in flat.values() for secret in ("hf_abc", "sk-123")

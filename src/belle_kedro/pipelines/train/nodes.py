@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from belle_kedro.common.records import records_digest
-from belle_kedro.common.secrets import SECRET_NAME
+from belle_kedro.common.secrets import is_secret_parameter
 from belle_kedro.common.tracking import as_metrics
 from belle_kedro.pipelines.train import launcher, model_registry, trainer
 
@@ -34,11 +34,15 @@ RESUMES_TAG = "belle.resumes"
 
 
 def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": "1"}``, dropping keys that look like secrets."""
+    """``{"a": {"b": 1}}`` -> ``{"a.b": "1"}``, dropping keys that look like secrets.
+
+    ``SecretRedactionHook`` already refuses a run whose secret-looking parameters have a
+    value; dropping them here keeps even an empty one out of MLflow.
+    """
     flat: dict[str, str] = {}
     for key, value in params.items():
         name = f"{prefix}{key}"
-        if SECRET_NAME.search(str(key)):
+        if is_secret_parameter(str(key)):
             continue
         if isinstance(value, Mapping):
             flat.update(flatten_params(value, f"{name}."))
