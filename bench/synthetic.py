@@ -1,24 +1,27 @@
 """Reproducible million-scale instruction files built from ``../shared`` (bench input only).
 
-Construction (documented in docs/clean.md): pool every record of the four shared files
-in a fixed order, draw ``size`` of them uniformly WITH replacement using
-``numpy.random.default_rng(seed)``, and give each draw light, seeded edits so that the
-copies are near, not exact, duplicates:
+Two corpora, both seeded and written to a folder the caller names (never the project):
 
-* instruction, with probability 0.7: one or two edits among deleting a character,
-  swapping two neighbours, inserting a filler ("请", "一下", "，", "的") and
-  replacing/adding the final punctuation ("。", "？", "！");
-* output, with probability 0.3: one character deleted or a filler inserted.
-
-Nothing is written into the project: the file goes to a folder the caller names.
+* :func:`distinct_records` (the main input): new instructions from a character-level
+  Markov chain of order 2 fitted on every shared instruction. Each record starts with
+  the first two characters of a random shared instruction, draws each next character
+  from the chain, and ends at an end mark or at a length drawn from the shared
+  instructions' lengths; input and output are those of a random shared record. Then
+  ``near_share`` (3 %) of the records are light-edit copies of a random earlier record
+  (one or two edits: delete a character, swap neighbours, insert a filler, change the
+  final punctuation).
+* :func:`resampled_records` (the second, labelled row): draws WITH replacement from the
+  shared pool, each draw lightly edited: most of it is removed as duplicates.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
+import random
+from collections import defaultdict
+from itertools import accumulate
 from pathlib import Path
-
-import numpy as np
 
 SHARED_FILES = (
     "alpaca_zh_openchinese_v3.json",
@@ -28,6 +31,7 @@ SHARED_FILES = (
 )
 FILLERS = ("请", "一下", "，", "的")
 ENDINGS = ("。", "？", "！")
+ORDER = 2
 
 
 def load_shared_pool(shared_dir: Path) -> list[dict[str, str]]:
@@ -46,36 +50,89 @@ def load_shared_pool(shared_dir: Path) -> list[dict[str, str]]:
     return pool
 
 
-def _edit(text: str, rng: np.random.Generator, kinds: int) -> str:
-    kind = int(rng.integers(kinds))
+def light_edit(text: str, rng: random.Random) -> str:
+    """One seeded light edit: delete, insert a filler, swap neighbours, or re-punctuate."""
     if not text:
         return text
-    at = int(rng.integers(len(text)))
-    if kind == 0:  # delete one character
+    kind, at = rng.randrange(4), rng.randrange(len(text))
+    if kind == 0:
         return text[:at] + text[at + 1 :]
-    if kind == 1:  # insert a filler
-        return text[:at] + FILLERS[int(rng.integers(len(FILLERS)))] + text[at:]
-    if kind == 2 and len(text) > 1:  # swap neighbours
+    if kind == 1:
+        return text[:at] + rng.choice(FILLERS) + text[at:]
+    if kind == 2 and len(text) > 1:
         at = min(at, len(text) - 2)
         return text[:at] + text[at + 1] + text[at] + text[at + 2 :]
-    ending = ENDINGS[int(rng.integers(len(ENDINGS)))]
-    return (text[:-1] if text[-1] in "。？！?!." else text) + ending
+    return (text[:-1] if text[-1] in "。？！?!." else text) + rng.choice(ENDINGS)
 
 
-def perturbed_records(
+class _CharChain:
+    """Order-2 character Markov chain: context -> (next chars, cumulative counts)."""
+
+    def __init__(self, texts: list[str]) -> None:
+        counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for text in texts:
+            for at in range(len(text) - ORDER):
+                counts[text[at : at + ORDER]][text[at + ORDER]] += 1
+        self.table = {
+            context: (list(following), list(accumulate(following.values())))
+            for context, following in counts.items()
+        }
+
+    def generate(self, start: str, length: int, rng: random.Random) -> str:
+        text = start
+        while len(text) < length:
+            entry = self.table.get(text[-ORDER:])
+            if entry is None:
+                break
+            chars, cumulative = entry
+            char = chars[bisect.bisect(cumulative, rng.random() * cumulative[-1])]
+            text += char
+            if char in "。？！?!":
+                break
+        return text
+
+
+def distinct_records(
+    pool: list[dict[str, str]], size: int, seed: int, near_share: float = 0.03
+) -> list[dict[str, str]]:
+    """``size`` mostly distinct records (Markov instructions + light-edit copies)."""
+    rng = random.Random(seed)
+    instructions = [record["instruction"] for record in pool]
+    chain = _CharChain(instructions)
+    lengths = [len(text) for text in instructions if len(text) > ORDER]
+    starts = [text[:ORDER] for text in instructions if len(text) > ORDER]
+    records: list[dict[str, str]] = []
+    while len(records) < size:
+        if records and rng.random() < near_share:
+            record = dict(rng.choice(records))
+            for _ in range(rng.randint(1, 2)):
+                record["instruction"] = light_edit(record["instruction"], rng)
+            record["source"] = "near_copy"
+        else:
+            donor = rng.choice(pool)
+            record = {
+                "instruction": chain.generate(
+                    rng.choice(starts), rng.choice(lengths), rng
+                ),
+                "input": donor["input"],
+                "output": donor["output"],
+                "source": "markov",
+            }
+        records.append(record)
+    return records
+
+
+def resampled_records(
     pool: list[dict[str, str]], size: int, seed: int
 ) -> list[dict[str, str]]:
-    """``size`` seeded draws from ``pool`` with light seeded edits (see module doc)."""
-    rng = np.random.default_rng(seed)
-    picks = rng.integers(len(pool), size=size)
+    """``size`` seeded draws from ``pool`` with replacement, 70 % lightly edited."""
+    rng = random.Random(seed)
     records = []
-    for pick in picks.tolist():
-        record = dict(pool[pick])
+    for _ in range(size):
+        record = dict(rng.choice(pool))
         if rng.random() < 0.7:
-            for _ in range(int(rng.integers(1, 3))):
-                record["instruction"] = _edit(record["instruction"], rng, kinds=4)
-        if rng.random() < 0.3:
-            record["output"] = _edit(record["output"], rng, kinds=2)
+            for _ in range(rng.randint(1, 2)):
+                record["instruction"] = light_edit(record["instruction"], rng)
         records.append(record)
     return records
 
