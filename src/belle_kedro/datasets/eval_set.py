@@ -8,6 +8,7 @@ SPACE (U+00A0) in both. Every class name therefore goes through
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from pathlib import Path
@@ -64,3 +65,16 @@ class EvalSetDataset(ReadOnlyFileDataset):
     def load(self) -> pd.DataFrame:
         """Parse the file; a bad line raises ``FormatError`` naming file, line and field."""
         return load_eval_set(self._filepath)
+
+
+def eval_set_digest(eval_set: pd.DataFrame) -> str:
+    """SHA-256 of the questions, standard answers and classes in file order.
+
+    The identity of the eval set a model was decontaminated against (clean) and scored
+    on (evaluate): equal digests mean the same questions.
+    """
+    digest = hashlib.sha256()
+    for row in eval_set.loc[:, EVAL_SET_COLUMNS].itertuples(index=False):
+        # Unit/record separators cannot occur in normal text, so fields never run together.
+        digest.update("\x1f".join(str(value) for value in row).encode() + b"\x1e")
+    return digest.hexdigest()
