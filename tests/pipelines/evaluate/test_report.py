@@ -13,12 +13,12 @@ from belle_kedro.pipelines.evaluate.report import (
     OVERALL,
     bootstrap_means,
     choose_champion,
+    judge_reliability,
     macro_average,
     markdown_report,
     offline_summary,
-    scaling_figures,
-    judge_reliability,
     paired_difference,
+    scaling_figures,
     score_tables,
 )
 
