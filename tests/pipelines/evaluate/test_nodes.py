@@ -141,15 +141,21 @@ def test_champion_alias_lands_on_the_best_version_and_moves_with_it(
             "macro_excl": [0.7, 0.5, 0.6],
         }
     )
-    settings = {"alias": "champion", "metric": "macro"}
+    settings = {"alias": "champion", "metric": "macro", "rule": "best_point_estimate"}
     champion = assign_champion_alias(choose_champion(macro, settings), settings)
     assert champion["variant"] == "medium"
+    tagged = client.get_model_version("belle-alias-test", versions[1])
+    assert tagged.tags["champion_rule"] == "best_point_estimate"
     assert str(
         client.get_model_version_by_alias("belle-alias-test", "champion").version
     ) == str(versions[1])
     assert champion["model_uri_alias"] == "models:/belle-alias-test@champion"
 
-    other = {"alias": "best-excl", "metric": "macro_excl"}
+    other = {
+        "alias": "best-excl",
+        "metric": "macro_excl",
+        "rule": "best_point_estimate",
+    }
     assign_champion_alias(choose_champion(macro, other), other)
     assert str(
         client.get_model_version_by_alias("belle-alias-test", "best-excl").version

@@ -13,14 +13,17 @@ from belle_kedro.pipelines.evaluate.report import (
     OVERALL,
     bootstrap_means,
     choose_champion,
+    judge_reliability,
     macro_average,
     markdown_report,
     offline_summary,
+    paired_difference,
     scaling_figures,
     score_tables,
 )
 
 MODEL = "belle-test"
+RULE = "best_point_estimate"
 
 
 def _rows(
@@ -28,6 +31,7 @@ def _rows(
 ) -> list[dict]:
     return [
         {
+            "question_id": f"{cls}-{index}",
             "variant": variant,
             "train_size": train_size,
             "registered_model_name": MODEL,
@@ -37,7 +41,7 @@ def _rows(
             "score": score,
         }
         for cls, scores in scores_by_class.items()
-        for score in scores
+        for index, score in enumerate(scores)
     ]
 
 
@@ -151,12 +155,12 @@ def test_champion_is_the_best_macro_and_ties_go_to_the_smaller_set(
         seed=0,
         macro_exclusions=["math", "code"],
     )
-    assert choose_champion(macro, "macro")["variant"] == "large"
-    assert choose_champion(macro, "macro_excl")["variant"] == "small"
+    assert choose_champion(macro, "macro", RULE)["variant"] == "large"
+    assert choose_champion(macro, "macro_excl", RULE)["variant"] == "small"
     tied = macro.assign(macro=0.5)
-    assert choose_champion(tied, "macro")["variant"] == "small"
+    assert choose_champion(tied, "macro", RULE)["variant"] == "small"
     with pytest.raises(ValueError, match="no variant has a 'macro' score"):
-        choose_champion(macro.assign(macro=math.nan), "macro")
+        choose_champion(macro.assign(macro=math.nan), "macro", RULE)
 
 
 def test_figures_have_one_line_per_class_plus_overall_and_published(
@@ -216,11 +220,12 @@ def test_markdown_report_states_the_score_and_shows_published_figures(
     assert offline.set_index("variant").loc["small", "perplexity"] == pytest.approx(
         math.exp(2.0)
     )
-    champion = {**choose_champion(macro, "macro"), "alias": "champion"}
+    champion = {**choose_champion(macro, "macro", RULE), "alias": "champion"}
     report = markdown_report(
         table,
         macro,
         offline,
+        judge_reliability(scored),
         champion,
         score_description="offline `rouge_l`",
         macro_exclusions=["math", "code"],
@@ -232,3 +237,68 @@ def test_markdown_report_states_the_score_and_shows_published_figures(
     assert "BELLE published" in report and "0.676" in report and "0.737" in report
     assert "| open qa |" in report and "macro w/o math, code" in report
     assert f"models:/{MODEL}@champion" in report
+
+
+def _two_variants(
+    small: dict[str, list[float]], large: dict[str, list[float]]
+) -> pd.DataFrame:
+    return pd.DataFrame(
+        _rows("small", 200, "1", small) + _rows("large", 2000, "2", large)
+    )
+
+
+def test_a_class_missing_for_one_variant_is_left_out_of_every_macro() -> None:
+    scores = _two_variants(
+        {"math": [0.2, 0.4], "code": [math.nan]}, {"math": [0.6, 0.8], "code": [1.0]}
+    )
+    _, macro = score_tables(
+        scores, n_resamples=50, confidence=0.95, seed=0, macro_exclusions=[]
+    )
+    by_variant = macro.set_index("variant")
+    assert by_variant.loc["large", "macro"] == pytest.approx(0.7)  # code left out
+    assert by_variant.loc["small", "macro"] == pytest.approx(0.3)
+    assert set(macro["classes_left_out"]) == {"code"}
+    assert set(macro["macro_classes"]) == {"math"}
+
+
+def test_paired_bootstrap_sees_a_real_gap_and_not_noise() -> None:
+    rng = np.random.default_rng(3)
+    base = rng.uniform(0.2, 0.8, size=60)
+    real = _two_variants({"open qa": list(base)}, {"open qa": list(base + 0.1)})
+    gap = paired_difference(
+        real, "large", "small", ["open qa"], n_resamples=500, confidence=0.95, seed=0
+    )
+    assert gap["difference"] == pytest.approx(0.1)
+    assert gap["ci_low"] > 0 and gap["p"] < 0.05 and gap["questions"] == 60
+    noise = _two_variants(
+        {"open qa": list(base)}, {"open qa": list(base + rng.normal(0, 0.2, 60))}
+    )
+    unsure = paired_difference(
+        noise, "large", "small", ["open qa"], n_resamples=500, confidence=0.95, seed=0
+    )
+    assert unsure["ci_low"] < 0 < unsure["ci_high"] and unsure["p"] > 0.05
+
+
+def test_smallest_not_worse_than_best_ignores_a_win_on_noise() -> None:
+    rng = np.random.default_rng(5)
+    base = list(rng.uniform(0.3, 0.7, size=30))
+    half = rng.normal(0, 0.2, 15)
+    # zero-mean noise (each draw and its negative) on top of a +0.02 edge
+    steps = np.concatenate([half, -half]) + 0.02
+    noisy = [value + step for value, step in zip(base, steps, strict=True)]
+    scores = _two_variants({"open qa": base}, {"open qa": noisy})
+    _, macro = score_tables(
+        scores, n_resamples=500, confidence=0.95, seed=0, macro_exclusions=[]
+    )
+    argmax = choose_champion(macro, "macro", "best_point_estimate")["variant"]
+    chosen = choose_champion(macro, "macro", "smallest_not_worse_than_best")
+    assert argmax == "large" and chosen["variant"] == "small"
+    assert chosen["rule"] == "smallest_not_worse_than_best"
+    clear = _two_variants({"open qa": base}, {"open qa": [v + 0.3 for v in base]})
+    _, macro = score_tables(
+        clear, n_resamples=500, confidence=0.95, seed=0, macro_exclusions=[]
+    )
+    assert (
+        choose_champion(macro, "macro", "smallest_not_worse_than_best")["variant"]
+        == "large"
+    )

@@ -1,23 +1,29 @@
-"""The LLM judge: prompt assembly, requests, score parsing, cache keys and sample averaging.
+"""The LLM judge: prompt templates, requests, score reading, cache keys and sample statistics.
 
-BELLE's judge sees the class prompt, the question, the standard answer (when the class
-has one) and the model's answer, and replies with ``得分: x`` for x in [0, 1]. Judges
-are chatty and inconsistent, so :func:`parse_score` is deliberately forgiving about the
-*form* of the score and strict about its *presence*: a reply without a readable score is
-"unparsed" (``None``), never silently 0, so it cannot drag a class mean down.
+Two request templates, chosen by ``evaluate.judge.template``:
 
-Parsing rules (each one covered in ``tests/pipelines/evaluate/test_judge.py``):
+* ``belle``: BELLE's request byte for byte, as its ``eval/ChatGPT_Score.html`` page
+  builds it: one user message ``{prompt} {question} 标准回答:{std_answer}  模型回答：'
+  {answer}'。请针对模型回答给出得分，顺便给出理由：``, and for generation,
+  brainstorming and rewrite (no standard answer) ``{prompt} {question}  模型回答：
+  '{answer}'。…``. Nothing is stripped or re-spaced.
+* ``ours``: class prompt, question, standard answer (when there is one), model answer,
+  one per line.
 
-* NFKC first: full-width digits, colons, dots and spaces (``得分：０．８``) become ASCII;
-  a Chinese full stop between two digits (``0。8``) is read as a decimal point.
-* Markdown emphasis and code marks (``**``, ``__``, backticks) and opening brackets
-  around the number are ignored.
-* The label is ``得分`` (also ``评分`` or ``score``, any case), optionally followed by
-  ``为``/``是`` and a colon, then the number.
-* ``x/y`` is a fraction of y (``0.8/1`` -> 0.8, ``8/10`` -> 0.8); ``x%`` is x / 100.
-* Several scores in one reply: the **last** one wins. Judges reason first and conclude
-  last, and a corrected score ("得分: 0.5 ... 修正后得分: 0.7") comes after the first.
-* The result is clamped to [0, 1] (``1.5`` -> 1, ``-0.2`` -> 0).
+:func:`read_score` reads the score the judge *gave*, never a guess
+(each rule covered in ``tests/pipelines/evaluate/test_score_reading.py``):
+
+* NFKC first (full-width digits, colons, spaces), Markdown emphasis ignored, a Chinese
+  full stop between two digits read as a decimal point.
+* The **first** value labelled ``得分`` counts: judges state the score, then explain,
+  and a later "若严格评分 0.5" is commentary, not the score. A label with no value after
+  it (an echoed "请按照“得分:”的形式") is skipped.
+* ``x/y`` and ``x分（满分y分）`` are x / y; ``x%`` is x / 100; a bare x must lie in
+  [0, 1], the scale BELLE's prompts ask for.
+* Chinese numerals are read when they name one number (``零点八``, ``八分（满分十分）``);
+  ``七八分`` (7 or 8) is ambiguous and not read.
+* Out of range (``得分: 8`` with no scale, ``12/10``, ``-0.2``) is rejected, not clamped,
+  and so is a range (``0.6-0.7``). Every rejection carries a reason for the report.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from belle_kedro.datasets.judge_prompts import prompt_for_class
@@ -42,6 +49,10 @@ from belle_kedro.llm.runner import RequestLimits, collect_responses, run_sync
 logger = logging.getLogger(__name__)
 
 JUDGE_ID_PREFIX = "judge-"
+JUDGE_TEMPLATES = ("belle", "ours")
+# BELLE's page leaves the standard answer out for these classes (after class names
+# are normalised, see belle_kedro.datasets.eval_set.normalize_class).
+BELLE_OPEN_CLASSES = ("generation", "brainstorming", "rewrite")
 JUDGE_COLUMNS = [
     "question_id",
     "judge_model",
@@ -49,47 +60,151 @@ JUDGE_COLUMNS = [
     "judge_parsed_samples",
     "judge_score",
     "judge_parsed",
+    "judge_sample_std",
+    "judge_sample_spread",
+    "judge_sample_scores",
+    "judge_failures",
     "judge_replies",
 ]
 
-_NUMBER = r"[-+]?(?:\d+(?:\.\d+)?|\.\d+)"
-_SCORE = re.compile(
-    r"(?:得分|评分|score)\s*(?:为|是)?\s*[:：]?\s*[\[(【（]?\s*"
-    rf"(?P<value>{_NUMBER})"
-    rf"(?:\s*(?P<percent>%)|\s*/\s*(?P<denominator>{_NUMBER}))?",
-    re.IGNORECASE,
+_ARABIC = r"[-+]?(?:\d+(?:\.\d+)?|\.\d+)"
+_CHINESE = r"[零〇一二两三四五六七八九十百点]+"
+_VALUE = rf"(?P<value>{_ARABIC}|{_CHINESE})"
+_LABEL = re.compile(r"得分")
+_AFTER_LABEL = re.compile(
+    r"\s*(?:为|是)?\s*[:：]?\s*[\[(【（]?\s*" + _VALUE + r"(?P<tail>[^\n]{0,40})"
 )
+_PERCENT = re.compile(r"\s*%")
+_FRACTION = re.compile(rf"\s*/\s*(?P<scale>{_ARABIC}|{_CHINESE})")
+_OUT_OF = re.compile(
+    rf"\s*分?\s*[,，(（\[【]?\s*(?:满分|总分)\s*(?:为|是)?\s*(?P<scale>{_ARABIC}|{_CHINESE})"
+)
+_RANGE = re.compile(rf"\s*分?\s*(?:-|~|～|到|至)\s*(?:{_ARABIC}|{_CHINESE})")
 _DECORATION = re.compile(r"\*\*|__|`")
 _CJK_DECIMAL = re.compile(r"(?<=\d)。(?=\d)")
+_CHINESE_DIGITS = {
+    "零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4,
+    "五": 5, "六": 6, "七": 7, "八": 8, "九": 9,
+}  # fmt: skip
 
 
-def parse_score(reply: str | None) -> float | None:
-    """The judge's score in [0, 1], or ``None`` when the reply has no readable score."""
-    if not reply:
+@dataclass(frozen=True)
+class ScoreReading:
+    """One judge reply read: ``score`` in [0, 1], or NaN with ``reason`` saying why."""
+
+    score: float
+    reason: str = ""
+
+    @property
+    def parsed(self) -> bool:
+        return not math.isnan(self.score)
+
+
+def chinese_number(text: str) -> float | None:
+    """The value of a Chinese numeral that names one number, else None (``八九`` is 8 or 9)."""
+    whole, _, decimals = text.partition("点")
+    if "点" in decimals or (
+        decimals and not all(c in _CHINESE_DIGITS for c in decimals)
+    ):
         return None
-    text = unicodedata.normalize("NFKC", reply)
-    text = _CJK_DECIMAL.sub(".", _DECORATION.sub("", text))
-    matches = list(_SCORE.finditer(text))
-    if not matches:
-        return None
-    last = matches[-1]
-    value = float(last.group("value"))
-    if last.group("percent"):
-        value /= 100.0
-    elif last.group("denominator") is not None:
-        denominator = float(last.group("denominator"))
-        if denominator <= 0:
+    fraction = "".join(str(_CHINESE_DIGITS[c]) for c in decimals)
+    if whole in ("百", "一百"):  # the only hundred a score scale needs: 满分一百分
+        integer = 100
+    elif "十" in whole:
+        tens, _, units = whole.partition("十")
+        if "十" in units or len(tens) > 1 or len(units) > 1:
             return None
-        value /= denominator
-    if not math.isfinite(value):
+        if any(c not in _CHINESE_DIGITS for c in tens + units):
+            return None
+        integer = (_CHINESE_DIGITS[tens] if tens else 1) * 10 + (
+            _CHINESE_DIGITS[units] if units else 0
+        )
+    elif len(whole) == 1 and whole in _CHINESE_DIGITS:
+        integer = _CHINESE_DIGITS[whole]
+    else:
         return None
-    return min(1.0, max(0.0, value))
+    return float(f"{integer}.{fraction}") if fraction else float(integer)
+
+
+def _number(text: str) -> float | None:
+    if re.fullmatch(_ARABIC, text):
+        return float(text)
+    return chinese_number(text)
+
+
+def _normalized(reply: str) -> str:
+    text = unicodedata.normalize("NFKC", reply)
+    return _CJK_DECIMAL.sub(".", _DECORATION.sub("", text))
+
+
+def read_score(reply: str | None) -> ScoreReading:
+    """The score the judge gave in [0, 1], or NaN with the reason it could not be read."""
+    if reply is None or not reply.strip():
+        return ScoreReading(math.nan, "no reply")
+    text = _normalized(reply)
+    for label in _LABEL.finditer(text):
+        found = _AFTER_LABEL.match(text, label.end())
+        if found is None:
+            continue
+        raw, tail = found.group("value"), found.group("tail")
+        value = _number(raw)
+        if value is None:
+            return ScoreReading(math.nan, f"ambiguous Chinese numeral '{raw}'")
+        if _RANGE.match(tail):
+            return ScoreReading(
+                math.nan, f"a range, not one score: '{raw}{tail.strip()}'"
+            )
+        return _scaled(value, raw, tail)
+    return ScoreReading(math.nan, "no value labelled 得分")
+
+
+def _scaled(value: float, raw: str, tail: str) -> ScoreReading:
+    """``value`` put on [0, 1] by the scale written after it; out of range is rejected."""
+    scale_match = _FRACTION.match(tail) or _OUT_OF.match(tail)
+    if _PERCENT.match(tail):
+        scale, written = 100.0, f"{raw}%"
+    elif scale_match is not None:
+        parsed_scale = _number(scale_match.group("scale"))
+        if parsed_scale is None:
+            return ScoreReading(
+                math.nan, f"ambiguous scale '{scale_match.group('scale')}'"
+            )
+        scale, written = parsed_scale, f"{raw} of {scale_match.group('scale')}"
+    else:
+        scale, written = 1.0, raw
+    if scale <= 0:
+        return ScoreReading(math.nan, f"scale {written} is not positive")
+    if not 0.0 <= value <= scale:
+        return ScoreReading(
+            math.nan, f"out of range: {written} (expected 0 to {scale:g})"
+        )
+    return ScoreReading(value / scale)
 
 
 def build_judge_prompt(
-    class_prompt: str, question: str, std_answer: str, answer: str
+    template: str,
+    class_prompt: str,
+    *,
+    cls: str,
+    question: str,
+    std_answer: str,
+    answer: str,
 ) -> str:
-    """Class prompt, question, standard answer (only when there is one), model answer."""
+    """The judge's user message in ``template`` (``belle`` or ``ours``)."""
+    if template == "belle":
+        if cls in BELLE_OPEN_CLASSES:
+            return (
+                f"{class_prompt} {question}  模型回答： '{answer}'。"
+                "请针对模型回答给出得分，顺便给出理由："
+            )
+        return (
+            f"{class_prompt} {question} 标准回答:{std_answer}  模型回答：' {answer}'。"
+            "请针对模型回答给出得分，顺便给出理由："
+        )
+    if template != "ours":
+        raise ValueError(
+            f"evaluate.judge.template must be one of {list(JUDGE_TEMPLATES)}, not {template!r}"
+        )
     parts = [class_prompt.strip(), "", f"问题：{question.strip()}"]
     if std_answer and std_answer.strip():
         parts.append(f"标准回答：{std_answer.strip()}")
@@ -115,9 +230,11 @@ def judge_request_id(
 
 @dataclass(frozen=True)
 class SampleAverage:
-    """The mean of the parsed samples of one answer; ``score`` is NaN when none parsed."""
+    """The parsed samples of one answer: mean, spread and counts (NaN when too few parsed)."""
 
     score: float
+    std: float
+    spread: float
     n_samples: int
     n_parsed: int
 
@@ -127,10 +244,19 @@ class SampleAverage:
 
 
 def average_samples(scores: Sequence[float | None]) -> SampleAverage:
-    """Average the judge samples that parsed; unparsed ones are left out, not zeroed."""
-    parsed = [score for score in scores if score is not None]
-    mean = sum(parsed) / len(parsed) if parsed else math.nan
-    return SampleAverage(score=mean, n_samples=len(scores), n_parsed=len(parsed))
+    """Mean, population std and max - min of the samples that parsed; unparsed left out.
+
+    ``std`` and ``spread`` need two parsed samples; with fewer they are NaN, so an
+    answer judged once says nothing about the judge's consistency.
+    """
+    parsed = np.array([score for score in scores if score is not None], dtype=float)
+    return SampleAverage(
+        score=float(parsed.mean()) if len(parsed) else math.nan,
+        std=float(parsed.std()) if len(parsed) > 1 else math.nan,
+        spread=float(parsed.max() - parsed.min()) if len(parsed) > 1 else math.nan,
+        n_samples=len(scores),
+        n_parsed=len(parsed),
+    )
 
 
 def sample_ids(
@@ -172,10 +298,12 @@ def build_judge_requests(
     ].to_dict("records")
     for row in rows:
         prompt = build_judge_prompt(
+            str(judge["template"]),
             class_prompts[row["class"]],
-            row["question"],
-            row["std_answer"],
-            row["answer"],
+            cls=row["class"],
+            question=row["question"],
+            std_answer=row["std_answer"],
+            answer=row["answer"],
         )
         for sample, request_id in enumerate(
             sample_ids(judge_model, prompt, int(judge["samples"]), params)
@@ -213,7 +341,10 @@ def judgement_rows(
             response.text if response is not None and response.ok else None
             for response in samples
         ]
-        average = average_samples([parse_score(reply) for reply in replies])
+        readings = [read_score(reply) for reply in replies]
+        average = average_samples(
+            [reading.score if reading.parsed else None for reading in readings]
+        )
         rows.append(
             {
                 "question_id": question_id,
@@ -222,6 +353,15 @@ def judgement_rows(
                 "judge_parsed_samples": average.n_parsed,
                 "judge_score": average.score,
                 "judge_parsed": average.parsed,
+                "judge_sample_std": average.std,
+                "judge_sample_spread": average.spread,
+                "judge_sample_scores": json.dumps(
+                    [reading.score if reading.parsed else None for reading in readings]
+                ),
+                "judge_failures": json.dumps(
+                    [reading.reason for reading in readings if not reading.parsed],
+                    ensure_ascii=False,
+                ),
                 "judge_replies": json.dumps(replies, ensure_ascii=False),
             }
         )

@@ -20,6 +20,7 @@ import pandas as pd
 
 from belle_kedro.common.template import build_prompt
 from belle_kedro.common.tracking import as_metrics
+from belle_kedro.datasets.eval_set import eval_set_digest
 from belle_kedro.llm.factory import build_backend
 from belle_kedro.llm.journal import ResponseJournal
 from belle_kedro.pipelines.evaluate import answering, judge, report, scores
@@ -150,8 +151,8 @@ def build_score_tables(
     report_params: Mapping[str, Any],
     variant_sizes: Mapping[str, int],
     *scored_answers: pd.DataFrame,
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """The class x variant table, the per-variant macro table and the offline summary.
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The class x variant table, the macro table, the offline summary, judge reliability.
 
     A variant's size is its nominal size from ``split.variant_sizes`` (BELLE's 0.2M to
     2M), not the record count train saw: ``conf/belle`` adds the same English mix-in to
@@ -172,22 +173,44 @@ def build_score_tables(
     )
     for column in ("score_source", "score_metric"):
         macro[column] = " / ".join(combined[column].drop_duplicates().tolist())
-    return table, macro, report.offline_summary(combined)
+    return (
+        table,
+        macro,
+        report.offline_summary(combined),
+        report.judge_reliability(combined),
+    )
 
 
-def _published(report_params: Mapping[str, Any]) -> tuple[dict[int, float], str]:
+def _published(
+    report_params: Mapping[str, Any], eval_set: pd.DataFrame
+) -> tuple[dict[int, float], str]:
+    """BELLE's published scores and their label, or ``({}, why they are not shown)``.
+
+    They are only comparable on BELLE's own eval set, so they are shown only when the
+    eval set's digest is the one ``published.eval_set_digest`` names.
+    """
     published = report_params["published"]
     if not published:
-        return {}, ""
+        return {}, "no published scores are configured (evaluate.report.published)"
+    digest = eval_set_digest(eval_set)
+    if digest != published["eval_set_digest"]:
+        return {}, (
+            f"{published['label']} not shown: they were measured on BELLE's eval set "
+            f"(digest {published['eval_set_digest'][:12]}…), this run's eval set has "
+            f"digest {digest[:12]}…, so the numbers would not be comparable"
+        )
     overall = {int(size): float(value) for size, value in published["overall"].items()}
     return overall, str(published["label"])
 
 
 def plot_scaling(
-    table: pd.DataFrame, macro: pd.DataFrame, report_params: Mapping[str, Any]
+    table: pd.DataFrame,
+    macro: pd.DataFrame,
+    eval_set: pd.DataFrame,
+    report_params: Mapping[str, Any],
 ) -> tuple[Any, Any]:
     """The scaling plot as a matplotlib figure (PNG) and a plotly figure (kedro-viz)."""
-    published, label = _published(report_params)
+    published, label = _published(report_params, eval_set)
     return report.scaling_figures(
         table,
         macro,
@@ -198,19 +221,26 @@ def plot_scaling(
 
 
 def choose_champion(macro: pd.DataFrame, champion: Mapping[str, Any]) -> dict[str, Any]:
-    """The best variant by ``champion.metric``."""
-    return report.choose_champion(macro, str(champion["metric"]))
+    """The champion by ``champion.rule`` on ``champion.metric``."""
+    return report.choose_champion(macro, str(champion["metric"]), str(champion["rule"]))
 
 
 def assign_champion_alias(
     best: Mapping[str, Any], champion: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Point the registry alias (``champion.alias``) at the best variant's version."""
+    """Point the registry alias (``champion.alias``) at the champion's version.
+
+    The version also gets a ``champion_rule`` tag naming the rule that chose it.
+    """
     from mlflow.tracking import MlflowClient
 
     alias = str(champion["alias"])
-    MlflowClient().set_registered_model_alias(
+    client = MlflowClient()
+    client.set_registered_model_alias(
         best["registered_model_name"], alias, best["version"]
+    )
+    client.set_model_version_tag(
+        best["registered_model_name"], best["version"], "champion_rule", best["rule"]
     )
     logger.info(
         "Alias %s -> %s version %s (%s)",
@@ -230,15 +260,19 @@ def write_report(
     table: pd.DataFrame,
     macro: pd.DataFrame,
     offline: pd.DataFrame,
+    *,
+    reliability: pd.DataFrame,
     champion: Mapping[str, Any],
+    eval_set: pd.DataFrame,
     report_params: Mapping[str, Any],
 ) -> str:
     """The markdown report for ``08_reporting``."""
-    published, label = _published(report_params)
+    published, label = _published(report_params, eval_set)
     return report.markdown_report(
         table,
         macro,
         offline,
+        reliability,
         champion,
         score_description=str(macro["score_source"].iloc[0]),
         macro_exclusions=list(report_params["macro_exclusions"]),

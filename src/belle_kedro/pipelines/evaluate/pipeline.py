@@ -87,7 +87,7 @@ def create_pipeline(variants: Sequence[str]) -> Pipeline:
                     "params:split.variant_sizes",
                     *(f"{variant}.scored_answers" for variant in variants),
                 ],
-                ["eval_table", "eval_macro", "offline_summary"],
+                ["eval_table", "eval_macro", "offline_summary", "judge_reliability"],
                 name="build_score_tables",
             ),
             Node(
@@ -95,6 +95,7 @@ def create_pipeline(variants: Sequence[str]) -> Pipeline:
                 {
                     "table": "eval_table",
                     "macro": "eval_macro",
+                    "eval_set": "eval_set",
                     "report_params": "params:evaluate.report",
                 },
                 ["scaling_plot_png", "scaling_plot"],
@@ -114,13 +115,15 @@ def create_pipeline(variants: Sequence[str]) -> Pipeline:
             ),
             Node(
                 write_report,
-                [
-                    "eval_table",
-                    "eval_macro",
-                    "offline_summary",
-                    "champion",
-                    "params:evaluate.report",
-                ],
+                {
+                    "table": "eval_table",
+                    "macro": "eval_macro",
+                    "offline": "offline_summary",
+                    "reliability": "judge_reliability",
+                    "champion": "champion",
+                    "eval_set": "eval_set",
+                    "report_params": "params:evaluate.report",
+                },
                 "eval_report",
                 name="write_report",
             ),

@@ -13,6 +13,7 @@ its own and the resampled class means are averaged.
 
 from __future__ import annotations
 
+import json
 import math
 import zlib
 from collections.abc import Mapping, Sequence
@@ -22,9 +23,11 @@ import numpy as np
 import pandas as pd
 
 from belle_kedro.common.records import require_columns
+from belle_kedro.pipelines.evaluate.judge import read_score
 from belle_kedro.pipelines.evaluate.scores import pooled_perplexity
 
 SCORE_ROW_COLUMNS = (
+    "question_id",
     "variant",
     "train_size",
     "registered_model_name",
@@ -35,6 +38,24 @@ SCORE_ROW_COLUMNS = (
 )
 TABLE_COLUMNS = ["variant", "train_size", "class", "mean", "count", "ci_low", "ci_high"]
 OVERALL = "overall (macro)"
+RELIABILITY_COLUMNS = [
+    "variant",
+    "class",
+    "answers_judged",
+    "replies",
+    "mean_sample_std",
+    "share_spread_over_0_3",
+    "parse_failures",
+    "failure_examples",
+]
+# Champion rules (evaluate.champion.rule); the name goes into the report and the registry tag.
+CHAMPION_RULES = {
+    "smallest_not_worse_than_best": (
+        "the smallest variant whose paired-bootstrap CI of (best - it) includes 0, "
+        "i.e. not significantly worse than the best point estimate"
+    ),
+    "best_point_estimate": "the highest point estimate; ties go to the smaller set",
+}
 
 
 def bootstrap_means(
@@ -80,6 +101,66 @@ def macro_average(
     return sum(kept) / len(kept) if kept else math.nan
 
 
+def common_classes(scores: pd.DataFrame) -> list[str]:
+    """Classes with at least one score for every variant: the only ones a macro may use."""
+    scored = scores.dropna(subset=["score"])
+    per_class = scored.groupby("class")["variant"].nunique()
+    n_variants = scores["variant"].nunique()
+    return sorted(str(cls) for cls, n in per_class.items() if n == n_variants)
+
+
+def paired_difference(
+    scores: pd.DataFrame,
+    higher: str,
+    lower: str,
+    classes: Sequence[str],
+    *,
+    n_resamples: int,
+    confidence: float,
+    seed: int,
+) -> dict[str, float]:
+    """Macro(higher) - macro(lower) on the questions both scored, with a paired bootstrap.
+
+    Each class's questions are resampled on their own (the same draw for both
+    variants), the per-class mean differences averaged; ``p`` is the two-sided
+    bootstrap p-value of "no difference" (twice the smaller tail share, at most 1).
+    """
+    wide = scores.pivot_table(
+        index=["class", "question_id"],
+        columns="variant",
+        values="score",
+        aggfunc="first",
+    )
+    differences, draws, n_questions = [], [], 0
+    for cls in classes:
+        if cls not in wide.index.get_level_values(0):
+            continue
+        part = wide.loc[cls]
+        if higher not in part or lower not in part:
+            continue
+        paired = (part[higher] - part[lower]).dropna().to_numpy(dtype=float)
+        if paired.size == 0:
+            continue
+        n_questions += paired.size
+        differences.append(float(paired.mean()))
+        draws.append(
+            bootstrap_means(
+                paired, n_resamples, _cell_rng(seed, higher + "|" + lower, cls)
+            )
+        )
+    if not draws:
+        return {"difference": math.nan, "ci_low": math.nan, "ci_high": math.nan,
+                "p": math.nan, "questions": 0}  # fmt: skip
+    macro_draws = np.mean(draws, axis=0)
+    low, high = _interval(macro_draws, confidence)
+    p = min(
+        1.0,
+        2.0 * min(float(np.mean(macro_draws <= 0)), float(np.mean(macro_draws >= 0))),
+    )
+    return {"difference": float(np.mean(differences)), "ci_low": low, "ci_high": high,
+            "p": p, "questions": n_questions}  # fmt: skip
+
+
 def score_tables(
     scores: pd.DataFrame,
     *,
@@ -97,6 +178,8 @@ def score_tables(
     """
     require_columns(scores, SCORE_ROW_COLUMNS, "score rows")
     classes = sorted(scores["class"].unique())
+    shared = common_classes(scores)
+    left_out = [cls for cls in classes if cls not in shared]
     table_rows: list[dict[str, Any]] = []
     macro_rows: list[dict[str, Any]] = []
     for variant in _variants_in_order(scores):
@@ -134,22 +217,64 @@ def score_tables(
             "model_version": str(identity["model_version"]),
             "model_uri": str(identity["model_uri"]),
         }
+        shared_means = {cls: means[cls] for cls in shared}
         for key, exclude in (("macro", ()), ("macro_excl", tuple(macro_exclusions))):
-            row[key] = macro_average(means, exclude)
-            kept = [
-                draws[cls]
-                for cls in classes
-                if cls not in exclude and not math.isnan(means[cls])
-            ]
+            row[key] = macro_average(shared_means, exclude)
+            kept = [draws[cls] for cls in shared if cls not in exclude]
             row[f"{key}_ci_low"], row[f"{key}_ci_high"] = (
                 _interval(np.mean(kept, axis=0), confidence)
                 if kept
                 else (math.nan, math.nan)
             )
         row["scored_classes"] = sum(not math.isnan(mean) for mean in means.values())
+        row["macro_classes"] = ", ".join(shared)
+        row["classes_left_out"] = ", ".join(left_out)
         row["scored_answers"] = int(of_variant["score"].notna().sum())
         macro_rows.append(row)
-    return pd.DataFrame(table_rows, columns=TABLE_COLUMNS), pd.DataFrame(macro_rows)
+    macro = pd.DataFrame(macro_rows)
+    bootstrap = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
+    for key, exclude in (("macro", ()), ("macro_excl", tuple(macro_exclusions))):
+        compared = [cls for cls in shared if cls not in exclude]
+        _add_comparisons(macro, scores, key, compared, bootstrap)
+    return pd.DataFrame(table_rows, columns=TABLE_COLUMNS), macro
+
+
+def _add_comparisons(
+    macro: pd.DataFrame,
+    scores: pd.DataFrame,
+    key: str,
+    classes: Sequence[str],
+    bootstrap: Mapping[str, Any],
+) -> None:
+    """``{key}_vs_smaller*`` (paired vs the next smaller variant) and ``{key}_vs_best*``."""
+    variants = macro["variant"].tolist()
+    ranked = macro.dropna(subset=[key])
+    best = (
+        str(
+            ranked.sort_values([key, "train_size"], ascending=[False, True]).iloc[0][
+                "variant"
+            ]
+        )
+        if len(ranked)
+        else None
+    )
+    for index, variant in enumerate(variants):
+        versus = {
+            "difference": math.nan,
+            "ci_low": math.nan,
+            "ci_high": math.nan,
+            "p": math.nan,
+        }
+        if index:
+            versus = paired_difference(
+                scores, variant, variants[index - 1], classes, **bootstrap
+            )
+        gap = {"difference": 0.0, "ci_low": 0.0, "ci_high": 0.0, "p": 1.0}
+        if best is not None and variant != best:
+            gap = paired_difference(scores, best, variant, classes, **bootstrap)
+        for name in ("difference", "ci_low", "ci_high", "p"):
+            macro.loc[index, f"{key}_vs_smaller_{name}"] = versus[name]
+            macro.loc[index, f"{key}_behind_best_{name}"] = gap[name]
 
 
 def offline_summary(scored_answers: pd.DataFrame) -> pd.DataFrame:
@@ -178,8 +303,64 @@ def offline_summary(scored_answers: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def choose_champion(macro: pd.DataFrame, metric: str) -> dict[str, Any]:
-    """The variant with the highest ``metric``; ties go to the smaller training set."""
+# Two samples of one answer differing by more than this disagree on the verdict, not
+# just on rounding (BELLE's scores run from 0 to 1).
+SPREAD_THRESHOLD = 0.3
+FAILURE_EXAMPLES = 3
+
+
+def _json_list(value: Any) -> list[Any]:
+    return json.loads(value) if isinstance(value, str) and value else []
+
+
+def judge_reliability(scored_answers: pd.DataFrame) -> pd.DataFrame:
+    """Per class x variant: sample spread, disagreeing answers, parse failures with examples.
+
+    ``mean_sample_std`` is the mean over answers of the std of their parsed samples
+    (answers with two or more); ``share_spread_over_0_3`` the share of those whose
+    samples differ by more than :data:`SPREAD_THRESHOLD`; ``parse_failures`` counts
+    replies with no readable score, ``failure_examples`` shows a few with the reason.
+    """
+    rows = []
+    judged = scored_answers[scored_answers["judge_samples"].fillna(0) > 0]
+    for (variant, cls), part in judged.groupby(["variant", "class"], sort=True):
+        examples: list[str] = []
+        for replies in part["judge_replies"]:
+            for reply in _json_list(replies):
+                reading = read_score(reply)
+                if not reading.parsed and len(examples) < FAILURE_EXAMPLES:
+                    snippet = " ".join(str(reply or "").split())[:60]
+                    examples.append(f"{reading.reason}: «{snippet}»")
+        spread = part["judge_sample_spread"].astype(float).dropna()
+        rows.append(
+            {
+                "variant": variant,
+                "class": cls,
+                "answers_judged": len(part),
+                "replies": int(part["judge_samples"].sum()),
+                "mean_sample_std": float(part["judge_sample_std"].astype(float).mean()),
+                "share_spread_over_0_3": float((spread > SPREAD_THRESHOLD).mean())
+                if len(spread)
+                else math.nan,
+                "parse_failures": int(
+                    (part["judge_samples"] - part["judge_parsed_samples"]).sum()
+                ),
+                "failure_examples": " | ".join(examples),
+            }
+        )
+    return pd.DataFrame(rows, columns=RELIABILITY_COLUMNS)
+
+
+def choose_champion(macro: pd.DataFrame, metric: str, rule: str) -> dict[str, Any]:
+    """The champion by ``rule`` (see :data:`CHAMPION_RULES`) on ``metric``.
+
+    ``smallest_not_worse_than_best`` takes the smallest variant whose paired CI of
+    (best - it) reaches 0: a bigger variant must *beat* it to be worth serving.
+    """
+    if rule not in CHAMPION_RULES:
+        raise ValueError(
+            f"evaluate.champion.rule must be one of {sorted(CHAMPION_RULES)}, not {rule!r}"
+        )
     ranked = macro.dropna(subset=[metric])
     if ranked.empty:
         raise ValueError(
@@ -188,12 +369,18 @@ def choose_champion(macro: pd.DataFrame, metric: str) -> dict[str, Any]:
     best = ranked.sort_values(
         [metric, "train_size"], ascending=[False, True], kind="stable"
     ).iloc[0]
+    if rule == "smallest_not_worse_than_best":
+        behind_low = ranked[f"{metric}_behind_best_ci_low"].fillna(0.0)
+        candidates = ranked[behind_low <= 0].sort_values("train_size", kind="stable")
+        best = candidates.iloc[0] if len(candidates) else best
     return {
         "variant": str(best["variant"]),
         "registered_model_name": str(best["registered_model_name"]),
         "version": str(best["model_version"]),
         "model_uri": str(best["model_uri"]),
         "metric": metric,
+        "rule": rule,
+        "rule_description": CHAMPION_RULES[rule],
         "score": float(best[metric]),
     }
 
@@ -332,10 +519,45 @@ def _fmt(value: float, digits: int = 3) -> str:
     )
 
 
+def verdict(macro: pd.DataFrame, champion: Mapping[str, Any], confidence: float) -> str:
+    """One paragraph: which variant, by how much, how sure."""
+    metric = str(champion["metric"])
+    chosen = macro.set_index("variant").loc[champion["variant"]]
+    level = f"{confidence:.0%}"
+    text = (
+        f"**Verdict:** `{champion['variant']}` ({int(chosen['train_size']):,} training "
+        f"examples) is the champion by the rule `{champion['rule']}` "
+        f"({champion['rule_description']}), with {metric} {_fmt(chosen[metric])} "
+        f"[{_fmt(chosen[f'{metric}_ci_low'])}, {_fmt(chosen[f'{metric}_ci_high'])}]."
+    )
+    behind = float(chosen[f"{metric}_behind_best_difference"])
+    if behind > 0:
+        text += (
+            f" The best point estimate is {_fmt(behind)} higher "
+            f"({level} paired CI [{_fmt(chosen[f'{metric}_behind_best_ci_low'])}, "
+            f"{_fmt(chosen[f'{metric}_behind_best_ci_high'])}], "
+            f"p = {_fmt(chosen[f'{metric}_behind_best_p'], 2)}): not significantly better."
+        )
+    steps = macro.dropna(subset=[f"{metric}_vs_smaller_p"])
+    significant = steps[
+        (steps[f"{metric}_vs_smaller_ci_low"] > 0)
+        | (steps[f"{metric}_vs_smaller_ci_high"] < 0)
+    ]
+    text += (
+        f" {len(significant)} of {len(steps)} steps to the next larger variant change "
+        f"{metric} significantly at {level}."
+    )
+    left_out = str(macro["classes_left_out"].iloc[0])
+    if left_out:
+        text += f" The macro leaves out {left_out} (not scored for every variant)."
+    return text
+
+
 def markdown_report(
     table: pd.DataFrame,
     macro: pd.DataFrame,
     offline: pd.DataFrame,
+    reliability: pd.DataFrame,
     champion: Mapping[str, Any],
     *,
     score_description: str,
@@ -344,21 +566,33 @@ def markdown_report(
     published: Mapping[int, float],
     published_label: str,
 ) -> str:
-    """The human-readable report: score definition, overall, per class, offline, champion."""
+    """The report: verdict, score definition, overall, paired steps, per class, judge, champion.
+
+    ``published_label`` without ``published`` is the reason BELLE's figures are not shown.
+    """
     variants = macro["variant"].tolist()
     level = f"{confidence:.0%}"
     excluded = ", ".join(macro_exclusions) or "nothing"
+    metric = str(champion["metric"])
     lines = [
         "# Evaluation report",
         "",
+        verdict(macro, champion, confidence),
+        "",
         f"**Score used in every table:** {score_description}",
         "",
-        f"Cells read `mean [{level} bootstrap CI] (n)`. Macro = unweighted mean of the class means; "
-        f"'w/o' leaves out {excluded}. n/a = no scored answer in that cell.",
-        "",
-        "## Overall",
-        "",
+        f"Cells read `mean [{level} bootstrap CI] (n)`. Macro = unweighted mean of the class means "
+        f"over the classes every variant has a score in ({macro['macro_classes'].iloc[0] or 'none'}); "
+        f"'w/o' also leaves out {excluded}. n/a = no scored answer in that cell.",
     ]
+    if macro["classes_left_out"].iloc[0]:
+        lines += [
+            "",
+            f"**Left out of every macro:** {macro['classes_left_out'].iloc[0]}: at least "
+            "one variant has no score in them, and averaging different class sets would "
+            "compare unlike things.",
+        ]
+    lines += ["", "## Overall", ""]
     header = [
         "variant",
         "train size",
@@ -391,6 +625,27 @@ def markdown_report(
                 for size, value in sorted(published.items())
             ),
         ]
+    elif published_label:
+        lines += ["", f"BELLE's published scores: {published_label}."]
+
+    lines += [
+        "",
+        "## Each variant against the next smaller one",
+        "",
+        f"Paired bootstrap on the questions both variants scored ({metric}, classes "
+        "resampled on their own): difference, its CI and the two-sided p of no difference.",
+        "",
+        f"| variant | vs | difference | {level} CI | p |",
+        "|---|---|---|---|---|",
+    ]
+    for index in range(1, len(variants)):
+        row = macro.iloc[index]
+        lines.append(
+            f"| {variants[index]} | {variants[index - 1]} | "
+            f"{_fmt(row[f'{metric}_vs_smaller_difference'])} | "
+            f"[{_fmt(row[f'{metric}_vs_smaller_ci_low'])}, {_fmt(row[f'{metric}_vs_smaller_ci_high'])}] | "
+            f"{_fmt(row[f'{metric}_vs_smaller_p'], 3)} |"
+        )
 
     lines += [
         "",
@@ -408,6 +663,27 @@ def markdown_report(
                 f"{_fmt(cell['mean'])} [{_fmt(cell['ci_low'])}, {_fmt(cell['ci_high'])}] ({int(cell['count'])})"
             )
         lines.append(f"| {cls} | " + " | ".join(cells) + " |")
+
+    lines += ["", "## Judge reliability", ""]
+    if reliability.empty:
+        lines.append("The judge did not run, so there is nothing to report about it.")
+    else:
+        lines += [
+            "Per class and variant: the mean standard deviation of one answer's judge "
+            f"samples, the share of answers whose samples differ by more than {SPREAD_THRESHOLD} "
+            "(both need two or more parsed samples), and the replies with no readable "
+            "score (left out of every mean, never counted as 0), with examples.",
+            "",
+            "| variant | class | answers | replies | mean sample std | spread > 0.3 | unparsed | examples |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for _, row in reliability.iterrows():
+            examples = str(row["failure_examples"]).replace("|", "\\|") or "-"
+            lines.append(
+                f"| {row['variant']} | {row['class']} | {int(row['answers_judged'])} | "
+                f"{int(row['replies'])} | {_fmt(row['mean_sample_std'])} | "
+                f"{_fmt(row['share_spread_over_0_3'])} | {int(row['parse_failures'])} | {examples} |"
+            )
 
     lines += [
         "",
@@ -432,7 +708,8 @@ def markdown_report(
         "## Champion",
         "",
         f"`{champion['variant']}`: {champion['registered_model_name']} version {champion['version']} "
-        f"({champion['metric']} = {champion['score']:.3f}), registry alias `{champion['alias']}`.",
+        f"({champion['metric']} = {champion['score']:.3f}), chosen by `{champion['rule']}`; "
+        f"registry alias `{champion['alias']}`, version tag `champion_rule={champion['rule']}`.",
         "",
         f"Serve it: `mlflow models serve -m models:/{champion['registered_model_name']}@"
         f"{champion['alias']} --env-manager local`",
