@@ -16,8 +16,10 @@ from belle_kedro.llm.base import LLMBackend, LLMResponse
 from belle_kedro.llm.factory import build_backend
 from belle_kedro.llm.journal import ResponseJournal
 from belle_kedro.llm.runner import (
+    NOT_SENT_OVER_BUDGET,
     RequestLimits,
     RunProgress,
+    TokenPrices,
     collect_responses,
     run_sync,
     stored_responses,
@@ -35,11 +37,7 @@ def _sum_usage(responses: list[LLMResponse]) -> dict[str, int]:
 
 
 def _cost(usage: Mapping[str, int], prices: Mapping[str, float]) -> float:
-    return round(
-        usage["prompt_tokens"] / 1000 * float(prices["prompt"])
-        + usage["completion_tokens"] / 1000 * float(prices["completion"]),
-        6,
-    )
+    return round(TokenPrices.of(prices).cost(usage), 6)
 
 
 async def _generate(
@@ -94,6 +92,8 @@ async def _generate(
             request_ids += [request.request_id for request in batch]
             responses.update(answers)
             parsed = sum(count_tasks(r) for r in responses.values() if r.ok)
+            if any(r.error == NOT_SENT_OVER_BUDGET for r in answers.values()):
+                break
     finally:
         progress.close()
         await backend.aclose()
@@ -118,7 +118,10 @@ def request_responses(
     request_ids, responses, stored_before = run_sync(
         _generate(backend, seed_tasks, generation_prompt, raw_responses, params)
     )
-    answers = [responses[rid] for rid in request_ids]
+    not_sent = {
+        rid for rid in request_ids if responses[rid].error == NOT_SENT_OVER_BUDGET
+    }
+    answers = [responses[rid] for rid in request_ids if rid not in not_sent]
     ok = [r for r in answers if r.ok]
     new_ok = [r for r in ok if r.request_id not in stored_before]
     parsed = sum(len(parse_tasks(r.text, r.finish_reason)) for r in ok)
@@ -135,6 +138,9 @@ def request_responses(
         "instructions_parsed": parsed,
         "target_reached": parsed >= target,
         "requests_planned": len(request_ids),
+        "stopped_by_budget": bool(not_sent),
+        "requests_not_sent_budget": len(not_sent),
+        "max_cost_usd": params["max_cost_usd"],
         "responses_ok": len(ok),
         "responses_failed": len(answers) - len(ok),
         "responses_truncated": sum(1 for r in ok if r.finish_reason == "length"),
@@ -151,7 +157,17 @@ def request_responses(
         "wall_s": round(time.time() - started, 3),
         "request_ids": request_ids,
     }
-    if not summary["target_reached"]:
+    if summary["stopped_by_budget"]:
+        logger.warning(
+            "generate: stopped by the spend limit (max_cost_usd=%s) at %d of %d "
+            "instructions; %d planned request(s) not sent. A rerun with a larger "
+            "max_cost_usd continues from here.",
+            params["max_cost_usd"],
+            parsed,
+            target,
+            len(not_sent),
+        )
+    elif not summary["target_reached"]:
         logger.warning(
             "generate: %d of %d instructions after %d requests (max_requests reached)",
             parsed,
@@ -172,7 +188,7 @@ def parse_responses(
     uninterrupted one would. Unparseable text is skipped, never raised on.
     """
     request_ids = list(generation_summary["request_ids"])
-    stored = stored_responses(raw_responses, set(request_ids))
+    stored = stored_responses(raw_responses.records(), set(request_ids))
     rows: list[dict[str, str]] = []
     for request_id in request_ids:
         response = stored.get(request_id)
@@ -202,6 +218,7 @@ def generation_metrics(
         "responses_failed",
         "responses_truncated",
         "responses_new",
+        "requests_not_sent_budget",
         "retries",
         "cost_estimate",
     )
