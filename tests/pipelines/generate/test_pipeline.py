@@ -21,7 +21,7 @@ from tests.support.loopback import (
     belle_reply,
     write_loopback_env,
 )
-from tests.support.openai_server import FakeOpenAIServer
+from tests.support.openai_server import FakeOpenAIServer, Reply
 
 SENTINEL_KEY = "sk-SENTINEL-9f8e7d6c5b4a-do-not-leak"
 JOURNAL = Path("data/01_raw/raw_responses.jsonl")
@@ -241,3 +241,23 @@ def test_the_spend_limit_stops_cleanly_and_a_larger_one_continues_to_the_same_ou
         pd.read_parquet(generate_project / GENERATED),
         pd.read_parquet(reference / GENERATED),
     )
+
+
+def _reply_with_a_broken_block(body: dict, endpoint: str) -> Reply:
+    reply = belle_reply(body, endpoint)
+    return Reply(text=reply.text + "###\n9. 指令: 这一条没有输出。\n")
+
+
+@pytest.mark.slow
+def test_unparsable_blocks_are_counted_in_the_summary_with_examples(
+    generate_project: Path, monkeypatch
+):
+    monkeypatch.setenv("BELLE_TEST_KEY", "test-key")
+    with FakeOpenAIServer(_reply_with_a_broken_block) as server:
+        write_loopback_env(generate_project, server.base_url)
+        run_generate(generate_project)
+    summary = latest_summary(generate_project)
+    assert summary["instructions_parsed"] == 3 * summary["responses_ok"]
+    assert summary["blocks_unparsable"] == summary["responses_ok"]
+    assert summary["unparsable_examples"][0] == "9. 指令: 这一条没有输出。"
+    assert len(summary["unparsable_examples"]) == min(5, summary["responses_ok"])

@@ -24,12 +24,18 @@ from belle_kedro.llm.runner import (
     run_sync,
     stored_responses,
 )
-from belle_kedro.pipelines.generate.self_instruct import build_request, parse_tasks
+from belle_kedro.pipelines.generate.self_instruct import (
+    build_request,
+    parse_answer,
+    parse_tasks,
+)
 
 logger = logging.getLogger(__name__)
 
 GENERATED_COLUMNS = [*RECORD_COLUMNS, "request_id", "model", "source"]
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
+UNPARSABLE_EXAMPLES = 5
+UNPARSABLE_EXAMPLE_CHARS = 300
 
 
 def _sum_usage(responses: list[LLMResponse]) -> dict[str, int]:
@@ -124,7 +130,9 @@ def request_responses(
     answers = [responses[rid] for rid in request_ids if rid not in not_sent]
     ok = [r for r in answers if r.ok]
     new_ok = [r for r in ok if r.request_id not in stored_before]
-    parsed = sum(len(parse_tasks(r.text, r.finish_reason)) for r in ok)
+    parsed_answers = [parse_answer(r.text, r.finish_reason) for r in ok]
+    parsed = sum(len(answer.tasks) for answer in parsed_answers)
+    unparsable = [block for answer in parsed_answers for block in answer.unparsable]
     usage = _sum_usage(ok)
     usage_this_run = _sum_usage(new_ok)
     prices = params["price_per_1k_tokens"]
@@ -144,6 +152,12 @@ def request_responses(
         "responses_ok": len(ok),
         "responses_failed": len(answers) - len(ok),
         "responses_truncated": sum(1 for r in ok if r.finish_reason == "length"),
+        "blocks_unparsable": len(unparsable),
+        # A few labelled blocks that gave no task, cut short: enough to fix a prompt.
+        "unparsable_examples": [
+            block[:UNPARSABLE_EXAMPLE_CHARS]
+            for block in unparsable[:UNPARSABLE_EXAMPLES]
+        ],
         "responses_from_journal": len(ok) - len(new_ok),
         "responses_new": len(new_ok),
         "retries": sum(
@@ -217,6 +231,7 @@ def generation_metrics(
         "responses_ok",
         "responses_failed",
         "responses_truncated",
+        "blocks_unparsable",
         "responses_new",
         "requests_not_sent_budget",
         "retries",
