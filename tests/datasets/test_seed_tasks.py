@@ -200,6 +200,19 @@ def test_non_utf8_file_is_rejected_with_its_path(tmp_path: Path) -> None:
     assert str(path) in str(caught.value)
 
 
+def test_non_utf8_bytes_are_reported_with_their_line(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.json"
+    good = _json_line(VALID_TASK).encode("utf-8")
+    path.write_bytes(good + b"\n" + good.replace(b"{", b"{\xff", 1) + b"\n")
+
+    with pytest.raises(FormatError, match="not UTF-8") as caught:
+        load_seed_tasks(path)
+
+    assert caught.value.line == 2
+    assert f"{path}, line 2:" in str(caught.value)
+    assert "column 2" in str(caught.value)
+
+
 def test_dataset_loads_through_a_catalog_and_refuses_to_save(tmp_path: Path) -> None:
     path = _write_lines(
         tmp_path / "seeds.json", [_json_line(r) for r in BELLE_SHAPED_LINES]

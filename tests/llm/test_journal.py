@@ -60,3 +60,47 @@ def test_unsynced_appends_are_readable_at_once_and_sync_is_safe(tmp_path: Path):
         "a"
     }  # flushed to the OS already
     journal.sync()
+
+
+def test_a_whole_last_record_without_its_newline_is_kept_and_completed(tmp_path: Path):
+    path = tmp_path / "raw.jsonl"
+    path.write_bytes(
+        b'{"request_id": "a", "text": "x"}\n{"request_id": "b", "text": "paid"}'
+    )
+    journal = ResponseJournal(path)
+    assert [r["request_id"] for r in journal.records()] == ["a", "b"]
+    journal.append({"request_id": "c", "text": "z"})
+    journal.close()
+    assert [r["request_id"] for r in ResponseJournal(path).records()] == ["a", "b", "c"]
+    assert path.read_bytes().count(b"\n") == 3
+
+
+@pytest.mark.parametrize(
+    ("record", "field", "problem"),
+    [
+        ({"usage": "12 tokens"}, "usage", "should be dict, not str"),
+        ({"usage": {"prompt_tokens": "12"}}, "usage.prompt_tokens", "a number"),
+        ({"text": 5}, "text", "should be str, not int"),
+        ({"attempts": True}, "attempts", "should be int, not bool"),
+        ({"error": 1}, "error", "should be str or null, not int"),
+        ({"request_id": 7}, "request_id", "should be str, not int"),
+    ],
+)
+def test_a_wrong_typed_field_is_a_format_error_naming_file_line_and_field(
+    tmp_path: Path, record: dict, field: str, problem: str
+):
+    path = tmp_path / "raw.jsonl"
+    good = {"request_id": "a", "text": "ok", "usage": {"prompt_tokens": 1}}
+    path.write_text(
+        json.dumps(good) + "\n" + json.dumps({**good, **record}) + "\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(FormatError) as caught:
+        ResponseJournal(path).records()
+    assert (caught.value.path, caught.value.line, caught.value.field) == (
+        str(path),
+        2,
+        field,
+    )
+    assert problem in str(caught.value)
+    assert f"{path}, line 2: field '{field}'" in str(caught.value)

@@ -17,17 +17,24 @@ from belle_kedro.common.errors import FormatError
 
 
 def read_text(path: Path) -> str:
-    """A UTF-8 file's text (a BOM is dropped); FormatError when missing or not UTF-8."""
+    """A UTF-8 file's text (a BOM is dropped); FormatError when missing or not UTF-8.
+
+    Bytes that are not UTF-8 are reported with their 1-based line and column.
+    """
     try:
-        return path.read_text(encoding="utf-8-sig")
+        data = path.read_bytes()
     except FileNotFoundError:
         raise FormatError(path, None, None, "file not found") from None
+    try:
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
+        line_start = data.rfind(b"\n", 0, error.start) + 1
         raise FormatError(
             path,
+            data.count(b"\n", 0, error.start) + 1,
             None,
-            None,
-            f"is not UTF-8 text ({error.reason} at byte {error.start})",
+            f"is not UTF-8 text ({error.reason} at byte {error.start}, column "
+            f"{error.start - line_start + 1}); save the file as UTF-8",
         ) from None
 
 

@@ -4,6 +4,8 @@ Every record is written with one ``write`` call and flushed (and by default fsyn
 before ``append`` returns, so a response is on disk the moment the runner has it. A process killed in
 the middle of a write leaves at most one torn last line (no trailing newline): readers
 skip it and the next writer cuts it off before appending, so the file heals itself.
+A last line that is a whole record and lacks only its newline (a kill between the
+write and nothing else, or a file edited by hand) is kept: its answer was paid for.
 """
 
 from __future__ import annotations
@@ -15,6 +17,50 @@ from pathlib import Path
 from typing import Any
 
 from belle_kedro.common.errors import FormatError
+
+# The JSON types each known field may hold; ``None`` is allowed where a field is optional.
+FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "request_id": (str,),
+    "text": (str,),
+    "finish_reason": (str, type(None)),
+    "model": (str,),
+    "usage": (dict,),
+    "started_at": (int, float),
+    "finished_at": (int, float),
+    "attempts": (int,),
+    "error": (str, type(None)),
+}
+
+
+def _whole_record(raw: bytes) -> dict[str, Any] | None:
+    """``raw`` as a record when it is one complete JSON object with a request id."""
+    try:
+        record = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return record if isinstance(record, dict) and "request_id" in record else None
+
+
+def check_record(record: dict[str, Any], path: Path, line: int) -> None:
+    """Raise :class:`FormatError` naming the first field whose JSON type is wrong."""
+    for field, types in FIELD_TYPES.items():
+        if field in record and (
+            not isinstance(record[field], types) or isinstance(record[field], bool)
+        ):
+            expected = " or ".join(
+                "null" if t is type(None) else t.__name__ for t in types
+            )
+            raise FormatError(
+                path,
+                line,
+                field,
+                f"should be {expected}, not {type(record[field]).__name__}",
+            )
+    for key, value in record.get("usage", {}).items():
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise FormatError(
+                path, line, f"usage.{key}", f"should be a number, not {value!r}"
+            )
 
 
 class ResponseJournal:
@@ -33,7 +79,10 @@ class ResponseJournal:
         return self._handle
 
     def _drop_torn_tail(self) -> None:
-        """Cut a partial last line left by a killed writer (it was never acknowledged)."""
+        """Cut a partial last line left by a killed writer (it was never acknowledged).
+
+        A last line that is a whole record gets its newline instead of being cut.
+        """
         if not self.path.exists():
             return
         data = self.path.read_bytes()
@@ -41,7 +90,11 @@ class ResponseJournal:
             return
         keep = data.rfind(b"\n") + 1
         with open(self.path, "r+b") as handle:
-            handle.truncate(keep)
+            if _whole_record(data[keep:]) is None:
+                handle.truncate(keep)
+            else:
+                handle.seek(0, os.SEEK_END)
+                handle.write(b"\n")
             handle.flush()
             os.fsync(handle.fileno())
 
@@ -80,8 +133,11 @@ class ResponseJournal:
         with self._lock:
             data = self.path.read_bytes()
         lines = data.split(b"\n")
-        # Without a trailing newline the last piece is a torn write: not a record yet.
+        # Without a trailing newline the last piece is a torn write, not a record yet,
+        # unless it parses whole.
         complete, torn = lines[:-1], lines[-1]
+        if _whole_record(torn) is not None:
+            complete.append(torn)
         records: list[dict[str, Any]] = []
         for number, raw in enumerate(complete, start=1):
             if not raw.strip():
@@ -94,8 +150,8 @@ class ResponseJournal:
                 ) from None
             if not isinstance(record, dict) or "request_id" not in record:
                 raise FormatError(self.path, number, "request_id", "missing")
+            check_record(record, self.path, number)
             records.append(record)
-        del torn
         return records
 
     def done_ids(self) -> set[str]:

@@ -4,6 +4,8 @@
 
 * at most ``max_in_flight`` requests are outstanding at once (a fixed pool of workers);
 * optional requests/minute and tokens/minute budgets (token buckets);
+* an optional spend limit (``max_cost_usd``): no request is sent once the journal's
+  cost plus the worst case of those in flight would pass it;
 * retryable failures (429 with ``Retry-After``, 5xx, connection errors, timeouts,
   malformed bodies) are retried with exponential backoff and jitter;
 * each answer is appended to the journal (fsynced) the moment it arrives, so a killed
@@ -159,10 +161,12 @@ def journal_record(
     }
 
 
-def stored_responses(journal: ResponseJournal, ids: set[str]) -> dict[str, LLMResponse]:
+def stored_responses(
+    records: Sequence[dict[str, Any]], ids: set[str]
+) -> dict[str, LLMResponse]:
     """Latest stored answer per id among ``ids``; an answer beats a stored failure."""
     found: dict[str, LLMResponse] = {}
-    for record in journal.records():
+    for record in records:
         request_id = str(record["request_id"])
         if request_id not in ids:
             continue
@@ -237,22 +241,119 @@ async def _attempt_until_done(
         )
 
 
+# The error of a request the spend limit kept from being sent; never journaled, so a
+# rerun with a larger ``max_cost_usd`` sends it.
+NOT_SENT_OVER_BUDGET = "not sent: max_cost_usd would be exceeded"
+
+
+@dataclass(frozen=True)
+class TokenPrices:
+    """USD per 1K prompt and completion tokens (the cost estimate and the spend limit)."""
+
+    prompt_per_1k: float
+    completion_per_1k: float
+
+    @classmethod
+    def of(cls, prices: Mapping[str, Any]) -> TokenPrices:
+        """From a ``price_per_1k_tokens`` block: ``prompt`` and ``completion``."""
+        return cls(float(prices["prompt"]), float(prices["completion"]))
+
+    def cost(self, usage: Mapping[str, Any]) -> float:
+        """What an answer with this ``usage`` cost."""
+        return (
+            float(usage.get("prompt_tokens", 0)) * self.prompt_per_1k
+            + float(usage.get("completion_tokens", 0)) * self.completion_per_1k
+        ) / 1000
+
+    def worst_case(self, request: LLMRequest) -> float:
+        """The most a request can cost: the pessimistic prompt estimate, full answer."""
+        completion = int(request.params.get("max_tokens") or UNSET_MAX_TOKENS)
+        prompt = estimated_tokens(request) - completion
+        return (
+            prompt * self.prompt_per_1k + completion * self.completion_per_1k
+        ) / 1000
+
+
 @dataclass(frozen=True)
 class RequestLimits:
-    """How hard a run may press an API: requests in flight and per-minute budgets."""
+    """How hard a run may press an API: requests in flight, per-minute budgets, spend.
+
+    ``max_cost_usd`` caps the estimated cost of every answer in the journal (earlier
+    runs included) plus the worst case of the requests in flight; ``None`` = no cap.
+    """
 
     max_in_flight: int
     requests_per_minute: float | None
     tokens_per_minute: float | None
+    max_cost_usd: float | None = None
+    prices: TokenPrices = TokenPrices(0.0, 0.0)
 
     @classmethod
     def of(cls, params: Mapping[str, Any]) -> RequestLimits:
         """The limits named in a parameter block (``generate``, ``evaluate.judge``)."""
+        max_cost = params["max_cost_usd"]
         return cls(
             max_in_flight=int(params["max_in_flight"]),
             requests_per_minute=params["requests_per_minute"],
             tokens_per_minute=params["tokens_per_minute"],
+            max_cost_usd=None if max_cost is None else float(max_cost),
+            prices=TokenPrices.of(params["price_per_1k_tokens"]),
         )
+
+
+class SpendBudget:
+    """Spent plus reserved (in flight, at their worst case) never passes the limit.
+
+    Once a request is refused no later one is sent, so a run stops at one point and a
+    rerun with a larger limit continues from there.
+    """
+
+    def __init__(self, limits: RequestLimits, spent_usd: float):
+        self.max_cost_usd = limits.max_cost_usd
+        self.prices = limits.prices
+        if self.max_cost_usd is not None and self.prices == TokenPrices(0.0, 0.0):
+            raise ValueError(
+                "max_cost_usd needs price_per_1k_tokens: with zero prices nothing is counted"
+            )
+        self.spent_usd = spent_usd
+        self.reserved_usd = 0.0
+        self.stopped = False
+
+    def reserve(self, request: LLMRequest) -> bool:
+        """Whether ``request`` may be sent; if so its worst case is held until settled."""
+        if self.max_cost_usd is None:
+            return True
+        worst = self.prices.worst_case(request)
+        if (
+            self.stopped
+            or self.spent_usd + self.reserved_usd + worst > self.max_cost_usd
+        ):
+            self.stopped = True
+            return False
+        self.reserved_usd += worst
+        return True
+
+    def settle(self, request: LLMRequest, response: LLMResponse) -> None:
+        """Replace the reservation by what the answer cost."""
+        if self.max_cost_usd is not None:
+            self.reserved_usd -= self.prices.worst_case(request)
+        self.spent_usd += self.prices.cost(response.usage)
+
+
+def not_sent_over_budget(request: LLMRequest, model: str) -> LLMResponse:
+    """The failed answer returned (not journaled) for a request the limit held back."""
+    now = time.time()
+    return LLMResponse(
+        request_id=request.request_id,
+        text="",
+        finish_reason=None,
+        model=model,
+        usage={},
+        started_at=now,
+        finished_at=now,
+        attempts=0,
+        error=NOT_SENT_OVER_BUDGET,
+    )
 
 
 async def collect_responses(
@@ -265,7 +366,9 @@ async def collect_responses(
     """Answers for every request id (stored ones plus new ones), sending only the new.
 
     Never raises for a failed or malformed answer: after the retries it is returned
-    (and journaled) with ``error`` set, and a later call asks for it again. Call it
+    (and journaled) with ``error`` set, and a later call asks for it again. A request
+    the spend limit held back comes back unsent with ``error`` set to
+    :data:`NOT_SENT_OVER_BUDGET` and is not journaled. Call it
     through :func:`run_sync` from synchronous code.
     """
     max_in_flight = limits.max_in_flight
@@ -276,7 +379,12 @@ async def collect_responses(
     unique: dict[str, LLMRequest] = {}
     for request in requests:
         unique.setdefault(request.request_id, request)
-    results = stored_responses(journal, set(unique))
+    records = journal.records()
+    results = stored_responses(records, set(unique))
+    # Everything the journal holds was paid for, whichever plan asked for it.
+    budget = SpendBudget(
+        limits, sum(limits.prices.cost(r.get("usage") or {}) for r in records)
+    )
     pending = [
         r
         for r in unique.values()
@@ -308,9 +416,15 @@ async def collect_responses(
                 request = queue.get_nowait()
             except asyncio.QueueEmpty:
                 return
+            if not budget.reserve(request):
+                results[request.request_id] = not_sent_over_budget(
+                    request, backend.model
+                )
+                continue
             response = await _attempt_until_done(
                 backend, request, policy=policy, budgets=budgets, progress=bar, rng=rng
             )
+            budget.settle(request, response)
             # Durable before anything else looks at it: a kill after this line loses nothing.
             journal.append(journal_record(request, response, backend.api), sync=False)
             unsynced.set()
@@ -339,6 +453,14 @@ async def collect_responses(
         await asyncio.to_thread(journal.sync)
         if owns_bar and bar is not None:
             bar.close()
+    if budget.stopped:
+        held_back = sum(1 for r in results.values() if r.error == NOT_SENT_OVER_BUDGET)
+        logger.warning(
+            "spend limit: %d request(s) not sent; $%.4f spent of max_cost_usd $%.4f",
+            held_back,
+            budget.spent_usd,
+            budget.max_cost_usd,
+        )
     return {request_id: results[request_id] for request_id in unique}
 
 

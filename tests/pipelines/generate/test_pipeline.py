@@ -21,7 +21,7 @@ from tests.support.loopback import (
     belle_reply,
     write_loopback_env,
 )
-from tests.support.openai_server import FakeOpenAIServer
+from tests.support.openai_server import FakeOpenAIServer, Reply
 
 SENTINEL_KEY = "sk-SENTINEL-9f8e7d6c5b4a-do-not-leak"
 JOURNAL = Path("data/01_raw/raw_responses.jsonl")
@@ -203,3 +203,61 @@ def test_a_malformed_seed_file_names_file_line_and_field(
     assert (
         "zh_seed_tasks.json" in message and "line 3" in message and "output" in message
     )
+
+
+@pytest.mark.slow
+def test_the_spend_limit_stops_cleanly_and_a_larger_one_continues_to_the_same_output(
+    generate_project: Path, monkeypatch
+):
+    monkeypatch.setenv("BELLE_TEST_KEY", "test-key")
+    reference = generate_project.parent / "reference"
+    with FakeOpenAIServer(belle_reply) as server:
+        write_loopback_env(generate_project, server.base_url, max_in_flight=2)
+        shutil.copytree(generate_project, reference)
+        run_generate(reference)  # no limit
+        full = latest_summary(reference)
+        sent_by_reference = len(server.requests)
+
+        limit = full["cost_estimate"] / 2
+        write_loopback_env(
+            generate_project, server.base_url, max_in_flight=2, max_cost_usd=limit
+        )
+        run_generate(generate_project)  # ends cleanly, short of the target
+        stopped = latest_summary(generate_project)
+        write_loopback_env(
+            generate_project, server.base_url, max_in_flight=2, max_cost_usd=None
+        )
+        run_generate(generate_project)
+        resumed = latest_summary(generate_project)
+        sent = [r["client_request_id"] for r in server.requests[sent_by_reference:]]
+
+    assert stopped["stopped_by_budget"] and not stopped["target_reached"]
+    assert stopped["requests_not_sent_budget"] > 0
+    assert 0 < stopped["cost_estimate"] <= limit
+    assert not resumed["stopped_by_budget"] and resumed["target_reached"]
+    assert resumed["cost_estimate"] == full["cost_estimate"]
+    assert len(sent) == len(set(sent)) == sent_by_reference  # nothing paid twice
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(generate_project / GENERATED),
+        pd.read_parquet(reference / GENERATED),
+    )
+
+
+def _reply_with_a_broken_block(body: dict, endpoint: str) -> Reply:
+    reply = belle_reply(body, endpoint)
+    return Reply(text=reply.text + "###\n9. 指令: 这一条没有输出。\n")
+
+
+@pytest.mark.slow
+def test_unparsable_blocks_are_counted_in_the_summary_with_examples(
+    generate_project: Path, monkeypatch
+):
+    monkeypatch.setenv("BELLE_TEST_KEY", "test-key")
+    with FakeOpenAIServer(_reply_with_a_broken_block) as server:
+        write_loopback_env(generate_project, server.base_url)
+        run_generate(generate_project)
+    summary = latest_summary(generate_project)
+    assert summary["instructions_parsed"] == 3 * summary["responses_ok"]
+    assert summary["blocks_unparsable"] == summary["responses_ok"]
+    assert summary["unparsable_examples"][0] == "9. 指令: 这一条没有输出。"
+    assert len(summary["unparsable_examples"]) == min(5, summary["responses_ok"])

@@ -16,18 +16,26 @@ from belle_kedro.llm.base import LLMBackend, LLMResponse
 from belle_kedro.llm.factory import build_backend
 from belle_kedro.llm.journal import ResponseJournal
 from belle_kedro.llm.runner import (
+    NOT_SENT_OVER_BUDGET,
     RequestLimits,
     RunProgress,
+    TokenPrices,
     collect_responses,
     run_sync,
     stored_responses,
 )
-from belle_kedro.pipelines.generate.self_instruct import build_request, parse_tasks
+from belle_kedro.pipelines.generate.self_instruct import (
+    build_request,
+    parse_answer,
+    parse_tasks,
+)
 
 logger = logging.getLogger(__name__)
 
 GENERATED_COLUMNS = [*RECORD_COLUMNS, "request_id", "model", "source"]
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
+UNPARSABLE_EXAMPLES = 5
+UNPARSABLE_EXAMPLE_CHARS = 300
 
 
 def _sum_usage(responses: list[LLMResponse]) -> dict[str, int]:
@@ -35,11 +43,7 @@ def _sum_usage(responses: list[LLMResponse]) -> dict[str, int]:
 
 
 def _cost(usage: Mapping[str, int], prices: Mapping[str, float]) -> float:
-    return round(
-        usage["prompt_tokens"] / 1000 * float(prices["prompt"])
-        + usage["completion_tokens"] / 1000 * float(prices["completion"]),
-        6,
-    )
+    return round(TokenPrices.of(prices).cost(usage), 6)
 
 
 async def _generate(
@@ -94,6 +98,8 @@ async def _generate(
             request_ids += [request.request_id for request in batch]
             responses.update(answers)
             parsed = sum(count_tasks(r) for r in responses.values() if r.ok)
+            if any(r.error == NOT_SENT_OVER_BUDGET for r in answers.values()):
+                break
     finally:
         progress.close()
         await backend.aclose()
@@ -118,10 +124,15 @@ def request_responses(
     request_ids, responses, stored_before = run_sync(
         _generate(backend, seed_tasks, generation_prompt, raw_responses, params)
     )
-    answers = [responses[rid] for rid in request_ids]
+    not_sent = {
+        rid for rid in request_ids if responses[rid].error == NOT_SENT_OVER_BUDGET
+    }
+    answers = [responses[rid] for rid in request_ids if rid not in not_sent]
     ok = [r for r in answers if r.ok]
     new_ok = [r for r in ok if r.request_id not in stored_before]
-    parsed = sum(len(parse_tasks(r.text, r.finish_reason)) for r in ok)
+    parsed_answers = [parse_answer(r.text, r.finish_reason) for r in ok]
+    parsed = sum(len(answer.tasks) for answer in parsed_answers)
+    unparsable = [block for answer in parsed_answers for block in answer.unparsable]
     usage = _sum_usage(ok)
     usage_this_run = _sum_usage(new_ok)
     prices = params["price_per_1k_tokens"]
@@ -135,9 +146,18 @@ def request_responses(
         "instructions_parsed": parsed,
         "target_reached": parsed >= target,
         "requests_planned": len(request_ids),
+        "stopped_by_budget": bool(not_sent),
+        "requests_not_sent_budget": len(not_sent),
+        "max_cost_usd": params["max_cost_usd"],
         "responses_ok": len(ok),
         "responses_failed": len(answers) - len(ok),
         "responses_truncated": sum(1 for r in ok if r.finish_reason == "length"),
+        "blocks_unparsable": len(unparsable),
+        # A few labelled blocks that gave no task, cut short: enough to fix a prompt.
+        "unparsable_examples": [
+            block[:UNPARSABLE_EXAMPLE_CHARS]
+            for block in unparsable[:UNPARSABLE_EXAMPLES]
+        ],
         "responses_from_journal": len(ok) - len(new_ok),
         "responses_new": len(new_ok),
         "retries": sum(
@@ -151,7 +171,17 @@ def request_responses(
         "wall_s": round(time.time() - started, 3),
         "request_ids": request_ids,
     }
-    if not summary["target_reached"]:
+    if summary["stopped_by_budget"]:
+        logger.warning(
+            "generate: stopped by the spend limit (max_cost_usd=%s) at %d of %d "
+            "instructions; %d planned request(s) not sent. A rerun with a larger "
+            "max_cost_usd continues from here.",
+            params["max_cost_usd"],
+            parsed,
+            target,
+            len(not_sent),
+        )
+    elif not summary["target_reached"]:
         logger.warning(
             "generate: %d of %d instructions after %d requests (max_requests reached)",
             parsed,
@@ -172,7 +202,7 @@ def parse_responses(
     uninterrupted one would. Unparseable text is skipped, never raised on.
     """
     request_ids = list(generation_summary["request_ids"])
-    stored = stored_responses(raw_responses, set(request_ids))
+    stored = stored_responses(raw_responses.records(), set(request_ids))
     rows: list[dict[str, str]] = []
     for request_id in request_ids:
         response = stored.get(request_id)
@@ -201,7 +231,9 @@ def generation_metrics(
         "responses_ok",
         "responses_failed",
         "responses_truncated",
+        "blocks_unparsable",
         "responses_new",
+        "requests_not_sent_budget",
         "retries",
         "cost_estimate",
     )

@@ -26,9 +26,24 @@ from belle_kedro.llm.base import LLMRequest
 NO_INPUT = "<无输入>"
 # "<无输入>" with ASCII or full-width angle brackets, or bare.
 _NO_INPUT_FORMS = frozenset({"<无输入>", "＜无输入＞", "无输入", "《无输入》"})
+# A field label at a line start, as chat models write it: an optional list or quote
+# marker, optional number (any, so restarted or missing numbering is fine), then
+# 指令/输入/输出 followed by a colon (ASCII or full-width) or closed by bold or brackets:
+# "4. 指令:", "**指令**：", "**2. 输入：**", "【输出】", "- [指令]: ".
 _LABEL = re.compile(
-    r"^[ \t]*(?:\d+[ \t]*[.．、][ \t]*)?(指令|输入|输出)[ \t]*[:：]", re.MULTILINE
+    r"^[ \t]*(?:[-*>][ \t]+)?(?:\*\*)?[ \t]*(?:\d+[ \t]*[.．、)）]?[ \t]*)?"
+    r"(?:\*\*|【|\[)?[ \t]*(指令|输入|输出)[ \t]*"
+    r"(?:(?:\*\*|】|\])[ \t]*[:：]?|[:：][ \t]*(?:\*\*)?)",
+    re.MULTILINE,
 )
+# A closing remark after the last task: a final paragraph that talks about the list.
+_CLOSING_REMARK = re.compile(
+    r"\n[ \t]*\n(?:[ \t]*-{3,}[ \t]*\n)?[ \t]*"
+    r"(?:以上|希望(?:这些|以上|对)|如果您|如需|(?:这些|上述)(?:任务|指令)|祝您)"
+    r"[^\n]*(?:\n.*)?$",
+    re.DOTALL,
+)
+_FENCE = re.compile(r"\A\s*```[^\n]*\n(.*?)\n\s*```\s*\Z", re.DOTALL)
 _FIELDS = {"指令": "instruction", "输入": "input", "输出": "output"}
 
 
@@ -144,6 +159,14 @@ def _clean_field(value: str) -> str:
     return value.strip()
 
 
+@dataclass(frozen=True)
+class ParsedAnswer:
+    """The tasks in one answer and the labelled blocks that gave no task."""
+
+    tasks: list[dict[str, str]]
+    unparsable: list[str]
+
+
 def _parse_block(block: str, leading_is_instruction: bool) -> dict[str, str] | None:
     labels = list(_LABEL.finditer(block))
     fields: dict[str, str] = {}
@@ -170,19 +193,34 @@ def _parse_block(block: str, leading_is_instruction: bool) -> dict[str, str] | N
     }
 
 
-def parse_tasks(text: str | None, finish_reason: str | None) -> list[dict[str, str]]:
-    """Tasks in one answer, in order; never raises, whatever the text.
+def _task_blocks(text: str) -> list[str]:
+    """``###``-separated blocks, each also split where a new 指令 label starts."""
+    blocks: list[str] = []
+    for block in text.split("###"):
+        starts = [m.start() for m in _LABEL.finditer(block) if m.group(1) == "指令"]
+        cuts = [0, *(start for start in starts if start > 0), len(block)]
+        blocks += [block[a:b] for a, b in zip(cuts, cuts[1:], strict=False) if a < b]
+    return blocks
 
-    A block without an instruction or an output label is skipped. When the answer was
-    cut off (``finish_reason == "length"``) its last block is dropped, as BELLE does,
-    because it is probably incomplete.
+
+def parse_answer(text: str | None, finish_reason: str | None) -> ParsedAnswer:
+    """Tasks in one answer, in order, and the blocks that had labels but no task.
+
+    Tolerates what chat models write around BELLE's layout: a code fence around the
+    whole answer, a preamble, bold or bracketed labels, full-width colons, numbering
+    that restarts or is missing, ``###`` missing between tasks and a closing remark.
+    A block without an instruction or an output is skipped (and reported when it had
+    a label). When the answer was cut off (``finish_reason == "length"``) its last
+    block is dropped, as BELLE does, because it is probably incomplete. Never raises.
     """
     if not isinstance(text, str) or not text.strip():
-        return []
-    blocks = text.split("###")
+        return ParsedAnswer([], [])
+    fenced = _FENCE.match(text)
+    blocks = _task_blocks(fenced.group(1) if fenced else text)
     if finish_reason == "length":
         blocks = blocks[:-1]
-    tasks = []
+    tasks: list[dict[str, str]] = []
+    unparsable: list[str] = []
     for number, block in enumerate(blocks):
         try:
             task = _parse_block(block, leading_is_instruction=number == 0)
@@ -190,4 +228,14 @@ def parse_tasks(text: str | None, finish_reason: str | None) -> list[dict[str, s
             task = None
         if task is not None:
             tasks.append(task)
-    return tasks
+        elif _LABEL.search(block):
+            unparsable.append(block.strip())
+    if tasks and finish_reason != "length":
+        last = tasks[-1]
+        last["output"] = _CLOSING_REMARK.sub("", last["output"]).strip()
+    return ParsedAnswer(tasks, unparsable)
+
+
+def parse_tasks(text: str | None, finish_reason: str | None) -> list[dict[str, str]]:
+    """The tasks of :func:`parse_answer`."""
+    return parse_answer(text, finish_reason).tasks
