@@ -45,7 +45,8 @@ def params_for(base_url: str, requests: int, in_flight: int) -> dict:
     params = yaml.safe_load(
         (ROOT / "conf/base/parameters_generate.yml").read_text("utf-8")
     )["generate"]
-    params["llm"] = {
+    params["llm"] = {  # base keys kept: the backend config names every key
+        **params["llm"],
         "backend": "openai",
         "api": "chat",
         "model": "bench",
