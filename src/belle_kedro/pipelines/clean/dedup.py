@@ -159,7 +159,8 @@ def _map_chunks(
 def _candidate_pairs(band_keys: np.ndarray, neighbours: int) -> np.ndarray:
     """Unique ``(earlier, later)`` positions sharing a band, as ``earlier * n + later``."""
     count = len(band_keys)
-    found = []
+    unique = np.empty(0, dtype=np.int64)
+    pending: list[np.ndarray] = []
     positions = np.arange(count, dtype=np.int64)
     for band in range(band_keys.shape[1]):
         column = band_keys[:, band]
@@ -171,18 +172,21 @@ def _candidate_pairs(band_keys: np.ndarray, neighbours: int) -> np.ndarray:
         rank = positions - bucket_start  # place of each member within its bucket
         real = ordered != 0
         # The first members of a bucket are the likeliest to be kept, the nearest ones
-        # the likeliest to be alike: pair with up to ``neighbours`` of each.
+        # the likeliest to be alike: pair with up to ``neighbours`` of each (a first
+        # member that is also a near one is paired once).
         for distance in range(1, neighbours + 1):
             later = np.flatnonzero((rank >= distance) & real)
             if len(later) == 0:
                 break
-            found.append(order[later - distance] * count + order[later])
-            found.append(
-                order[bucket_start[later] + distance - 1] * count + order[later]
-            )
-    if not found:
-        return np.empty(0, dtype=np.int64)
-    return np.unique(np.concatenate(found))
+            pending.append(order[later - distance] * count + order[later])
+            far = later[rank[later] >= neighbours + distance]
+            pending.append(order[bucket_start[far] + distance - 1] * count + order[far])
+        # Merge every few bands: the same pair shows up in many bands, so holding
+        # them all before one unique would need several times the memory.
+        if band % 8 == 7 or band == band_keys.shape[1] - 1:
+            unique = np.unique(np.concatenate([unique, *pending]))
+            pending = []
+    return unique
 
 
 def _verify(
