@@ -22,22 +22,34 @@ ANSWER_MARKER = "模型回答："
 QUESTIONS_PER_CLASS = 2
 
 
-def judged_score(answer: str) -> float | None:
-    """The loopback judge's verdict on one answer; None = it replies without a score."""
-    digest = int(hashlib.sha256(answer.encode("utf-8")).hexdigest(), 16)
+def judged_score(question: str, answer: str) -> float | None:
+    """The loopback judge's verdict on one answer; None = it replies without a score.
+
+    Keyed on question and answer: a smoke model that gives one answer to everything
+    still gets different verdicts, so every variant keeps scored classes.
+    """
+    first_line = question.strip().split("\n", 1)[0].strip()
+    key = f"{first_line}\x1f{answer}".encode()
+    digest = int(hashlib.sha256(key).hexdigest(), 16)
     if digest % 5 == 0:
         return None
     return (digest % 11) / 10
 
 
 def judge_responder(body: dict[str, Any], endpoint: str) -> Reply:
-    answer = prompt_text(body).rsplit(ANSWER_MARKER, 1)[1].strip()
-    score = judged_score(answer)
-    return Reply(
-        text="这个回答无法评价。"
-        if score is None
-        else f"回答基本切题。\n**得分：{score}**"
-    )
+    prompt = prompt_text(body)
+    answer = prompt.rsplit(ANSWER_MARKER, 1)[1].strip()
+    question = prompt.split("问题：", 1)[1].split("\n", 1)[0].strip()
+    score = judged_score(question, answer)
+    if score is None:
+        return Reply(text="这个回答无法评价。")
+    # The same verdict in the forms real judges use; the reader must agree on all.
+    forms = [
+        f"回答基本切题。\n**得分：{score}**",
+        f"得分：{round(score * 10)}分（满分10分）\n理由：大体正确。",
+        f"得分: {round(score * 100)}%",
+    ]
+    return Reply(text=forms[len(answer) % 3])
 
 
 def _run(project: Path, runtime_params: dict[str, Any]) -> dict[str, Any]:
@@ -65,13 +77,18 @@ def _assert_champion_alias_on_best(
     outputs: dict[str, Any], records: dict[str, dict[str, Any]]
 ) -> None:
     macro = outputs["eval_macro"]
-    best = macro.sort_values(["macro", "train_size"], ascending=[False, True]).iloc[0]
+    # the default rule: the smallest variant the best does not significantly beat
+    not_worse = macro[macro["macro_behind_best_ci_low"] <= 0]
+    best = not_worse.sort_values("train_size").iloc[0]
     champion = outputs["champion"]
     assert champion["variant"] == best["variant"]
+    assert champion["rule"] == "smallest_not_worse_than_best"
     alias = MlflowClient().get_model_version_by_alias(REGISTERED_MODEL, "champion")
     assert (
         str(alias.version) == records[best["variant"]]["version"] == champion["version"]
     )
+    assert alias.tags["champion_rule"] == "smallest_not_worse_than_best"
+    assert outputs["eval_report"].startswith("# Evaluation report\n\n**Verdict:**")
 
 
 def test_loopback_judge_scores_flow_into_the_table_and_reruns_pay_nothing(
@@ -113,7 +130,10 @@ def test_loopback_judge_scores_flow_into_the_table_and_reruns_pay_nothing(
     pd.testing.assert_frame_equal(rerun["eval_table"], outputs["eval_table"])
 
     # the table holds exactly the loopback judge's verdicts, unparsed ones left out
-    answers["expected"] = [judged_score(answer.strip()) for answer in answers["answer"]]
+    answers["expected"] = [
+        judged_score(question.strip(), answer.strip())
+        for question, answer in zip(answers["question"], answers["answer"], strict=True)
+    ]
     expected = (
         answers.dropna(subset=["expected"])
         .groupby(["variant", "class"])["expected"]
@@ -132,6 +152,8 @@ def test_loopback_judge_scores_flow_into_the_table_and_reruns_pay_nothing(
     assert unparsed["score"].isna().all() and unparsed["judge_samples"].eq(3).all()
 
     assert "LLM judge `loopback-judge`" in outputs["eval_report"]
+    assert "## Judge reliability" in outputs["eval_report"]
+    assert "no value labelled 得分" in outputs["eval_report"]  # unparsed examples
     _assert_champion_alias_on_best(outputs, records)
 
 
