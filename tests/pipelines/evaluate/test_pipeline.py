@@ -171,6 +171,8 @@ def test_offline_default_produces_report_plot_and_champion(
         "eval_macro.csv",
         "scaling_plot.png",
         "scaling_plot.json",
+        "class_heatmap.png",
+        "class_heatmap.json",
         "eval_report.md",
         "champion.json",
     ):
@@ -213,6 +215,8 @@ def test_offline_default_produces_report_plot_and_champion(
         "evaluate/eval_report.md",
         "evaluate/scaling_plot.png",
         "evaluate/scaling_plot.json",
+        "evaluate/class_heatmap.png",
+        "evaluate/class_heatmap.json",
     } <= artifacts
     # ... and each variant's answers and metrics in its own child run under it
     children = client.search_runs(

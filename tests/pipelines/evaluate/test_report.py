@@ -13,6 +13,7 @@ from belle_kedro.pipelines.evaluate.report import (
     OVERALL,
     bootstrap_means,
     choose_champion,
+    class_heatmap_figures,
     judge_reliability,
     macro_average,
     markdown_report,
@@ -302,3 +303,25 @@ def test_smallest_not_worse_than_best_ignores_a_win_on_noise() -> None:
         choose_champion(macro, "macro", "smallest_not_worse_than_best")["variant"]
         == "large"
     )
+
+
+def test_heatmap_cells_carry_each_class_and_variant_mean_with_its_ci(
+    scores: pd.DataFrame,
+) -> None:
+    table, _ = score_tables(
+        scores, n_resamples=200, confidence=0.9, seed=3, macro_exclusions=()
+    )
+    table.loc[(table["variant"] == "small") & (table["class"] == "code"), "mean"] = (
+        math.nan
+    )
+    png, interactive = class_heatmap_figures(table, score_label="judge score")
+    heatmap = interactive.data[0]
+    assert list(heatmap.x) == ["small", "large"]  # smallest first
+    assert list(heatmap.y) == ["code", "math", "open qa", "rewrite"]
+    cell = table.set_index(["class", "variant"]).loc[("math", "large")]
+    assert heatmap.z[1][1] == pytest.approx(cell["mean"])
+    assert heatmap.text[1][1] == (
+        f"{cell['mean']:.2f}<br>[{cell['ci_low']:.2f}, {cell['ci_high']:.2f}]"
+    )
+    assert heatmap.text[0][0] == ""  # no score: blank, not a made-up number
+    assert png.axes[0].get_title().startswith("Mean score per class and variant")

@@ -220,6 +220,13 @@ def plot_scaling(
     )
 
 
+def plot_class_heatmap(table: pd.DataFrame, macro: pd.DataFrame) -> tuple[Any, Any]:
+    """The class x variant heat map with CIs, as PNG (matplotlib) and plotly JSON."""
+    return report.class_heatmap_figures(
+        table, score_label=str(macro["score_metric"].iloc[0])
+    )
+
+
 def choose_champion(macro: pd.DataFrame, champion: Mapping[str, Any]) -> dict[str, Any]:
     """The champion by ``champion.rule`` on ``champion.metric``."""
     return report.choose_champion(macro, str(champion["metric"]), str(champion["rule"]))

@@ -10,6 +10,7 @@ from belle_kedro.pipelines.evaluate.nodes import (
     build_score_tables,
     choose_champion,
     judge_answers,
+    plot_class_heatmap,
     plot_scaling,
     report_metrics,
     score_answers,
@@ -100,6 +101,12 @@ def create_pipeline(variants: Sequence[str]) -> Pipeline:
                 },
                 ["scaling_plot_png", "scaling_plot"],
                 name="plot_scaling",
+            ),
+            Node(
+                plot_class_heatmap,
+                ["eval_table", "eval_macro"],
+                ["class_heatmap_png", "class_heatmap"],
+                name="plot_class_heatmap",
             ),
             Node(
                 choose_champion,

@@ -511,6 +511,67 @@ def scaling_figures(
     return figure, interactive
 
 
+def class_heatmap_figures(table: pd.DataFrame, *, score_label: str) -> tuple[Any, Any]:
+    """Class x variant heat map of mean scores, each cell annotated with its CI.
+
+    Returns ``(matplotlib Figure, plotly Figure)`` with the same cells; variants run
+    smallest first, a cell with no score stays blank.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never open a window
+    import matplotlib.pyplot as plt
+    import plotly.graph_objects as go
+
+    variants = list(
+        table.drop_duplicates("variant").sort_values("train_size")["variant"]
+    )
+    classes = sorted(table["class"].unique())
+    cells = table.set_index(["class", "variant"])
+    means = np.array(
+        [[cells.loc[(cls, v), "mean"] for v in variants] for cls in classes],
+        dtype=float,
+    )
+    labels = [
+        [
+            ""
+            if math.isnan(cells.loc[(cls, v), "mean"])
+            else f"{cells.loc[(cls, v), 'mean']:.2f}\n"
+            f"[{cells.loc[(cls, v), 'ci_low']:.2f}, {cells.loc[(cls, v), 'ci_high']:.2f}]"
+            for v in variants
+        ]
+        for cls in classes
+    ]
+
+    figure, axes = plt.subplots(
+        figsize=(1.6 + 1.5 * len(variants), 1.0 + 0.55 * len(classes))
+    )
+    image = axes.imshow(np.ma.masked_invalid(means), cmap="viridis", aspect="auto")
+    axes.set_xticks(range(len(variants)), variants)
+    axes.set_yticks(range(len(classes)), classes)
+    for row, cls_labels in enumerate(labels):
+        for column, text in enumerate(cls_labels):
+            axes.text(column, row, text, ha="center", va="center", fontsize=7,
+                      color="white")  # fmt: skip
+    figure.colorbar(image, ax=axes, label=score_label)
+    axes.set_title("Mean score per class and variant (CI in brackets)")
+    figure.tight_layout()
+
+    interactive = go.Figure(
+        go.Heatmap(
+            z=means.tolist(),
+            x=variants,
+            y=classes,
+            text=[[text.replace("\n", "<br>") for text in row] for row in labels],
+            texttemplate="%{text}",
+            colorscale="Viridis",
+            colorbar={"title": score_label},
+        )
+    )
+    interactive.update_layout(title="Mean score per class and variant (CI in brackets)")
+    return figure, interactive
+
+
 def _fmt(value: float, digits: int = 3) -> str:
     return (
         "n/a"
