@@ -52,6 +52,30 @@ def judge_responder(body: dict[str, Any], endpoint: str) -> Reply:
     return Reply(text=forms[len(answer) % 3])
 
 
+class RateLimitingJudge:
+    """The loopback judge, answering the first sight of every third prompt with a 429.
+
+    The retry (or a later sample of the same prompt) then gets the judge's verdict,
+    as a provider's rate limiter would behave.
+    """
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self.rate_limited = 0
+
+    def __call__(self, body: dict[str, Any], endpoint: str) -> Reply:
+        prompt = prompt_text(body)
+        first_sight = prompt not in self.seen
+        self.seen.add(prompt)
+        if (
+            first_sight
+            and int(hashlib.sha256(prompt.encode()).hexdigest(), 16) % 3 == 0
+        ):
+            self.rate_limited += 1
+            return Reply(status=429, headers={"retry-after-ms": "20"})
+        return judge_responder(body, endpoint)
+
+
 def _run(project: Path, runtime_params: dict[str, Any]) -> dict[str, Any]:
     with KedroSession.create(
         project_path=project, runtime_params=runtime_params
@@ -97,7 +121,8 @@ def test_loopback_judge_scores_flow_into_the_table_and_reruns_pay_nothing(
 ) -> None:
     project, records = registered_project
     monkeypatch.setenv("JUDGE_API_KEY", "test-judge-key")
-    with FakeOpenAIServer(judge_responder) as server:
+    judge = RateLimitingJudge()
+    with FakeOpenAIServer(judge) as server:
         params = {
             "evaluate": {
                 "questions": {"max_per_class": QUESTIONS_PER_CLASS},
@@ -109,6 +134,7 @@ def test_loopback_judge_scores_flow_into_the_table_and_reruns_pay_nothing(
                         "backend": "openai",
                         "model": "loopback-judge",
                         "base_url": server.base_url,
+                        "max_retries": 3,
                     },
                 },
             }
@@ -119,10 +145,12 @@ def test_loopback_judge_scores_flow_into_the_table_and_reruns_pay_nothing(
         rerun_requests = len(server.requests) - first_run_requests
 
     answers = pd.concat(outputs["answers"].values(), ignore_index=True)
-    # every answer judged 3 times, each sample its own request id
-    assert first_run_requests == 3 * len(answers)
+    # every answer judged 3 times, each sample its own request id; every 429 was
+    # retried under the same id and nothing else was sent twice
+    assert judge.rate_limited > 0
+    assert first_run_requests == 3 * len(answers) + judge.rate_limited
     ids = [request["client_request_id"] for request in server.requests]
-    assert len(set(ids)) == len(ids)
+    assert len(set(ids)) == 3 * len(answers)
     assert {request["model"] for request in server.requests} == {"loopback-judge"}
     assert server.api_keys_seen == {"test-judge-key"}
     # same answers, same judge: the re-run is served from the journals
