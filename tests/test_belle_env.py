@@ -156,3 +156,42 @@ def test_belle_train_and_evaluate_run_on_cpu_with_the_tiny_model(
         assert any(name.startswith("evaluate") for name in child.data.metrics)
         assert child.data.params["train.trainer.per_device_train_batch_size"] == "2"
         assert child.data.params["train.trainer.gradient_accumulation_steps"] == "4"
+
+
+def test_belle_env_reads_belles_eval_files_unchanged_from_their_paths(
+    kedro_project: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from kedro.framework.session import KedroSession
+
+    from belle_kedro.datasets.eval_set import eval_set_digest, load_eval_set
+
+    # BELLE's shapes: JSON Lines, "closed\u00a0qa" in the eval set, "closed\u00a0QA" and
+    # an extra class in the prompts (written here, not BELLE's text).
+    eval_set = tmp_path / "eval_set.json"
+    eval_set.write_text(
+        json.dumps({"question": "天空为什么是蓝色的？", "std_answer": "瑞利散射。",
+                    "class": "closed\u00a0qa"}, ensure_ascii=False) + "\n"
+        + json.dumps({"question": "写一首关于秋天的短诗。", "std_answer": "",
+                      "class": "generation"}, ensure_ascii=False) + "\n",
+        encoding="utf-8",
+    )  # fmt: skip
+    prompts = tmp_path / "eval_prompt.json"
+    prompts.write_text(
+        "".join(
+            json.dumps({"class": name, "prompt": f"请评价{name}类的回答，按“得分: x”给出0到1之间的分数。"},
+                       ensure_ascii=False) + "\n"
+            for name in ("closed\u00a0QA", "generation", "translation")
+        ),
+        encoding="utf-8",
+    )  # fmt: skip
+    monkeypatch.setenv("BELLE_EVAL_SET", str(eval_set))
+    monkeypatch.setenv("BELLE_EVAL_PROMPT", str(prompts))
+
+    with KedroSession.create(project_path=kedro_project, env="belle") as session:
+        catalog = session.load_context().catalog
+        loaded = catalog.load("eval_set")
+        judge_prompts = catalog.load("judge_prompts")
+
+    assert eval_set_digest(loaded) == eval_set_digest(load_eval_set(eval_set))
+    assert list(loaded["class"]) == ["closed qa", "generation"]
+    assert len(judge_prompts) == 3
