@@ -21,7 +21,7 @@ class ResponseJournalDataset(AbstractDataset[None, ResponseJournal]):
 
         raw_responses:
           type: belle_kedro.datasets.journal.ResponseJournalDataset
-          filepath: data/02_intermediate/raw_responses.jsonl
+          filepath: data/01_raw/raw_responses.jsonl
     """
 
     def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
