@@ -17,6 +17,7 @@ from mlflow.tracking import MlflowClient
 from tests.support.records import make_records
 
 
+@pytest.mark.slow
 def test_every_pipeline_and_dataset_resolves_and_the_recipe_is_belles(kedro_project):
     from kedro.framework.project import pipelines
     from kedro.framework.session import KedroSession
@@ -158,6 +159,7 @@ def test_belle_train_and_evaluate_run_on_cpu_with_the_tiny_model(
         assert child.data.params["train.trainer.gradient_accumulation_steps"] == "4"
 
 
+@pytest.mark.slow
 def test_belle_env_reads_belles_eval_files_unchanged_from_their_paths(
     kedro_project: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -36,6 +36,7 @@ def run_node(hook: VariantChildRunHook, node: Node, log: dict[str, float]) -> st
     return active_during_save[0]
 
 
+@pytest.mark.slow
 def test_each_variant_gets_one_nested_child_reused_across_its_nodes(mlflow_store):
     mlflow.set_tracking_uri(mlflow_store)
     mlflow.set_experiment("hook-test")
@@ -99,6 +100,7 @@ def test_without_a_parent_run_the_hook_stays_out_of_the_way(mlflow_store):
     assert variant_of(nodes_of(None, ["y"])) is None
 
 
+@pytest.mark.slow
 def test_leftover_copies_of_the_parent_are_dropped_after_the_run(mlflow_store):
     """kedro-mlflow re-pushes the parent before every node and ends it once; none may linger."""
     mlflow.set_tracking_uri(mlflow_store)

@@ -197,6 +197,7 @@ def test_requests_per_minute_budget_spaces_requests(tmp_path: Path):
     assert 0.9 <= asyncio.run(take(2)) < 3.0
 
 
+@pytest.mark.slow
 def test_tokens_per_minute_budget_throttles_the_runner(tmp_path: Path):
     # Every answer costs 20 tokens; a budget of 1200 tokens/min (20/s) lets the first 60
     # through at once, and the last 2 have to wait for about 2 s of refill.

@@ -110,6 +110,7 @@ def test_agrees_with_brute_force_on_builtin_fixture_and_is_order_stable():
         )
 
 
+@pytest.mark.slow
 def test_workers_do_not_change_the_result_and_every_drop_is_verified():
     keys = dedup.comparison_keys(distinct_fixture(24_000))
     found = dedup.find_near_duplicates(keys, threshold=0.7, minhash=MINHASH, workers=2)

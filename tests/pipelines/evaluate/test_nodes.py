@@ -118,6 +118,7 @@ def test_a_class_without_a_judge_prompt_fails_before_any_request() -> None:
         )
 
 
+@pytest.mark.slow
 def test_champion_alias_lands_on_the_best_version_and_moves_with_it(
     mlflow_store: str, tmp_path: Path
 ) -> None:
