@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 from belle_kedro.common.text import similarity_key
 
 _CHUNK_KEYS = 20_000  # keys per signature task: a few MB of shingles per worker
+_MIN_MERGE_PAIRS = 4_000_000  # pending candidate pairs worth a merge (32 MB)
 _VERIFY_PAIRS = 2_000_000  # candidate pairs verified per cpdist call (bounded memory)
 _MIX_1 = np.uint64(0xBF58476D1CE4E5B9)  # splitmix64 finaliser constants
 _MIX_2 = np.uint64(0x94D049BB133111EB)
@@ -94,6 +95,18 @@ def comparison_keys(
     ]
 
 
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique`` for one integer array, by sort and compare.
+
+    numpy 2.4's ``np.unique`` took 3.5 s on 3M int64 where this takes 0.04 s
+    (measured here): it was most of the near-duplicate pass.
+    """
+    ordered = np.sort(values)
+    distinct = np.ones(len(ordered), dtype=bool)
+    distinct[1:] = ordered[1:] != ordered[:-1]
+    return ordered[distinct]
+
+
 def _mix(values: np.ndarray) -> np.ndarray:
     """splitmix64's finaliser: a fixed, well-spread 64-bit hash (wraps, never warns)."""
     values = values ^ (values >> np.uint64(30))
@@ -112,7 +125,7 @@ def _band_keys(keys: Sequence[str], settings: MinHashSettings) -> np.ndarray:
     )
     owner = np.repeat(np.arange(len(keys), dtype=np.int64), lengths)
     # Character SET per key: one (owner, char) per distinct pair, grouped by owner.
-    pairs = np.unique(owner * (1 << 21) + chars.astype(np.int64))
+    pairs = _sorted_unique(owner * (1 << 21) + chars.astype(np.int64))
     owner = pairs >> 21
     hashed = _mix(
         (pairs & ((1 << 21) - 1)).astype(np.uint64) + np.uint64(settings.seed)
@@ -181,12 +194,14 @@ def _candidate_pairs(band_keys: np.ndarray, neighbours: int) -> np.ndarray:
             pending.append(order[later - distance] * count + order[later])
             far = later[rank[later] >= neighbours + distance]
             pending.append(order[bucket_start[far] + distance - 1] * count + order[far])
-        # Merge every few bands: the same pair shows up in many bands, so holding
-        # them all before one unique would need several times the memory.
-        if band % 8 == 7 or band == band_keys.shape[1] - 1:
-            unique = np.unique(np.concatenate([unique, *pending]))
+        # Merge once the pending pairs outnumber the merged ones: each pair is sorted
+        # O(log) times in all (re-sorting the merged set every few bands was most of
+        # the time at 1M), and memory stays within about twice the unique pairs.
+        pending_count = sum(len(part) for part in pending)
+        if pending_count >= max(len(unique), _MIN_MERGE_PAIRS):
+            unique = _sorted_unique(np.concatenate([unique, *pending]))
             pending = []
-    return unique
+    return _sorted_unique(np.concatenate([unique, *pending]))
 
 
 def _verify(
@@ -204,11 +219,13 @@ def _verify(
     possible = 2 * np.minimum(lengths[earlier], lengths[later]) >= threshold * total
     earlier, later, total = earlier[possible], later[possible], total[possible]
     scores = np.empty(len(earlier), dtype=np.float64)
+    # An object array gathers the pairs' strings by fancy indexing, 7x faster than lists.
+    key_array = np.array(all_keys, dtype=object)
     for start in range(0, len(earlier), _VERIFY_PAIRS):
         block = slice(start, start + _VERIFY_PAIRS)
         lcs = process.cpdist(
-            [all_keys[i] for i in earlier[block].tolist()],
-            [all_keys[j] for j in later[block].tolist()],
+            key_array[earlier[block]],
+            key_array[later[block]],
             scorer=LCSseq.similarity,
             dtype=np.int64,
             workers=workers,
