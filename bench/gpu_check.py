@@ -46,16 +46,21 @@ not yet run on a GPU; its first run there is what measures them). The embedding 
 GB of activations (2 x 1,024 tokens, checkpointed) and logits. The resume shape (2
 layers, hidden 512, 4 heads of 128, vocab 250,880) is 0.135B: 2.2 GB per checkpoint.
 Disk, in the order the files exist: the three base models (14.1 + 5.3 + 0.3 GB), the
-resume run's checkpoints (up to 3 at once: 6.5 GB, removed once it finished), then the
+resume run's checkpoints (up to 4 at once, a torn one included: 8.7 GB, removed once it
+finished), then the
 cut's run (its end-of-run checkpoint holds only the model, ``save_only_model``, and the
 final model: 10.6 GB, removed after its evaluation): peak ~30 GB, checked against the
 free space before anything is built. Time: seven steps, four launcher starts of ~30-60 s
 each (imports, NCCL and DeepSpeed set-up, loading the weights), ~40 GB written and read,
-10 steps of ~0.5 s for the cut, 64 x 64 new tokens twice: about 5 minutes.
+30 steps of ~0.5 s for the cut (8 sequences of ~600 byte tokens: ~1e14 FLOP each), 64
+x 64 new tokens twice: about 5 minutes.
 
 MFU is ``6 x parameters x tokens/s`` over the bf16 dense peak of all the GPUs used
 (:data:`BF16_PEAK`, by device name; n/a for others), for full fine-tuning only (LoRA
-computes no weight gradients, so 6N overstates its work). Tokens are real, not padding.
+computes no weight gradients, so 6N overstates its work). Tokens are real, not padding,
+and tokens/s is the training result's: real tokens over the Trainer's ``train_runtime``,
+which includes the first step and the end-of-run save, so tokens/s and MFU are lower
+bounds (more ``--steps`` bring them closer).
 """
 
 from __future__ import annotations
@@ -102,8 +107,9 @@ BF16_PEAK = (
 GPU_BYTES_PER_PARAM = 24
 CHECKPOINT_BYTES_PER_PARAM = 16
 WEIGHT_BYTES_PER_PARAM = 2
-# The Trainer keeps conf/belle's save_total_limit (3) checkpoints of the resume run.
-RESUME_CHECKPOINTS_ON_DISK = 3
+# The resume run's checkpoints on disk at once: conf/belle's save_total_limit (3) and the
+# torn one set aside.
+RESUME_CHECKPOINTS_ON_DISK = 4
 POLL_S = 0.1
 RANK_EXIT_TIMEOUT_S = 30.0
 
@@ -158,7 +164,7 @@ def parse_arguments() -> argparse.Namespace:
         type=int,
         help="layers of the full shape that step 4 fine-tunes in full (GPU 8; 30 = all)",
     )
-    parser.add_argument("--steps", type=int, help="step 4's steps (GPU 10, dry run 4)")
+    parser.add_argument("--steps", type=int, help="step 4's steps (GPU 30, dry run 4)")
     parser.add_argument(
         "--save-steps", type=int, default=2, help="checkpoint interval of steps 2-3"
     )
@@ -446,7 +452,8 @@ def throughput(
         else "n/a"
     )
     return (
-        f"tokens/s {rate:,.0f}, MFU {utilisation}, "
+        f"tokens/s {rate:,.0f} and MFU {utilisation} (lower bounds: over the whole "
+        f"run), "
         f"peak GPU memory {gb(result['peak_gpu_memory_bytes'])} (rank 0), "
         f"padding waste {float(result['padding_waste']):.1%}, "
         f"backend {result['distributed_backend']}, world size {world_size}"
@@ -523,7 +530,7 @@ def main() -> int:
     full_shape = TINY_SHAPE if dry else FULL_SHAPE
     train_shape = full_shape.with_layers(arguments.train_layers or (2 if dry else 8))
     resume_shape = TINY_SHAPE if dry else RESUME_SHAPE
-    steps = arguments.steps or (4 if dry else 10)
+    steps = arguments.steps or (4 if dry else 30)
     save_steps = arguments.save_steps
     resume_steps = 3 * save_steps  # checkpoints at 1x, 2x (the kill) and 3x
     processes = 2 if dry else torch.cuda.device_count()
