@@ -495,7 +495,10 @@ def evaluate(
     is_adapter = hasattr(model, "get_base_model")
     device = model_device(model)
     del model
-    peak = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else None
+    peak = None
+    if torch.cuda.is_available():
+        peak = torch.cuda.max_memory_allocated()
+        torch.cuda.empty_cache()  # the next launcher's ranks need this GPU's memory
     expected_device = "cuda" if torch.cuda.is_available() else "cpu"
     expect(device.type == expected_device, f"the model ran on {device}")
     expect(is_adapter == expect_adapter, f"PeftModel: {is_adapter}")
