@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -43,6 +44,8 @@ def test_two_process_torchrun_ddp_over_gloo_trains_and_logs_from_rank_zero(
     result, run_id, run_dir = two_process_run(tmp_path, mlflow_store)
 
     assert result["world_size"] == 2
+    assert result["distributed_backend"] == "gloo"
+    assert result["peak_gpu_memory_bytes"] is None  # no GPU here
     # 32 records, 4 per process and step, 2 processes: 4 optimizer steps.
     assert result["global_step"] == 4
     losses = [entry["loss"] for entry in result["log_history"] if "loss" in entry]
@@ -162,6 +165,14 @@ def test_records_with_a_non_text_field_are_counted_and_left_out(tmp_path):
         written["instruction"].tolist()
         == train["instruction"].iloc[[0, 3, 4, 5]].tolist()
     )
+
+
+def test_a_run_without_held_out_records_prepares(tmp_path):
+    run_dir = launcher.prepare_run_dir(
+        tmp_path, "small", make_records(4), make_records(1).head(0), tiny_config()
+    )
+    job = json.loads((run_dir / trainer.JOB_FILE).read_text(encoding="utf-8"))
+    assert job["bad_records"] == {"train": 0, "eval": 0}
 
 
 def test_a_resumed_folder_remembers_the_runs_that_trained_it_before(tmp_path):

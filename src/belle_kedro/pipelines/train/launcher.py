@@ -61,7 +61,10 @@ def split_bad_records(records: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     crashing the parquet hand-off to the workers).
     """
     fields = records.loc[:, list(RECORD_COLUMNS)]
-    text_or_missing = fields.map(lambda value: isinstance(value, str) or value is None)
+    # astype: on zero rows pandas keeps the string dtype, which `|` then rejects.
+    text_or_missing = fields.map(
+        lambda value: isinstance(value, str) or value is None
+    ).astype(bool)
     text_or_missing |= fields.isna()
     good = text_or_missing.all(axis=1)
     return records.loc[good], int((~good).sum())

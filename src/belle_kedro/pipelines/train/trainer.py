@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import shutil
+import signal
 import struct
 import sys
 import time
@@ -379,6 +380,13 @@ def run_training(
         "dropped_examples": train_dataset.dropped,
         "eval_examples": len(eval_dataset) if eval_dataset is not None else 0,
         "world_size": int(args.world_size),
+        "distributed_backend": torch.distributed.get_backend()
+        if torch.distributed.is_available() and torch.distributed.is_initialized()
+        else None,
+        # This rank's peak, in bytes (rank 0's is what result.json keeps).
+        "peak_gpu_memory_bytes": torch.cuda.max_memory_allocated()
+        if torch.cuda.is_available()
+        else None,
         "log_history": trainer.state.log_history,
     }
     trainer.save_model(str(run_dir / MODEL_DIR))
@@ -410,11 +418,37 @@ def load_trained(
     return AutoModelForCausalLM.from_pretrained(model_dir), tokenizer
 
 
+# prctl(2) option: the signal the kernel sends this process when its parent dies.
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_launcher() -> None:
+    """Have the kernel SIGKILL this process when its parent (the launcher) dies (Linux).
+
+    torchrun starts every rank in a session of its own, so a SIGKILL of the launcher, or
+    of its process group, would otherwise leave the ranks training on: they finish the
+    run and delete its checkpoints while a rerun resumes in the same folder. Elsewhere
+    this does nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"prctl(PR_SET_PDEATHSIG): {os.strerror(error)}")
+    if os.getppid() != parent:  # the launcher died before the request took effect
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of every launcher process: ``python -m belle_kedro.pipelines.train.trainer <run_dir>``."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     if len(arguments) != 1:
         raise SystemExit(f"usage: python -m {__spec__.name} <run_dir>")
+    die_with_launcher()
     logging.basicConfig(level=logging.INFO)
     run_training(Path(arguments[0]))
 
