@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 from transformers import TrainerCallback
 
 from belle_kedro.pipelines.train import launcher, trainer
 from belle_kedro.pipelines.train.models import load_model_and_tokenizer
-from belle_kedro.pipelines.train.sft import SFTCollator, SFTDataset
+from belle_kedro.pipelines.train.sft import SFTCollator, SFTDataset, TokenArrays
 from tests.support.project import base_parameters
 from tests.support.records import make_records
 from tests.support.training import tiny_config, with_changes
@@ -168,7 +169,13 @@ def epoch_padding_waste(tmp_path, config: dict, dataset: SFTDataset) -> float:
 def test_the_declared_recipe_batches_by_length_with_little_padding(tmp_path, batching):
     rng = random.Random(0)
     lengths = [int(rng.lognormvariate(5, 0.6)) + 8 for _ in range(2000)]
-    dataset = SFTDataset([{"input_ids": [5] * n, "labels": [5] * n} for n in lengths])
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    arrays = TokenArrays(
+        np.full(int(offsets[-1]), 5, np.int32),
+        offsets,
+        np.zeros(len(lengths), np.int32),
+    )
+    dataset = SFTDataset.from_arrays(arrays)
     declared = with_changes(tiny_config(), trainer=batching)
     assert declared["trainer"]["train_sampling_strategy"] == "group_by_length"
     assert base_parameters("train")["trainer"]["train_sampling_strategy"] == (
