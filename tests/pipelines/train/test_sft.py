@@ -8,11 +8,9 @@ import pandas as pd
 import pytest
 
 from belle_kedro.common.template import IGNORE_INDEX, build_prompt
-from belle_kedro.pipelines.train.models import load_tokenizer
 from belle_kedro.pipelines.train.sft import SFTCollator, SFTDataset
 from tests.support.project import REPO_ROOT
 from tests.support.records import make_records
-from tests.support.training import tiny_config
 
 SRC = REPO_ROOT / "src" / "belle_kedro"
 
@@ -24,23 +22,6 @@ def tokenize_record(tokenizer, instruction, input_text, output, max_length):
     )
     example = SFTDataset.from_records(records, tokenizer, max_length, batch_size=8)[0]
     return {key: ids.tolist() for key, ids in example.items()}
-
-
-@pytest.fixture(scope="session")
-def smollm2_tokenizer(tmp_path_factory):
-    """SmolLM2's BPE tokenizer converted from the shipped GGUF (a real merges-based BPE)."""
-    return load_tokenizer(
-        {
-            **tiny_config()["model"],
-            "tokenizer": "smollm2_gguf",
-            "tokenizer_cache_dir": str(tmp_path_factory.mktemp("tok")),
-        }
-    )
-
-
-@pytest.fixture(scope="session")
-def byte_tokenizer():
-    return load_tokenizer(tiny_config()["model"])
 
 
 @pytest.mark.parametrize("tokenizer_name", ["smollm2_tokenizer", "byte_tokenizer"])

@@ -194,6 +194,10 @@ def write_shard(
     (staging / META_FILE).write_text(
         json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8"
     )
+    if final.is_dir() and TokenShard.open(final, fingerprint["id"]) is None:
+        # Shards are renamed into place complete, so this one was damaged afterwards.
+        logger.warning("Replacing the damaged token cache shard %s", final)
+        shutil.rmtree(final)
     try:
         staging.rename(final)
     except OSError:
