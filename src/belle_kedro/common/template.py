@@ -36,6 +36,22 @@ def build_prompt(instruction: str, input_text: str = "") -> str:
     return f"{HUMAN_PREFIX}{body}{ASSISTANT_PREFIX}"
 
 
+def _encode_texts(tokenizer: Any, texts: list[str]) -> list[list[int]]:
+    """Token ids of each text, no special tokens added."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None and backend.truncation is None and backend.padding is None:
+        # A fast tokenizer's own batch call, skipping the character offsets and
+        # BatchEncoding that transformers would build around the same ids.
+        return [
+            encoding.ids
+            for encoding in backend.encode_batch_fast(texts, add_special_tokens=False)
+        ]
+    ids: list[list[int]] = tokenizer(
+        texts, add_special_tokens=False, return_attention_mask=False
+    )["input_ids"]
+    return ids
+
+
 def encode_halves(
     tokenizer: Any,
     prompts: Sequence[str],
@@ -49,14 +65,11 @@ def encode_halves(
     (training teaches the model to stop; scoring a reference does not). A fast
     tokenizer encodes a batch on every core.
     """
-    prompt_ids = tokenizer(
-        list(prompts), add_special_tokens=False, return_attention_mask=False
-    )["input_ids"]
-    answer_ids = tokenizer(
-        list(answers), add_special_tokens=False, return_attention_mask=False
-    )["input_ids"]
+    prompt_ids = _encode_texts(tokenizer, list(prompts))
+    answer_ids = _encode_texts(tokenizer, list(answers))
     if end_with_eos:
-        answer_ids = [[*ids, tokenizer.eos_token_id] for ids in answer_ids]
+        eos = tokenizer.eos_token_id
+        answer_ids = [[*ids, eos] for ids in answer_ids]
     return prompt_ids, answer_ids
 
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from belle_kedro.common import template
-from belle_kedro.common.template import IGNORE_INDEX, build_prompt, encode_example
+from belle_kedro.common.template import IGNORE_INDEX, build_prompt
 from belle_kedro.pipelines.split.nodes import build_variants
 from belle_kedro.pipelines.train import launcher, token_cache, trainer
 from belle_kedro.pipelines.train.sft import SFTDataset
@@ -22,16 +22,18 @@ from tests.support.training import tiny_config
 def per_record_examples(
     records: pd.DataFrame, tokenizer: Any, max_length: int
 ) -> tuple[list[tuple[list[int], list[int]]], int]:
-    """The data path each rank ran before the cache: encode_example per record, in lists."""
+    """The data path each rank ran before the cache: two tokenizer calls per record, lists."""
     examples, dropped = [], 0
     for row in records.itertuples(index=False):
-        ids, labels = encode_example(
-            tokenizer,
-            build_prompt(row.instruction, row.input),
-            row.output.strip(),
-            end_with_eos=True,
-        )
-        ids, labels = ids[:max_length], labels[:max_length]
+        prompt_ids = tokenizer(
+            build_prompt(row.instruction, row.input), add_special_tokens=False
+        )["input_ids"]
+        answer_ids = [
+            *tokenizer(row.output.strip(), add_special_tokens=False)["input_ids"],
+            tokenizer.eos_token_id,
+        ]
+        ids = [*prompt_ids, *answer_ids][:max_length]
+        labels = ([IGNORE_INDEX] * len(prompt_ids) + answer_ids)[:max_length]
         if all(label == IGNORE_INDEX for label in labels):
             dropped += 1
         else:
@@ -55,6 +57,12 @@ def varied_records() -> pd.DataFrame:
             {"instruction": "Write a poem.", "input": "", "output": "Roses " * 200},
             {"instruction": "翻译", "input": "Good morning!", "output": " 早上好！ "},
             {"instruction": "空回答", "input": "  ", "output": ""},
+            # Special-token text and odd whitespace are encoded as a single call would.
+            {
+                "instruction": "复述<|im_end|>",
+                "input": "a\tb\r\n",
+                "output": "<|im_start|> 行",
+            },
         ]
     )
     return pd.concat([records, extra], ignore_index=True)
