@@ -146,7 +146,9 @@ def main() -> None:
     )["train"]["model"]
     tokenizer = load_tokenizer({**declared, "tokenizer": args.tokenizer})
     records, source = load_records(args.records, args.seed)
-    dataset = SFTDataset.from_records(records, tokenizer, args.max_length)
+    dataset = SFTDataset.from_records(
+        records, tokenizer, args.max_length, batch_size=1000
+    )
     model_config = {
         "n_layer": args.layers,
         "hidden_size": args.hidden_size,
@@ -159,7 +161,7 @@ def main() -> None:
     )
     ours = LengthGroupedSampler(
         args.batch_size,
-        lengths=dataset.lengths,
+        lengths=dataset.lengths.tolist(),
         generator=torch.Generator().manual_seed(args.seed),
     )
     naive = RandomSampler(dataset, generator=torch.Generator().manual_seed(args.seed))

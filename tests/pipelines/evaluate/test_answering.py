@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
@@ -18,14 +19,14 @@ class _CharTokenizer:
     def __init__(self) -> None:
         self.vocab: dict[str, int] = {}
 
-    def __call__(
-        self, text: str, add_special_tokens: bool = False
-    ) -> dict[str, list[int]]:
-        return {
-            "input_ids": [
-                self.vocab.setdefault(ch, 2 + len(self.vocab) % 60) for ch in text
-            ]
-        }
+    def _ids(self, text: str) -> list[int]:
+        return [self.vocab.setdefault(ch, 2 + len(self.vocab) % 60) for ch in text]
+
+    def __call__(self, text: str | list[str], **_: Any) -> dict[str, Any]:
+        """One text's ids, or a list of texts' (as a transformers tokenizer answers)."""
+        if isinstance(text, str):
+            return {"input_ids": self._ids(text)}
+        return {"input_ids": [self._ids(one) for one in text]}
 
 
 def test_reference_nll_scores_only_reference_tokens() -> None:

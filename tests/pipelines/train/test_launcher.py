@@ -10,7 +10,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from belle_kedro.pipelines.train import launcher, trainer
+from belle_kedro.pipelines.train import launcher, token_cache, trainer
 from belle_kedro.pipelines.train.models import load_tokenizer
 from belle_kedro.pipelines.train.sft import SFTDataset
 from tests.support.project import REPO_ROOT, base_parameters
@@ -54,7 +54,9 @@ def test_two_process_torchrun_ddp_over_gloo_trains_and_logs_from_rank_zero(
     tokenizer = load_tokenizer(tiny_config()["model"])
     assert (
         result["train_tokens"]
-        == SFTDataset.from_records(make_records(32), tokenizer, 256).token_count
+        == SFTDataset.from_records(
+            make_records(32), tokenizer, 256, batch_size=8
+        ).token_count
     )
     history = MlflowClient().get_metric_history(run_id, "train_loss")
     assert sorted(metric.step for metric in history) == [
@@ -146,8 +148,6 @@ def test_launcher_command_hands_off_to_torchrun_or_deepspeed(tmp_path: Path):
 def test_records_with_a_non_text_field_are_counted_and_left_out(tmp_path):
     import json
 
-    import pandas as pd
-
     train = make_records(6)
     train["output"] = train["output"].astype(object)
     train.at[1, "output"] = {"answer": "a dict, not text"}
@@ -159,12 +159,19 @@ def test_records_with_a_non_text_field_are_counted_and_left_out(tmp_path):
     )
     job = json.loads((run_dir / trainer.JOB_FILE).read_text(encoding="utf-8"))
     assert job["bad_records"] == {"train": 2, "eval": 0}
-    written = pd.read_parquet(run_dir / trainer.TRAIN_FILE)
-    assert len(written) == 4
-    assert (
-        written["instruction"].tolist()
-        == train["instruction"].iloc[[0, 3, 4, 5]].tolist()
+    # The four good records reach the ranks, in order, through the token cache.
+    tokenizer = load_tokenizer(tiny_config()["model"])
+    written = token_cache.open_view(
+        run_dir / trainer.TRAIN_TOKENS,
+        token_cache.cache_fingerprint(tokenizer, 256)["id"],
     )
+    expected = SFTDataset.from_records(
+        train.iloc[[0, 3, 4, 5]], tokenizer, 256, batch_size=8
+    )
+    assert len(written) == 4
+    assert [written[i]["input_ids"].tolist() for i in range(4)] == [
+        expected[i]["input_ids"].tolist() for i in range(4)
+    ]
 
 
 def test_a_run_without_held_out_records_prepares(tmp_path):

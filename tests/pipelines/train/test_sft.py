@@ -4,37 +4,24 @@ from __future__ import annotations
 
 import re
 
+import pandas as pd
 import pytest
 
 from belle_kedro.common.template import IGNORE_INDEX, build_prompt
-from belle_kedro.pipelines.train.models import load_tokenizer
-from belle_kedro.pipelines.train.sft import (
-    SFTCollator,
-    SFTDataset,
-    tokenize_record,
-)
+from belle_kedro.pipelines.train.sft import SFTCollator, SFTDataset
 from tests.support.project import REPO_ROOT
 from tests.support.records import make_records
-from tests.support.training import tiny_config
 
 SRC = REPO_ROOT / "src" / "belle_kedro"
 
 
-@pytest.fixture(scope="session")
-def smollm2_tokenizer(tmp_path_factory):
-    """SmolLM2's BPE tokenizer converted from the shipped GGUF (a real merges-based BPE)."""
-    return load_tokenizer(
-        {
-            **tiny_config()["model"],
-            "tokenizer": "smollm2_gguf",
-            "tokenizer_cache_dir": str(tmp_path_factory.mktemp("tok")),
-        }
+def tokenize_record(tokenizer, instruction, input_text, output, max_length):
+    """One record through the training data path (batched encoding, token arrays)."""
+    records = pd.DataFrame(
+        [{"instruction": instruction, "input": input_text, "output": output}]
     )
-
-
-@pytest.fixture(scope="session")
-def byte_tokenizer():
-    return load_tokenizer(tiny_config()["model"])
+    example = SFTDataset.from_records(records, tokenizer, max_length, batch_size=8)[0]
+    return {key: ids.tolist() for key, ids in example.items()}
 
 
 @pytest.mark.parametrize("tokenizer_name", ["smollm2_tokenizer", "byte_tokenizer"])
@@ -102,7 +89,9 @@ def test_right_truncation_keeps_the_prompt_and_drops_answerless_records(byte_tok
         truncated["input_ids"][-1] != byte_tokenizer.eos_token_id
     )  # cut on the right, EOS lost
     records = make_records(4).assign(instruction=["很长的指令" * 50, "短", "短", "短"])
-    dataset = SFTDataset.from_records(records, byte_tokenizer, max_length=64)
+    dataset = SFTDataset.from_records(
+        records, byte_tokenizer, max_length=64, batch_size=3
+    )
     assert dataset.dropped == 1
     assert len(dataset) == 3
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 from transformers import TrainerCallback
 
 from belle_kedro.pipelines.train import launcher, trainer
 from belle_kedro.pipelines.train.models import load_model_and_tokenizer
-from belle_kedro.pipelines.train.sft import SFTCollator, SFTDataset
+from belle_kedro.pipelines.train.sft import SFTCollator, SFTDataset, TokenArrays
 from tests.support.project import base_parameters
 from tests.support.records import make_records
 from tests.support.training import tiny_config, with_changes
@@ -141,6 +142,39 @@ def test_only_complete_checkpoints_count(tmp_path):
     assert not trainer.checkpoint_is_complete(checkpoint)
 
 
+def dataset_of_lengths(lengths: list[int]) -> SFTDataset:
+    """Answer-only examples of the given lengths, as token arrays."""
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    arrays = TokenArrays(
+        np.full(int(offsets[-1]), 5, np.int32),
+        offsets,
+        np.zeros(len(lengths), np.int32),
+    )
+    return SFTDataset.from_arrays(arrays)
+
+
+def test_the_length_grouped_sampler_reads_lengths_not_examples(tmp_path, monkeypatch):
+    lengths = [3, 9, 5, 7] * 8
+    dataset = dataset_of_lengths(lengths)
+
+    def no_reading(self, index):
+        raise AssertionError("the sampler read an example to measure it")
+
+    monkeypatch.setattr(SFTDataset, "__getitem__", no_reading)
+    config = tiny_config()
+    model, _ = load_model_and_tokenizer(config)
+    sft = trainer.SFTTrainer(
+        model=model,
+        args=trainer.training_arguments(tmp_path, config, has_eval=False),
+        train_dataset=dataset,
+        data_collator=SFTCollator(pad_token_id=0),
+        eval_collator=SFTCollator(pad_token_id=0),
+    )
+    sampler = sft._get_train_sampler()
+    assert sampler.lengths == lengths
+    assert sorted(sampler) == list(range(len(lengths)))
+
+
 def epoch_padding_waste(tmp_path, config: dict, dataset: SFTDataset) -> float:
     """Padding share of one epoch of the Trainer's own training batches."""
     model, _ = load_model_and_tokenizer(config)
@@ -168,7 +202,7 @@ def epoch_padding_waste(tmp_path, config: dict, dataset: SFTDataset) -> float:
 def test_the_declared_recipe_batches_by_length_with_little_padding(tmp_path, batching):
     rng = random.Random(0)
     lengths = [int(rng.lognormvariate(5, 0.6)) + 8 for _ in range(2000)]
-    dataset = SFTDataset([{"input_ids": [5] * n, "labels": [5] * n} for n in lengths])
+    dataset = dataset_of_lengths(lengths)
     declared = with_changes(tiny_config(), trainer=batching)
     assert declared["trainer"]["train_sampling_strategy"] == "group_by_length"
     assert base_parameters("train")["trainer"]["train_sampling_strategy"] == (

@@ -2,6 +2,9 @@
 
 Kedro runs in one process; training may need many (GPUs, nodes). The hand-off is a run
 folder (:mod:`.trainer` describes its layout), identical whichever way training runs.
+:func:`prepare_run_dir` tokenises the variant's records here, once, into the token
+cache (:mod:`.token_cache`); the run folder holds views of it that every rank opens
+read-only.
 :func:`launch` runs :func:`~.trainer.run_training` in-process for one process without
 DeepSpeed, and otherwise starts ``python -m torch.distributed.run ... -m
 belle_kedro.pipelines.train.trainer <run_folder>`` (or the DeepSpeed launcher) as a
@@ -28,13 +31,15 @@ from typing import Any
 import pandas as pd
 
 from belle_kedro.common.records import RECORD_COLUMNS, records_digest
+from belle_kedro.pipelines.train.models import load_tokenizer
+from belle_kedro.pipelines.train.token_cache import build_view, save_view
 from belle_kedro.pipelines.train.trainer import (
     CHECKPOINT_DIR,
-    EVAL_FILE,
+    EVAL_TOKENS,
     JOB_FILE,
     MODEL_DIR,
     RESULT_FILE,
-    TRAIN_FILE,
+    TRAIN_TOKENS,
     run_training,
     write_atomic,
 )
@@ -44,13 +49,13 @@ logger = logging.getLogger(__name__)
 # The module every launcher process runs.
 WORKER_MODULE = "belle_kedro.pipelines.train.trainer"
 # Parameters that change how training is launched, not what it computes.
-_NOT_FINGERPRINTED = ("launcher", "checkpoint_root", "registered_model_name", "force")
-
-
-def _write_parquet_atomic(path: Path, records: pd.DataFrame) -> None:
-    staging = path.with_name(f".{path.name}.tmp")
-    records.to_parquet(staging, index=False)
-    staging.replace(path)
+_NOT_FINGERPRINTED = (
+    "launcher",
+    "checkpoint_root",
+    "registered_model_name",
+    "force",
+    "token_cache",
+)
 
 
 def split_bad_records(records: pd.DataFrame) -> tuple[pd.DataFrame, int]:
@@ -58,7 +63,7 @@ def split_bad_records(records: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 
     A number, list or dict in ``instruction``/``input``/``output`` is a broken record,
     not text to learn from; it is counted and left out rather than stringified (or
-    crashing the parquet hand-off to the workers).
+    crashing the tokenizer).
     """
     fields = records.loc[:, list(RECORD_COLUMNS)]
     # astype: on zero rows pandas keeps the string dtype, which `|` then rejects.
@@ -135,13 +140,31 @@ def prepare_run_dir(
             bad_train,
             bad_eval,
         )
-    _write_parquet_atomic(run_dir / TRAIN_FILE, train_data.loc[:, columns])
-    _write_parquet_atomic(run_dir / EVAL_FILE, eval_data.loc[:, columns])
+    # Tokenised here, once, into the shared token cache; every rank memory-maps it.
+    tokenizer = load_tokenizer(config["model"])
+    max_length = int(config["data"]["max_length"])
+    cache = config["token_cache"]
+    tokenized = {}
+    for stem, records in ((TRAIN_TOKENS, train_data), (EVAL_TOKENS, eval_data)):
+        view = build_view(
+            cache["root"],
+            records.loc[:, columns],
+            tokenizer,
+            max_length,
+            int(cache["batch_size"]),
+        )
+        save_view(view, run_dir / stem)
+        tokenized[stem] = view.tokenized
     job = {
         "variant": variant,
         "train": config,
         "mlflow": dict(mlflow_run) if mlflow_run else None,
         "bad_records": {"train": bad_train, "eval": bad_eval},
+        # Records this preparation tokenised (the rest came from the token cache).
+        "tokenized_records": {
+            "train": tokenized[TRAIN_TOKENS],
+            "eval": tokenized[EVAL_TOKENS],
+        },
         # MLflow runs that trained this folder before (killed, resumed here).
         "earlier_mlflow_runs": [
             run_id

@@ -1,85 +1,196 @@
 """The SFT data path: template, tokenisation with answer-only labels, length-grouped batches.
 
-Each record becomes ``encode_example(build_prompt(instruction, input), output + EOS)``
-(:mod:`belle_kedro.common.template`): prompt labels are -100 so the loss is on answer
-tokens (and the EOS) only; sequences longer than ``max_length`` are truncated on the
-right. Records whose prompt alone fills ``max_length`` have no answer token left to
-learn from and are dropped (and counted).
+Each record becomes ``encode_halves(build_prompt(instruction, input), output + EOS)``
+(:mod:`belle_kedro.common.template`), a batch of records at a time: prompt labels are
+-100 so the loss is on answer tokens (and the EOS) only; sequences longer than
+``max_length`` are truncated on the right. Records whose prompt alone fills
+``max_length`` have no answer token left to learn from and are dropped (and counted).
 
-Batches are grouped by length by transformers itself (``trainer.train_sampling_strategy:
-group_by_length``, which reads each example's ``input_ids``) so little of each padded
-batch is padding; :class:`SFTCollator` counts real and padded tokens to report the
-waste measured.
+Tokenised records are :class:`TokenArrays`: every record's ids end to end in one int32
+array, int64 offsets and each record's prompt length. :mod:`.token_cache` keeps them on
+disk, memory-mapped; :class:`SFTDataset` reads examples from them lazily.
+
+Batches are grouped by length (``trainer.train_sampling_strategy: group_by_length``:
+transformers' ``LengthGroupedSampler``, fed the lengths the offsets give) so little of
+each padded batch is padding; :class:`SFTCollator` counts real and padded tokens to
+report the waste measured.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import chain
 
+import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerBase
 
-from belle_kedro.common.records import RECORD_COLUMNS, as_text_records
-from belle_kedro.common.template import IGNORE_INDEX, build_prompt, encode_example
+from belle_kedro.common.records import as_text_records
+from belle_kedro.common.template import IGNORE_INDEX, build_prompt, encode_halves
+
+TOKEN_DTYPE = np.int32
 
 
-def tokenize_record(
+@dataclass(frozen=True)
+class TokenArrays:
+    """Tokenised records: ids of record ``i`` are ``tokens[offsets[i]:offsets[i + 1]]``.
+
+    The first ``prompt_lengths[i]`` of them are the prompt (masked in the labels).
+    The arrays may be in memory or memory-mapped read-only from a token cache.
+    """
+
+    tokens: np.ndarray  # int32
+    offsets: np.ndarray  # int64, one more than there are records
+    prompt_lengths: np.ndarray  # int32, at most the record's (truncated) length
+
+    def __len__(self) -> int:
+        return len(self.prompt_lengths)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    @property
+    def answerable(self) -> np.ndarray:
+        """Whether each record kept an answer token within ``max_length``."""
+        return self.prompt_lengths < self.lengths
+
+
+def encode_batches(
     tokenizer: PreTrainedTokenizerBase,
-    instruction: str,
-    input_text: str,
-    output: str,
+    records: pd.DataFrame,
     max_length: int,
-) -> dict[str, list[int]]:
-    """``input_ids`` and ``labels`` for one record (labels -100 on the prompt)."""
-    input_ids, labels = encode_example(
-        tokenizer,
-        build_prompt(instruction, input_text),
-        output.strip(),
-        end_with_eos=True,
+    batch_size: int,
+) -> Iterator[TokenArrays]:
+    """The records tokenised ``batch_size`` at a time (offsets start at 0 in each batch)."""
+    text = as_text_records(records, "training records")
+    prompts = [
+        build_prompt(instruction, input_text)
+        for instruction, input_text in zip(
+            text["instruction"], text["input"], strict=True
+        )
+    ]
+    answers = [output.strip() for output in text["output"]]
+    for start in range(0, len(prompts), batch_size):
+        prompt_ids, answer_ids = encode_halves(
+            tokenizer,
+            prompts[start : start + batch_size],
+            answers[start : start + batch_size],
+            end_with_eos=True,
+        )
+        rows = [
+            (prompt + answer)[:max_length]
+            for prompt, answer in zip(prompt_ids, answer_ids, strict=True)
+        ]
+        lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+        offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        yield TokenArrays(
+            tokens=np.fromiter(
+                chain.from_iterable(rows), dtype=TOKEN_DTYPE, count=int(offsets[-1])
+            ),
+            offsets=offsets,
+            prompt_lengths=np.minimum(
+                np.fromiter(map(len, prompt_ids), dtype=np.int64, count=len(rows)),
+                lengths,
+            ).astype(TOKEN_DTYPE),
+        )
+
+
+def concatenate(parts: Sequence[TokenArrays]) -> TokenArrays:
+    """One :class:`TokenArrays` holding ``parts`` in order."""
+    if not parts:
+        return TokenArrays(
+            np.zeros(0, TOKEN_DTYPE), np.zeros(1, np.int64), np.zeros(0, TOKEN_DTYPE)
+        )
+    starts = np.cumsum([0] + [int(part.offsets[-1]) for part in parts[:-1]])
+    return TokenArrays(
+        tokens=np.concatenate([part.tokens for part in parts]),
+        offsets=np.concatenate(
+            [np.zeros(1, np.int64)]
+            + [
+                part.offsets[1:] + start
+                for part, start in zip(parts, starts, strict=True)
+            ]
+        ),
+        prompt_lengths=np.concatenate([part.prompt_lengths for part in parts]),
     )
-    return {"input_ids": input_ids[:max_length], "labels": labels[:max_length]}
 
 
 class SFTDataset(Dataset):
-    """Tokenised records (dicts of ``input_ids``/``labels`` lists) with their lengths."""
+    """Examples (``input_ids``, ``labels`` with the prompt masked) read lazily from token arrays.
 
-    def __init__(self, examples: Sequence[dict[str, list[int]]], dropped: int = 0):
-        self.examples = list(examples)
-        self.lengths = [len(example["input_ids"]) for example in self.examples]
+    Example ``i`` is row ``rows[i]`` of ``sources[source_index[i]]``; only records with
+    an answer token are listed (``dropped`` counts the others). ``lengths`` comes from
+    the offsets, so batching by length tokenises nothing.
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[TokenArrays],
+        source_index: np.ndarray,
+        rows: np.ndarray,
+        dropped: int = 0,
+    ):
+        self.sources = list(sources)
+        self.source_index = np.asarray(source_index, dtype=np.int32)
+        self.rows = np.asarray(rows, dtype=np.int64)
         self.dropped = dropped
+        self.lengths = np.zeros(len(self.rows), dtype=np.int64)
+        for number, source in enumerate(self.sources):
+            mine = self.source_index == number
+            picked = self.rows[mine]
+            self.lengths[mine] = source.offsets[picked + 1] - source.offsets[picked]
+
+    @classmethod
+    def from_arrays(cls, arrays: TokenArrays) -> SFTDataset:
+        """The answerable records of ``arrays``, in order."""
+        answerable = arrays.answerable
+        rows = np.flatnonzero(answerable)
+        return cls(
+            [arrays],
+            np.zeros(len(rows), np.int32),
+            rows,
+            dropped=int((~answerable).sum()),
+        )
 
     @classmethod
     def from_records(
-        cls, records: pd.DataFrame, tokenizer: PreTrainedTokenizerBase, max_length: int
+        cls,
+        records: pd.DataFrame,
+        tokenizer: PreTrainedTokenizerBase,
+        max_length: int,
+        *,
+        batch_size: int,
     ) -> SFTDataset:
-        """Tokenise a DataFrame of instruction records; drops records with no answer token left."""
-        examples, dropped = [], 0
-        text = as_text_records(records, "training records")
-        for instruction, input_text, output in text.loc[
-            :, list(RECORD_COLUMNS)
-        ].itertuples(index=False):
-            example = tokenize_record(
-                tokenizer, instruction, input_text, output, max_length
+        """Tokenise a DataFrame of instruction records in memory (no cache)."""
+        return cls.from_arrays(
+            concatenate(
+                list(encode_batches(tokenizer, records, max_length, batch_size))
             )
-            if all(label == IGNORE_INDEX for label in example["labels"]):
-                dropped += 1
-                continue
-            examples.append(example)
-        return cls(examples, dropped=dropped)
+        )
 
     def __len__(self) -> int:
-        return len(self.examples)
+        return len(self.rows)
 
-    def __getitem__(self, index: int) -> dict[str, list[int]]:
-        return self.examples[index]
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        source = self.sources[int(self.source_index[index])]
+        row = int(self.rows[index])
+        start, end = int(source.offsets[row]), int(source.offsets[row + 1])
+        input_ids = np.array(source.tokens[start:end], dtype=np.int64)
+        labels = input_ids.copy()
+        labels[: int(source.prompt_lengths[row])] = IGNORE_INDEX
+        return {"input_ids": input_ids, "labels": labels}
 
     @property
     def token_count(self) -> int:
-        return sum(self.lengths)
+        return int(self.lengths.sum())
 
 
 def padding_waste(real_tokens: int, padded_tokens: int) -> float:
@@ -123,8 +234,8 @@ class SFTCollator:
         attention_mask = torch.zeros((len(batch), longest), dtype=torch.long)
         for row, example in enumerate(batch):
             length = len(example["input_ids"])
-            input_ids[row, :length] = torch.tensor(example["input_ids"])
-            labels[row, :length] = torch.tensor(example["labels"])
+            input_ids[row, :length] = torch.as_tensor(example["input_ids"])
+            labels[row, :length] = torch.as_tensor(example["labels"])
             attention_mask[row, :length] = 1
         self.stats.real_tokens += int(attention_mask.sum())
         self.stats.padded_tokens += attention_mask.numel()

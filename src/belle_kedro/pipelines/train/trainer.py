@@ -5,8 +5,8 @@ Every training process (one in-process, or each torchrun/DeepSpeed rank) calls
 
     <checkpoint_root>/<variant>/<fingerprint>/
         job.json        resolved ``params:train`` + variant + MLflow run to log to
-        train.parquet   the variant's training records
-        eval.parquet    held-out records for the eval loss
+        train_tokens.json/.npy  the variant's training records: rows of the token cache
+        eval_tokens.json/.npy   held-out records for the eval loss, the same way
         checkpoints/    Trainer checkpoints every ``trainer.save_steps`` steps
         torn/           checkpoints a kill left incomplete, set aside on resume
         model/          the final model (or LoRA adapter) and tokenizer
@@ -32,7 +32,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 from transformers import (
     AutoModelForCausalLM,
@@ -42,20 +41,19 @@ from transformers import (
     TrainerCallback,
     TrainingArguments,
 )
+from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from belle_kedro.pipelines.train.models import load_base_model, load_model_and_tokenizer
-from belle_kedro.pipelines.train.sft import (
-    SFTCollator,
-    SFTDataset,
-    padding_waste,
-)
+from belle_kedro.pipelines.train.sft import SFTCollator, SFTDataset, padding_waste
+from belle_kedro.pipelines.train.token_cache import cache_fingerprint, open_view
 
 logger = logging.getLogger(__name__)
 
 JOB_FILE = "job.json"
-TRAIN_FILE = "train.parquet"
-EVAL_FILE = "eval.parquet"
+# Views of the token cache (stems of <stem>.json + <stem>.npy; see .token_cache).
+TRAIN_TOKENS = "train_tokens"
+EVAL_TOKENS = "eval_tokens"
 RESULT_FILE = "result.json"
 MODEL_DIR = "model"
 CHECKPOINT_DIR = "checkpoints"
@@ -151,6 +149,19 @@ class SFTTrainer(Trainer):
     def __init__(self, *args: Any, eval_collator: SFTCollator, **kwargs: Any):
         self.eval_collator = eval_collator
         super().__init__(*args, **kwargs)
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        # Lengths from the token cache's offsets: transformers would otherwise read
+        # every example once to measure it.
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        if self.args.train_sampling_strategy == "group_by_length" and isinstance(
+            dataset, SFTDataset
+        ):
+            return LengthGroupedSampler(
+                self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                lengths=dataset.lengths.tolist(),
+            )
+        return super()._get_train_sampler(train_dataset)
 
     def get_eval_dataloader(self, eval_dataset: Any = None) -> Any:
         # Eval batches get their own collator so padding figures describe training only.
@@ -296,26 +307,19 @@ def run_training(
     max_length = int(data_config["max_length"])
 
     model, tokenizer = load_model_and_tokenizer(config)
-    train_dataset = SFTDataset.from_records(
-        pd.read_parquet(run_dir / TRAIN_FILE), tokenizer, max_length
-    )
-    eval_records = pd.read_parquet(run_dir / EVAL_FILE)
-    eval_dataset = (
-        SFTDataset.from_records(eval_records, tokenizer, max_length)
-        if len(eval_records)
-        else None
-    )
+    # Tokenised once by the Kedro process; every rank only memory-maps the cache.
+    fingerprint_id = cache_fingerprint(tokenizer, max_length)["id"]
+    train_dataset = open_view(run_dir / TRAIN_TOKENS, fingerprint_id)
+    eval_dataset = open_view(run_dir / EVAL_TOKENS, fingerprint_id)
     if len(train_dataset) == 0:
         raise ValueError(
-            f"{run_dir / TRAIN_FILE}: no record has an answer token within max_length={max_length}"
+            f"{run_dir / TRAIN_TOKENS}: no record has an answer token within max_length={max_length}"
         )
 
     train_collator = SFTCollator(
         tokenizer.pad_token_id, data_config["pad_to_multiple_of"]
     )
-    args = training_arguments(
-        run_dir, config, has_eval=eval_dataset is not None and len(eval_dataset) > 0
-    )
+    args = training_arguments(run_dir, config, has_eval=len(eval_dataset) > 0)
     all_callbacks = list(callbacks)
     if job["mlflow"]:
         all_callbacks.append(
@@ -330,7 +334,7 @@ def run_training(
         model=model,
         args=args,
         train_dataset=train_dataset,
-        eval_dataset=eval_dataset or None,
+        eval_dataset=eval_dataset if len(eval_dataset) else None,
         data_collator=train_collator,
         eval_collator=SFTCollator(
             tokenizer.pad_token_id, data_config["pad_to_multiple_of"]
@@ -358,7 +362,7 @@ def run_training(
     real_tokens, padded_tokens = (int(value) for value in counts.tolist())
     runtime = float(output.metrics.get("train_runtime", 0.0))
     eval_loss = None
-    if eval_dataset is not None and len(eval_dataset):
+    if len(eval_dataset):
         eval_loss = float(trainer.evaluate()["eval_loss"])
     result = {
         "variant": job["variant"],
@@ -378,7 +382,7 @@ def run_training(
         # a non-text field (left out by the launcher), or a prompt that fills max_length.
         "bad_records": int(job["bad_records"]["train"]),
         "dropped_examples": train_dataset.dropped,
-        "eval_examples": len(eval_dataset) if eval_dataset is not None else 0,
+        "eval_examples": len(eval_dataset),
         "world_size": int(args.world_size),
         "distributed_backend": torch.distributed.get_backend()
         if torch.distributed.is_available() and torch.distributed.is_initialized()

@@ -1,0 +1,360 @@
+"""Tokenise training records once, on disk, for every variant and every launcher rank.
+
+The Kedro process tokenises (a batched fast tokenizer, every core); launcher ranks only
+open memory maps read-only. The cache is content-addressed, so a record is tokenised
+once whichever variants hold it and in whatever order they train::
+
+    <train.token_cache.root>/<fingerprint>/      tokenizer + template + max_length
+        <records digest>/                         a shard: records tokenised together
+            meta.json          fingerprint details, record count, records digest
+            tokens.int32       every record's ids end to end (raw, memory-mapped)
+            offsets.npy        int64, record i is tokens[offsets[i]:offsets[i + 1]]
+            prompt_lengths.npy int32, prompt tokens of each record (masked in labels)
+            keys.npy           16-byte BLAKE2b key of each record's three text fields
+
+Split's variants are nested prefixes of one seeded order, but conf/belle appends the
+same mix-in sample to every variant, so a smaller variant is not a prefix of a larger
+one. Instead each variant gets a *view*: for each of its records, the shard and row
+holding it. A variant looks its records up among the shards already there and
+tokenises only the missing ones into a new shard; whichever variant trains first, the
+others then tokenise nothing they share with it.
+
+A shard is written under a temporary name (``.tmp-*``) and renamed into place with
+``meta.json`` in it, so a kill never leaves a half shard that counts: folders without
+``meta.json`` or with another fingerprint are ignored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
+
+from belle_kedro.common.records import RECORD_COLUMNS, as_text_records
+from belle_kedro.common.template import build_prompt
+from belle_kedro.pipelines.train.sft import (
+    TOKEN_DTYPE,
+    SFTDataset,
+    TokenArrays,
+    encode_batches,
+)
+
+logger = logging.getLogger(__name__)
+
+META_FILE = "meta.json"
+TOKENS_FILE = "tokens.int32"
+OFFSETS_FILE = "offsets.npy"
+PROMPT_LENGTHS_FILE = "prompt_lengths.npy"
+KEYS_FILE = "keys.npy"
+KEY_DTYPE = np.dtype("S16")
+# A view in a run folder: <name>.json (shards, fingerprint, counts) + <name>.npy rows.
+VIEW_SUFFIX = ".json"
+ROWS_SUFFIX = ".npy"
+
+
+def record_keys(records: pd.DataFrame) -> np.ndarray:
+    """A 16-byte BLAKE2b key per record of its instruction, input and output."""
+    text = as_text_records(records, "training records")
+    return np.array(
+        [
+            hashlib.blake2b(
+                f"{instruction}\x1f{input_text}\x1f{output}".encode(), digest_size=16
+            ).digest()
+            for instruction, input_text, output in text.loc[
+                :, list(RECORD_COLUMNS)
+            ].itertuples(index=False)
+        ],
+        dtype=KEY_DTYPE,
+    )
+
+
+def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
+    """What identifies a tokenizer's output: its class, vocabulary, rules and EOS."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    # A fast tokenizer's JSON holds vocabulary, merges, normaliser and pre-tokeniser.
+    definition = (
+        backend.to_str()
+        if backend is not None
+        else json.dumps(sorted(tokenizer.get_vocab().items()), ensure_ascii=False)
+    )
+    return {
+        "class": type(tokenizer).__name__,
+        "name_or_path": str(tokenizer.name_or_path),
+        "vocab_size": len(tokenizer),
+        "eos_token_id": tokenizer.eos_token_id,
+        "sha256": hashlib.sha256(definition.encode()).hexdigest(),
+    }
+
+
+def cache_fingerprint(
+    tokenizer: PreTrainedTokenizerBase, max_length: int
+) -> dict[str, Any]:
+    """Everything that decides a record's cached tokens, and its short hash (``id``)."""
+    details = {
+        "tokenizer": tokenizer_fingerprint(tokenizer),
+        "template": {
+            "with_input": build_prompt("{instruction}", "{input}"),
+            "without_input": build_prompt("{instruction}"),
+            "answer": "output.strip() + EOS",
+        },
+        "max_length": int(max_length),
+    }
+    digest = hashlib.sha256(json.dumps(details, sort_keys=True).encode()).hexdigest()
+    return {"id": digest[:16], **details}
+
+
+@dataclass(frozen=True)
+class TokenShard:
+    """One shard of the cache, memory-mapped read-only."""
+
+    path: Path
+    arrays: TokenArrays
+    keys: np.ndarray
+
+    @classmethod
+    def open(cls, path: Path, fingerprint_id: str) -> TokenShard | None:
+        """The shard at ``path``; None when it is incomplete or has another fingerprint."""
+        try:
+            meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if meta.get("fingerprint", {}).get("id") != fingerprint_id:
+            return None
+        offsets = np.load(path / OFFSETS_FILE, mmap_mode="r")
+        return cls(
+            path=path,
+            arrays=TokenArrays(
+                tokens=np.memmap(
+                    path / TOKENS_FILE,
+                    dtype=TOKEN_DTYPE,
+                    mode="r",
+                    shape=(int(offsets[-1]),),
+                ),
+                offsets=offsets,
+                prompt_lengths=np.load(path / PROMPT_LENGTHS_FILE, mmap_mode="r"),
+            ),
+            keys=np.load(path / KEYS_FILE, mmap_mode="r"),
+        )
+
+
+def write_shard(
+    folder: Path,
+    records: pd.DataFrame,
+    keys: np.ndarray,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    fingerprint: dict[str, Any],
+    batch_size: int,
+) -> Path:
+    """Tokenise ``records`` into a new shard under ``folder`` (temporary name, then renamed)."""
+    records_digest = hashlib.sha256(np.ascontiguousarray(keys).tobytes()).hexdigest()
+    final = folder / records_digest[:16]
+    staging = folder / f".tmp-{records_digest[:16]}-{uuid.uuid4().hex[:8]}"
+    staging.mkdir(parents=True)
+    max_length = int(fingerprint["max_length"])
+    offsets = [np.zeros(1, np.int64)]
+    prompt_lengths = []
+    written = 0
+    with (staging / TOKENS_FILE).open("wb") as tokens:
+        batches = encode_batches(tokenizer, records, max_length, batch_size)
+        progress = tqdm(
+            batches,
+            total=-(-len(records) // batch_size),
+            desc=f"tokenising {len(records)} records",
+            unit="batch",
+        )
+        for batch in progress:
+            tokens.write(batch.tokens.tobytes())
+            offsets.append(batch.offsets[1:] + written)
+            prompt_lengths.append(batch.prompt_lengths)
+            written += int(batch.offsets[-1])
+        tokens.flush()
+        os.fsync(tokens.fileno())
+    np.save(staging / OFFSETS_FILE, np.concatenate(offsets))
+    np.save(staging / PROMPT_LENGTHS_FILE, np.concatenate(prompt_lengths))
+    np.save(staging / KEYS_FILE, keys)
+    meta = {
+        "fingerprint": fingerprint,
+        "records": len(records),
+        "tokens": written,
+        "records_digest": records_digest,
+    }
+    (staging / META_FILE).write_text(
+        json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8"
+    )
+    if final.is_dir() and TokenShard.open(final, fingerprint["id"]) is None:
+        # Shards are renamed into place complete, so this one was damaged afterwards.
+        logger.warning("Replacing the damaged token cache shard %s", final)
+        shutil.rmtree(final)
+    try:
+        staging.rename(final)
+    except OSError:
+        # The same records were cached meanwhile (another process): keep that one.
+        shutil.rmtree(staging)
+    return final
+
+
+@dataclass(frozen=True)
+class TokenView:
+    """A set of records as rows of cache shards: what a run folder hands to its ranks."""
+
+    shards: list[Path]
+    shard_index: np.ndarray  # int32, per record (every record, in order)
+    rows: np.ndarray  # int64, per record
+    fingerprint_id: str
+    tokenized: int  # records this view had to tokenise (not found in the cache)
+
+
+def _shards(folder: Path, fingerprint_id: str) -> list[TokenShard]:
+    if not folder.is_dir():
+        return []
+    opened = (
+        TokenShard.open(path, fingerprint_id)
+        for path in sorted(folder.iterdir())
+        if path.is_dir() and not path.name.startswith(".")
+    )
+    return [shard for shard in opened if shard is not None]
+
+
+def _look_up(
+    shards: Sequence[TokenShard], keys: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shard number and row of each key (-1 where no shard holds it)."""
+    found_shard = np.full(len(keys), -1, dtype=np.int32)
+    found_row = np.full(len(keys), -1, dtype=np.int64)
+    if not shards or not len(keys):
+        return found_shard, found_row
+    cached = np.concatenate([np.asarray(shard.keys) for shard in shards])
+    shard_of = np.repeat(
+        np.arange(len(shards), dtype=np.int32), [len(s.keys) for s in shards]
+    )
+    row_of = np.concatenate([np.arange(len(shard.keys)) for shard in shards])
+    order = np.argsort(cached, kind="stable")
+    position = np.minimum(np.searchsorted(cached[order], keys), len(cached) - 1)
+    hit = cached[order][position] == keys
+    found_shard[hit] = shard_of[order][position[hit]]
+    found_row[hit] = row_of[order][position[hit]]
+    return found_shard, found_row
+
+
+def build_view(
+    root: str | Path,
+    records: pd.DataFrame,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    batch_size: int,
+) -> TokenView:
+    """``records`` as rows of the cache under ``root``, tokenising only what it lacks."""
+    fingerprint = cache_fingerprint(tokenizer, max_length)
+    folder = Path(root).resolve() / fingerprint["id"]
+    keys = record_keys(records)
+    shards = _shards(folder, fingerprint["id"])
+    found_shard, found_row = _look_up(shards, keys)
+    missing = np.flatnonzero(found_shard < 0)
+    tokenized = 0
+    if len(missing):
+        # Each distinct missing record once, in first-seen order.
+        _, first = np.unique(keys[missing], return_index=True)
+        new = missing[np.sort(first)]
+        logger.info(
+            "Token cache %s: %d of %d records are new; tokenising them",
+            folder,
+            len(new),
+            len(keys),
+        )
+        path = write_shard(
+            folder,
+            records.iloc[new],
+            keys[new],
+            tokenizer,
+            fingerprint=fingerprint,
+            batch_size=batch_size,
+        )
+        shards = _shards(folder, fingerprint["id"])
+        found_shard, found_row = _look_up(shards, keys)
+        tokenized = len(new)
+        if (found_shard < 0).any():
+            raise RuntimeError(f"token cache shard {path} lacks records just written")
+    else:
+        logger.info(
+            "Token cache %s: all %d records already tokenised", folder, len(keys)
+        )
+    used = np.unique(found_shard)
+    renumber = np.zeros(len(shards), dtype=np.int32)
+    renumber[used] = np.arange(len(used), dtype=np.int32)
+    return TokenView(
+        shards=[shards[number].path for number in used],
+        shard_index=renumber[found_shard],
+        rows=found_row,
+        fingerprint_id=fingerprint["id"],
+        tokenized=tokenized,
+    )
+
+
+def save_view(view: TokenView, stem: Path) -> None:
+    """Write the view as ``<stem>.json`` and ``<stem>.npy`` (each atomically)."""
+    rows = np.stack([view.shard_index.astype(np.int64), view.rows], axis=1)
+    staging = stem.with_name(f".{stem.name}.tmp{ROWS_SUFFIX}")
+    np.save(staging, rows)
+    staging.replace(stem.with_name(stem.name + ROWS_SUFFIX))
+    described = {
+        "fingerprint_id": view.fingerprint_id,
+        "shards": [str(path) for path in view.shards],
+        "records": len(view.rows),
+        "tokenized": view.tokenized,
+    }
+    staging = stem.with_name(f".{stem.name}.tmp{VIEW_SUFFIX}")
+    staging.write_text(json.dumps(described, indent=2), encoding="utf-8")
+    staging.replace(stem.with_name(stem.name + VIEW_SUFFIX))
+
+
+def open_view(stem: Path, fingerprint_id: str) -> SFTDataset:
+    """The dataset a saved view describes, its shards memory-mapped read-only.
+
+    ``fingerprint_id`` is the reader's own (:func:`cache_fingerprint` of its tokenizer):
+    a view tokenised otherwise is refused rather than trained on.
+    """
+    described = json.loads(
+        stem.with_name(stem.name + VIEW_SUFFIX).read_text(encoding="utf-8")
+    )
+    if described["fingerprint_id"] != fingerprint_id:
+        raise ValueError(
+            f"{stem}{VIEW_SUFFIX} was tokenised with cache fingerprint "
+            f"{described['fingerprint_id']}, but this process's tokenizer and "
+            f"max_length give {fingerprint_id}; rerun the Kedro node to re-tokenise"
+        )
+    shards = []
+    for path in described["shards"]:
+        shard = TokenShard.open(Path(path), fingerprint_id)
+        if shard is None:
+            raise FileNotFoundError(
+                f"token cache shard {path} (named by {stem}{VIEW_SUFFIX}) is missing "
+                "or incomplete; rerun the Kedro node to rebuild it"
+            )
+        shards.append(shard.arrays)
+    rows = np.load(stem.with_name(stem.name + ROWS_SUFFIX), mmap_mode="r")
+    shard_index, row = np.asarray(rows[:, 0], np.int32), np.asarray(rows[:, 1])
+    answerable = np.ones(len(row), dtype=bool)
+    for number, arrays in enumerate(shards):
+        mine = shard_index == number
+        picked = row[mine]
+        lengths = arrays.offsets[picked + 1] - arrays.offsets[picked]
+        answerable[mine] = arrays.prompt_lengths[picked] < lengths
+    return SFTDataset(
+        shards,
+        shard_index[answerable],
+        row[answerable],
+        dropped=int((~answerable).sum()),
+    )

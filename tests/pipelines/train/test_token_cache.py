@@ -1,0 +1,219 @@
+"""The token cache: same examples as per-record encoding, fingerprinted, kill-proof, shared."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from belle_kedro.common import template
+from belle_kedro.common.template import IGNORE_INDEX, build_prompt
+from belle_kedro.pipelines.split.nodes import build_variants
+from belle_kedro.pipelines.train import launcher, token_cache, trainer
+from belle_kedro.pipelines.train.sft import SFTDataset
+from tests.support.project import base_parameters
+from tests.support.records import make_records
+from tests.support.training import tiny_config
+
+
+def per_record_examples(
+    records: pd.DataFrame, tokenizer: Any, max_length: int
+) -> tuple[list[tuple[list[int], list[int]]], int]:
+    """The data path each rank ran before the cache: two tokenizer calls per record, lists."""
+    examples, dropped = [], 0
+    for row in records.itertuples(index=False):
+        prompt_ids = tokenizer(
+            build_prompt(row.instruction, row.input), add_special_tokens=False
+        )["input_ids"]
+        answer_ids = [
+            *tokenizer(row.output.strip(), add_special_tokens=False)["input_ids"],
+            tokenizer.eos_token_id,
+        ]
+        ids = [*prompt_ids, *answer_ids][:max_length]
+        labels = ([IGNORE_INDEX] * len(prompt_ids) + answer_ids)[:max_length]
+        if all(label == IGNORE_INDEX for label in labels):
+            dropped += 1
+        else:
+            examples.append((ids, labels))
+    return examples, dropped
+
+
+def cached_examples(view_stem, tokenizer, max_length) -> SFTDataset:
+    return token_cache.open_view(
+        view_stem, token_cache.cache_fingerprint(tokenizer, max_length)["id"]
+    )
+
+
+def varied_records() -> pd.DataFrame:
+    records = make_records(40)
+    extra = pd.DataFrame(
+        [
+            # A prompt that alone fills max_length: no answer token left, dropped.
+            {"instruction": "很长的指令" * 80, "input": "", "output": "好"},
+            # Answer cut on the right (EOS lost), English and mixed scripts.
+            {"instruction": "Write a poem.", "input": "", "output": "Roses " * 200},
+            {"instruction": "翻译", "input": "Good morning!", "output": " 早上好！ "},
+            {"instruction": "空回答", "input": "  ", "output": ""},
+            # Special-token text and odd whitespace are encoded as a single call would.
+            {
+                "instruction": "复述<|im_end|>",
+                "input": "a\tb\r\n",
+                "output": "<|im_start|> 行",
+            },
+        ]
+    )
+    return pd.concat([records, extra], ignore_index=True)
+
+
+@pytest.mark.parametrize("tokenizer_name", ["smollm2_tokenizer", "byte_tokenizer"])
+def test_the_cache_gives_exactly_the_per_record_examples(
+    request, tmp_path, tokenizer_name
+):
+    tokenizer = request.getfixturevalue(tokenizer_name)
+    records, max_length = varied_records(), 128
+    view = token_cache.build_view(
+        tmp_path / "cache", records, tokenizer, max_length, batch_size=7
+    )
+    token_cache.save_view(view, tmp_path / "train_tokens")
+    dataset = cached_examples(tmp_path / "train_tokens", tokenizer, max_length)
+
+    expected, dropped = per_record_examples(records, tokenizer, max_length)
+    assert dataset.dropped == dropped == 1
+    assert len(dataset) == len(expected)
+    for index, (ids, labels) in enumerate(expected):
+        example = dataset[index]
+        assert example["input_ids"].tolist() == ids
+        assert example["labels"].tolist() == labels
+    # Lengths come from the offsets and match the examples (batching by length).
+    assert dataset.lengths.tolist() == [len(ids) for ids, _ in expected]
+    # Ranks read memory maps, read-only.
+    assert all(
+        isinstance(source.tokens, np.memmap) and not source.tokens.flags.writeable
+        for source in dataset.sources
+    )
+
+
+def test_a_changed_fingerprint_rebuilds_and_an_unchanged_one_reuses(
+    tmp_path, byte_tokenizer, monkeypatch
+):
+    records, root = make_records(12), tmp_path / "cache"
+
+    def build(frame: pd.DataFrame, max_length: int = 128) -> token_cache.TokenView:
+        return token_cache.build_view(root, frame, byte_tokenizer, max_length, 5)
+
+    first = build(records)
+    assert first.tokenized == 12
+    assert build(records).tokenized == 0  # same fingerprint: reused
+    assert build(records, max_length=64).tokenized == 12  # max_length changed
+    assert build(records, max_length=64).fingerprint_id != first.fingerprint_id
+    changed = records.copy()
+    changed.loc[3, "output"] = "一个改过的回答。"
+    assert build(changed).tokenized == 1  # only the changed record is new
+    monkeypatch.setattr(template, "ASSISTANT_PREFIX", "\n\n助手：")
+    rebuilt = build(records)
+    assert rebuilt.tokenized == 12  # the template changed
+    assert rebuilt.fingerprint_id != first.fingerprint_id
+    meta = json.loads((rebuilt.shards[0] / token_cache.META_FILE).read_text())
+    assert meta["fingerprint"]["template"]["without_input"].endswith("助手：")
+    assert meta["fingerprint"]["max_length"] == 128
+    assert meta["records"] == 12
+
+
+def test_a_torn_or_foreign_shard_is_ignored(tmp_path, byte_tokenizer):
+    records, root = make_records(10), tmp_path / "cache"
+    view = token_cache.build_view(root, records, byte_tokenizer, 128, batch_size=4)
+    shard = view.shards[0]
+    folder = shard.parent
+    # A kill while writing leaves a temporary folder; one without meta.json never counts.
+    torn = folder / f".tmp-{shard.name}-dead"
+    torn.mkdir()
+    (torn / token_cache.TOKENS_FILE).write_bytes(b"\x01\x02")
+    (shard / token_cache.META_FILE).unlink()
+    again = token_cache.build_view(root, records, byte_tokenizer, 128, batch_size=4)
+    assert again.tokenized == 10
+    token_cache.save_view(again, tmp_path / "view")
+    dataset = cached_examples(tmp_path / "view", byte_tokenizer, 128)
+    expected, _ = per_record_examples(records, byte_tokenizer, 128)
+    assert [dataset[i]["input_ids"].tolist() for i in range(len(dataset))] == [
+        ids for ids, _ in expected
+    ]
+    # A rank whose tokenizer or max_length differs refuses the view.
+    with pytest.raises(ValueError, match="cache fingerprint"):
+        cached_examples(tmp_path / "view", byte_tokenizer, 64)
+
+
+class CountingTokenizer:
+    """A real tokenizer that counts the texts it encodes."""
+
+    def __init__(self, tokenizer: Any):
+        self._tokenizer = tokenizer
+        self.texts = 0
+
+    def __call__(self, texts: list[str], **kwargs: Any) -> Any:
+        self.texts += len(texts)
+        return self._tokenizer(texts, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tokenizer, name)
+
+    def __len__(self) -> int:
+        return len(self._tokenizer)
+
+
+def test_nested_variants_tokenise_each_record_once(tmp_path, byte_tokenizer):
+    """Split's variants (with BELLE's mix-in in every one) share one cache, in any order."""
+    params = {
+        **base_parameters("split"),
+        "variant_sizes": {"small": 10, "medium": 30, "large": 50, "xlarge": 80},
+        "mix_in": {"mode": "every_variant", "size": 6},
+    }
+    pool = make_records(80, seed=3)
+    variants = build_variants(
+        pool, make_records(4, seed=9), make_records(6, seed=5), params
+    )
+    tokenizer = CountingTokenizer(byte_tokenizer)
+    tokenized, expected_new, seen = {}, {}, set()
+    for name in ("medium", "small", "xlarge", "large"):  # not size order
+        view = token_cache.build_view(
+            tmp_path / "cache", variants[name], tokenizer, 128, batch_size=16
+        )
+        token_cache.save_view(view, tmp_path / name)
+        tokenized[name] = view.tokenized
+        keys = set(
+            variants[name].loc[:, ["instruction", "input", "output"]].itertuples()
+        )
+        keys = {tuple(key[1:]) for key in keys}
+        expected_new[name], seen = len(keys - seen), seen | keys
+    distinct = len(seen)
+    assert tokenized == expected_new
+    assert tokenized["small"] == tokenized["large"] == 0  # nested in earlier ones
+    assert sum(tokenized.values()) == distinct
+    # Two texts (prompt and answer) per record tokenised, nothing more.
+    assert tokenizer.texts == 2 * distinct
+    # The small variant reads its slice of the same shards: same examples, in order.
+    small = cached_examples(tmp_path / "small", tokenizer, 128)
+    expected, _ = per_record_examples(variants["small"], byte_tokenizer, 128)
+    assert [small[i]["input_ids"].tolist() for i in range(len(small))] == [
+        ids for ids, _ in expected
+    ]
+
+
+def test_the_run_folder_hands_the_ranks_views_not_records(tmp_path, byte_tokenizer):
+    config = tiny_config()
+    train, holdout = make_records(16), make_records(4, seed=1)
+    run_dir = launcher.prepare_run_dir(
+        tmp_path / "runs", "small", train, holdout, config
+    )
+    job = launcher.read_job(run_dir)
+    assert job["tokenized_records"] == {"train": 16, "eval": 4}
+    described = json.loads((run_dir / f"{trainer.TRAIN_TOKENS}.json").read_text())
+    root = (tmp_path / config["token_cache"]["root"]).resolve()
+    assert all(path.startswith(str(root)) for path in described["shards"])
+    # A second variant with the same records (another fingerprint) tokenises nothing.
+    other = launcher.prepare_run_dir(
+        tmp_path / "runs", "medium", train, holdout, {**config, "seed": 1}
+    )
+    assert launcher.read_job(other)["tokenized_records"] == {"train": 0, "eval": 0}
