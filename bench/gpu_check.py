@@ -587,21 +587,25 @@ def main() -> int:
         run_dir = launcher.prepare_run_dir(runs, name, records, records.head(0), config)
         return run_dir, config
 
-    resume_dir, _ = prepared(
-        "resume", resume_shape, steps=resume_steps, save_steps=save_steps
-    )
-    train_dir, train = prepared(
-        "train", train_shape, steps=steps, save_steps=steps, save_only_model=True
-    )
-    lora_dir, lora = prepared(
-        "lora",
-        full_shape,
-        steps=arguments.lora_steps,
-        save_steps=arguments.lora_steps,
-        lora=True,
-    )
     report = Report()
     killed_at: dict[str, int] = {}
+    # Each run folder is prepared (tokenised) once its model folder exists.
+    runs_ready: dict[str, tuple[Path, dict]] = {}
+
+    def prepare_runs() -> None:
+        runs_ready["resume"] = prepared(
+            "resume", resume_shape, steps=resume_steps, save_steps=save_steps
+        )
+        runs_ready["train"] = prepared(
+            "train", train_shape, steps=steps, save_steps=steps, save_only_model=True
+        )
+        runs_ready["lora"] = prepared(
+            "lora",
+            full_shape,
+            steps=arguments.lora_steps,
+            save_steps=arguments.lora_steps,
+            lora=True,
+        )
 
     def build() -> str:
         weights = sum(
@@ -625,6 +629,7 @@ def main() -> int:
         started = time.perf_counter()
         for shape in dict.fromkeys((full_shape, train_shape, resume_shape)):
             build_model(folders[shape.label], shape, device)
+        prepare_runs()
         return (
             f"built in bf16 on {device} and saved in {time.perf_counter() - started:.0f} s; "
             f"disk needed at the peak ~{gb(needed)} of {gb(free)} free; step 4 needs "
@@ -633,19 +638,23 @@ def main() -> int:
         )
 
     def kill() -> str:
-        killed_at["step"], detail = train_and_kill(resume_dir, timeout_s=600)
+        killed_at["step"], detail = train_and_kill(
+            runs_ready["resume"][0], timeout_s=600
+        )
         return detail
 
     def resume() -> str:
-        result = launcher.launch(resume_dir)
-        torn = sorted(path.name for path in (resume_dir / trainer.TORN_DIR).glob("*"))
+        result = launcher.launch(runs_ready["resume"][0])
+        torn = sorted(
+            path.name for path in (runs_ready["resume"][0] / trainer.TORN_DIR).glob("*")
+        )
         expect(
             result["resumed_from_step"] == killed_at["step"],
             f"resumed from step {result['resumed_from_step']}, not from the complete "
             f"checkpoint-{killed_at['step']}",
         )
         check_trained(result, resume_steps, backend)
-        shutil.rmtree(resume_dir)  # its disk is step 4's
+        shutil.rmtree(runs_ready["resume"][0])  # its disk is step 4's
         return (
             f"resumed from checkpoint-{result['resumed_from_step']} to step "
             f"{result['global_step']}, set aside as torn: {torn or 'none'}; "
@@ -653,21 +662,23 @@ def main() -> int:
         )
 
     def train_at_scale() -> str:
-        result = launcher.launch(train_dir)
+        result = launcher.launch(runs_ready["train"][0])
         check_trained(result, steps, backend)
         return f"{steps} steps of full fine-tuning, ZeRO-2; " + throughput(
             result, train_shape.parameters, peak, full_finetuning=True
         )
 
     def evaluate_merged() -> str:
-        detail = evaluate(train_dir, train, questions, generation, expect_adapter=False)
-        shutil.rmtree(train_dir)
+        detail = evaluate(
+            *runs_ready["train"], questions, generation, expect_adapter=False
+        )
+        shutil.rmtree(runs_ready["train"][0])
         return detail
 
     def lora_train() -> str:
-        result = launcher.launch(lora_dir)
+        result = launcher.launch(runs_ready["lora"][0])
         check_trained(result, arguments.lora_steps, backend)
-        adapter = lora_dir / trainer.MODEL_DIR / "adapter_config.json"
+        adapter = runs_ready["lora"][0] / trainer.MODEL_DIR / "adapter_config.json"
         expect(adapter.is_file(), f"no adapter in {adapter.parent}")
         return f"{result['global_step']} steps, adapter saved; " + throughput(
             result, full_shape.parameters, peak, full_finetuning=False
@@ -682,7 +693,9 @@ def main() -> int:
     report.step(
         "evaluate LoRA",
         full_shape,
-        lambda: evaluate(lora_dir, lora, questions, generation, expect_adapter=True),
+        lambda: evaluate(
+            *runs_ready["lora"], questions, generation, expect_adapter=True
+        ),
     )
     passed = sum(ok for _, ok, _ in report.rows)
     print(

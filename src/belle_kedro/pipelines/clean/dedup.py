@@ -95,16 +95,19 @@ def comparison_keys(
     ]
 
 
-def _sorted_unique(values: np.ndarray) -> np.ndarray:
-    """``np.unique`` for one integer array, by sort and compare.
+def _sorted_unique(parts: list[np.ndarray]) -> np.ndarray:
+    """The sorted distinct values of the integer arrays in ``parts``, which it empties.
 
-    numpy 2.4's ``np.unique`` took 3.5 s on 3M int64 where this takes 0.04 s
-    (measured here): it was most of the near-duplicate pass.
+    Emptying the caller's list frees the parts before the in-place sort, so the peak is
+    one copy of the union. (numpy 2.4's ``np.unique`` took 3.5 s on 3M int64 where a
+    sort and compare takes 0.04 s, measured here: it was most of the pass.)
     """
-    ordered = np.sort(values)
-    distinct = np.ones(len(ordered), dtype=bool)
-    distinct[1:] = ordered[1:] != ordered[:-1]
-    return ordered[distinct]
+    merged = np.concatenate(parts)
+    parts.clear()
+    merged.sort()
+    distinct = np.ones(len(merged), dtype=bool)
+    distinct[1:] = merged[1:] != merged[:-1]
+    return merged[distinct]
 
 
 def _mix(values: np.ndarray) -> np.ndarray:
@@ -117,7 +120,11 @@ def _mix(values: np.ndarray) -> np.ndarray:
 
 
 def _band_keys(keys: Sequence[str], settings: MinHashSettings) -> np.ndarray:
-    """``(len(keys), bands)`` band hashes; an empty key gets 0 (it never becomes a candidate)."""
+    """``(len(keys), bands)`` band hashes; an empty key gets 0 (it never becomes a candidate).
+
+    32 bits a band: unrelated keys then share a band hash by chance about n² / 2³³ times
+    a band (a few thousand extra candidates at 1M, each verified), for half the memory.
+    """
     bands = settings.permutations // settings.rows_per_band
     lengths = _lengths(keys)
     chars = np.frombuffer(
@@ -125,7 +132,7 @@ def _band_keys(keys: Sequence[str], settings: MinHashSettings) -> np.ndarray:
     )
     owner = np.repeat(np.arange(len(keys), dtype=np.int64), lengths)
     # Character SET per key: one (owner, char) per distinct pair, grouped by owner.
-    pairs = _sorted_unique(owner * (1 << 21) + chars.astype(np.int64))
+    pairs = _sorted_unique([owner * (1 << 21) + chars.astype(np.int64)])
     owner = pairs >> 21
     hashed = _mix(
         (pairs & ((1 << 21) - 1)).astype(np.uint64) + np.uint64(settings.seed)
@@ -136,7 +143,7 @@ def _band_keys(keys: Sequence[str], settings: MinHashSettings) -> np.ndarray:
     multipliers = rng.integers(1, 2**63, size=settings.permutations, dtype=np.uint64)
     multipliers |= np.uint64(1)  # odd: multiply-shift hashing needs it
     addends = rng.integers(0, 2**63, size=settings.permutations, dtype=np.uint64)
-    result = np.zeros((len(keys), bands), dtype=np.uint64)
+    result = np.zeros((len(keys), bands), dtype=np.uint32)
     if len(present) == 0:
         return result
     for band in range(bands):
@@ -148,7 +155,8 @@ def _band_keys(keys: Sequence[str], settings: MinHashSettings) -> np.ndarray:
                 np.uint64(32)
             )
             band_hash = _mix(band_hash ^ np.minimum.reduceat(permuted, starts))
-        result[present, band] = band_hash | np.uint64(1)  # never 0 for a real key
+        # The high half, never 0 for a real key.
+        result[present, band] = (band_hash >> np.uint64(32)).astype(np.uint32) | 1
     return result
 
 
@@ -169,11 +177,18 @@ def _map_chunks(
         yield from pool.imap(_signature_task, chunks)
 
 
-def _candidate_pairs(band_keys: np.ndarray, neighbours: int) -> np.ndarray:
-    """Unique ``(earlier, later)`` positions sharing a band, as ``earlier * n + later``."""
+def _candidate_pairs(
+    band_keys: np.ndarray, neighbours: int, lengths: np.ndarray, threshold: float
+) -> np.ndarray:
+    """Unique ``(earlier, later)`` positions sharing a band, as ``earlier * n + later``.
+
+    Only pairs whose lengths allow the threshold are kept: LCS <= the shorter key, so
+    ROUGE-L <= 2 * shorter / (|a| + |b|).
+    """
     count = len(band_keys)
-    unique = np.empty(0, dtype=np.int64)
-    pending: list[np.ndarray] = []
+    # parts[0] is the merged, distinct set once there is one; the rest wait for a merge.
+    parts: list[np.ndarray] = [np.empty(0, dtype=np.int64)]
+    merged = 0
     positions = np.arange(count, dtype=np.int64)
     for band in range(band_keys.shape[1]):
         column = band_keys[:, band]
@@ -191,17 +206,21 @@ def _candidate_pairs(band_keys: np.ndarray, neighbours: int) -> np.ndarray:
             later = np.flatnonzero((rank >= distance) & real)
             if len(later) == 0:
                 break
-            pending.append(order[later - distance] * count + order[later])
             far = later[rank[later] >= neighbours + distance]
-            pending.append(order[bucket_start[far] + distance - 1] * count + order[far])
-        # Merge once the pending pairs outnumber the merged ones: each pair is sorted
+            for first, second in (
+                (order[later - distance], order[later]),
+                (order[bucket_start[far] + distance - 1], order[far]),
+            ):
+                shorter = np.minimum(lengths[first], lengths[second])
+                possible = 2 * shorter >= threshold * (lengths[first] + lengths[second])
+                parts.append(first[possible] * count + second[possible])
+        # Merge once the waiting pairs outnumber the merged ones: each pair is sorted
         # O(log) times in all (re-sorting the merged set every few bands was most of
-        # the time at 1M), and memory stays within about twice the unique pairs.
-        pending_count = sum(len(part) for part in pending)
-        if pending_count >= max(len(unique), _MIN_MERGE_PAIRS):
-            unique = _sorted_unique(np.concatenate([unique, *pending]))
-            pending = []
-    return _sorted_unique(np.concatenate([unique, *pending]))
+        # the time at 1M), and memory stays within about twice the distinct pairs.
+        if sum(len(part) for part in parts) - merged >= max(merged, _MIN_MERGE_PAIRS):
+            parts.append(_sorted_unique(parts))
+            merged = len(parts[0])
+    return _sorted_unique(parts)
 
 
 def _verify(
@@ -211,28 +230,30 @@ def _verify(
     threshold: float,
     workers: int,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The pairs whose exact ROUGE-L F reaches ``threshold``, with their scores."""
+    """The pairs whose exact ROUGE-L F reaches ``threshold``, with their scores.
+
+    Block by block, so the working memory is a block's, not a copy of every pair.
+    """
     count = len(all_keys)
-    earlier, later = pairs // count, pairs % count
-    total = lengths[earlier] + lengths[later]
-    # Length filter: LCS <= the shorter key, so ROUGE-L <= 2 * shorter / total.
-    possible = 2 * np.minimum(lengths[earlier], lengths[later]) >= threshold * total
-    earlier, later, total = earlier[possible], later[possible], total[possible]
-    scores = np.empty(len(earlier), dtype=np.float64)
     # An object array gathers the pairs' strings by fancy indexing, 7x faster than lists.
     key_array = np.array(all_keys, dtype=object)
-    for start in range(0, len(earlier), _VERIFY_PAIRS):
-        block = slice(start, start + _VERIFY_PAIRS)
+    hits: list[np.ndarray] = [np.zeros((0, 2), dtype=np.int64)]
+    hit_scores: list[np.ndarray] = [np.zeros(0, dtype=np.float64)]
+    for start in range(0, len(pairs), _VERIFY_PAIRS):
+        earlier, later = np.divmod(pairs[start : start + _VERIFY_PAIRS], count)
         lcs = process.cpdist(
-            key_array[earlier[block]],
-            key_array[later[block]],
+            key_array[earlier],
+            key_array[later],
             scorer=LCSseq.similarity,
             dtype=np.int64,
             workers=workers,
         )
-        scores[block] = 2.0 * lcs / total[block]  # the same formula as rouge_l_f
-    hit = scores >= threshold
-    return np.stack([earlier[hit], later[hit]], axis=1), scores[hit]
+        # The same formula as rouge_l_f.
+        scores = 2.0 * lcs / (lengths[earlier] + lengths[later])
+        hit = scores >= threshold
+        hits.append(np.stack([earlier[hit], later[hit]], axis=1))
+        hit_scores.append(scores[hit])
+    return np.concatenate(hits), np.concatenate(hit_scores)
 
 
 def _check_threshold(threshold: float) -> None:
@@ -265,19 +286,21 @@ def _matching_pairs(
         (all_keys[start : start + _CHUNK_KEYS], minhash)
         for start in range(0, len(all_keys), _CHUNK_KEYS)
     ]
+    band_keys = np.zeros(
+        (len(all_keys), minhash.permutations // minhash.rows_per_band), np.uint32
+    )
     with tqdm(
         total=len(chunks), desc=progress, disable=progress is None, mininterval=2.0
     ) as bar:
-        signatures = []
-        for signature in _map_chunks(chunks, workers):
-            signatures.append(signature)
+        for position, signature in enumerate(_map_chunks(chunks, workers)):
+            band_keys[
+                position * _CHUNK_KEYS : position * _CHUNK_KEYS + len(signature)
+            ] = signature
             bar.update()
-    band_keys = (
-        np.concatenate(signatures)
-        if signatures
-        else np.zeros((0, minhash.permutations // minhash.rows_per_band), np.uint64)
+    candidates = _candidate_pairs(
+        band_keys, minhash.bucket_neighbours, lengths, threshold
     )
-    candidates = _candidate_pairs(band_keys, minhash.bucket_neighbours)
+    del band_keys  # the largest array so far; verification does not need it
     if references_only is not None:
         earlier, later = np.divmod(candidates, len(all_keys))
         candidates = candidates[
