@@ -258,6 +258,10 @@ class TokenPrices:
         """From a ``price_per_1k_tokens`` block: ``prompt`` and ``completion``."""
         return cls(float(prices["prompt"]), float(prices["completion"]))
 
+    def scaled(self, factor: float) -> TokenPrices:
+        """These prices times ``factor`` (the Batch API's discount)."""
+        return TokenPrices(self.prompt_per_1k * factor, self.completion_per_1k * factor)
+
     def cost(self, usage: Mapping[str, Any]) -> float:
         """What an answer with this ``usage`` cost."""
         return (
@@ -332,6 +336,11 @@ class SpendBudget:
             return False
         self.reserved_usd += worst
         return True
+
+    def hold(self, request: LLMRequest) -> None:
+        """Reserve a request sent earlier and not yet answered (a batch still open)."""
+        if self.max_cost_usd is not None:
+            self.reserved_usd += self.prices.worst_case(request)
 
     def settle(self, request: LLMRequest, response: LLMResponse) -> None:
         """Replace the reservation by what the answer cost."""
