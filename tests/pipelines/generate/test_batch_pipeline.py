@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -103,7 +104,7 @@ def test_sigkill_at_random_moments_then_rerun_equals_an_uninterrupted_batch_run(
     settings = {"num_instructions_to_generate": 60, "max_requests": 30}
     rng = random.Random(12)
     kills_while_open = 0
-    with FakeOpenAIServer(belle_reply, polls_per_state=6) as server:
+    with FakeOpenAIServer(belle_reply, polls_per_state=20) as server:
         write_loopback_env(generate_project, server.base_url, api="batch", **settings)
         shutil.copytree(generate_project, reference)
         run_generate(reference)  # the uninterrupted run
@@ -121,24 +122,26 @@ def test_sigkill_at_random_moments_then_rerun_equals_an_uninterrupted_batch_run(
                     LOOPBACK_ENV,
                 ],
                 cwd=generate_project,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
             )
-            # Kedro takes seconds to start: count from the node's first ledger write.
-            before = ledger.path.stat().st_size if ledger.path.exists() else 0
-            deadline = time.monotonic() + 120
-            while (
-                process.poll() is None
-                and (ledger.path.stat().st_size if ledger.path.exists() else 0)
-                <= before
-                and time.monotonic() < deadline
-            ):
-                time.sleep(0.01)
-            time.sleep(rng.uniform(0.0, 1.5))
+            # Kedro takes seconds to start: the random moment counts from the node's start.
+            assert process.stdout is not None
+            for line in process.stdout:
+                if b"Running node: request_responses" in line:
+                    break
+            threading.Thread(target=process.stdout.read, daemon=True).start()
+            time.sleep(rng.uniform(0.0, 4.0))
             if process.poll() is None:
                 os.kill(process.pid, signal.SIGKILL)
                 process.wait()
             kills_while_open += bool(ledger.open_batches())
+            print(
+                "KILL",
+                process.returncode,
+                len(ledger.open_batches()),
+                len(ResponseJournal(generate_project / JOURNAL).done_ids()),
+            )
         run_generate(generate_project)  # the last run, left to finish
     assert kills_while_open >= 2, "no kill came while batches were open"
     pd.testing.assert_frame_equal(
