@@ -11,6 +11,7 @@ import pytest
 
 from belle_kedro.llm.base import LLMRequest, RetryPolicy
 from belle_kedro.llm.batch import (
+    NOT_SUBMITTED,
     BatchLedger,
     BatchReport,
     BatchSettings,
@@ -34,6 +35,8 @@ def settings(**changes) -> BatchSettings:
         "poll_interval_s": 0.01,
         "poll_max_interval_s": 0.02,
         "discount": 0.5,
+        "submit": True,
+        "import_outputs": [],
     } | changes
     return BatchSettings(**values)
 
@@ -258,3 +261,43 @@ def test_output_lines_parse_to_answers_failures_or_none():
     )
     assert parse_output_line(b'{"custom_id": "d", "resp', "chat", "m") is None
     assert parse_output_line(b'{"response": {}}', "chat", "m") is None
+
+
+def test_offline_input_files_then_their_run_batch_output_is_imported(tmp_path: Path):
+    """submit: false writes the input files and calls no API; their output is read back."""
+    requests = plan(5)
+    journal = ResponseJournal(tmp_path / "raw.jsonl")
+    with FakeOpenAIServer() as server:  # only to answer the lines as vLLM would
+        report = BatchReport()
+        answers = run_batch(server, requests, journal, report, submit=False)
+        assert not server.files and not server.batches  # nothing was uploaded
+        assert all(a.error == NOT_SUBMITTED for a in answers.values())
+        assert report.items_written_offline == 5 and not journal.records()
+        inputs = sorted(BatchLedger.beside(journal).inputs_dir.glob("offline-*.jsonl"))
+        assert len(inputs) == 2  # 4 + 1 lines: max_requests_per_file is 4
+        # Stand-in for `run_batch -i <input> -o out.jsonl`: the server answers the lines.
+        client = openai.OpenAI(base_url=server.base_url, api_key="k")
+        outputs = []
+        for path in inputs:
+            uploaded = client.files.create(file=path.open("rb"), purpose="batch")
+            batch = client.batches.create(
+                input_file_id=uploaded.id, endpoint=CHAT_PATH, completion_window="24h"
+            )
+            while batch.status != "completed":
+                batch = client.batches.retrieve(batch.id)
+            output = tmp_path / f"{path.stem}.out.jsonl"
+            output.write_bytes(client.files.content(batch.output_file_id).content)
+            outputs.append(str(output))
+        uploads = len(server.files)
+        imported = BatchReport()
+        again = run_batch(
+            server, requests, journal, imported, submit=False, import_outputs=outputs
+        )
+        assert len(server.files) == uploads  # importing calls no API either
+    assert all(a.ok for a in again.values())
+    assert imported.items_imported == 5 and imported.items_written_offline == 0
+    assert {r["batch_id"] for r in journal.records()} == {
+        f"import:{Path(o).name}" for o in outputs
+    }
+    with pytest.raises(FileNotFoundError, match="import_outputs: no file"):
+        run_batch(server, requests, journal, BatchReport(), import_outputs=["nope"])

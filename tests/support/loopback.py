@@ -42,6 +42,8 @@ TEST_BATCH = {
     "poll_interval_s": 0.02,
     "poll_max_interval_s": 0.1,
     "discount": 0.5,
+    "submit": True,
+    "import_outputs": [],
 }
 
 

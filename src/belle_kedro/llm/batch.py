@@ -25,7 +25,9 @@ journal under its request id, so parsing, resuming and the summary do not change
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -56,6 +58,8 @@ from belle_kedro.llm.runner import (
 
 logger = logging.getLogger(__name__)
 
+# The error of a request ``submit: false`` wrote to an input file; never journaled.
+NOT_SUBMITTED = "not submitted: generate.batch.submit is false (see its input file)"
 ENDPOINTS = {"chat": "/v1/chat/completions", "completion": "/v1/completions"}
 COMPLETION_WINDOW: Literal["24h"] = "24h"  # the only window the Batch API offers
 # A batch in one of these states changes no more; the others are polled.
@@ -76,6 +80,8 @@ class BatchSettings:
     poll_interval_s: float  # first wait between polls, doubled while nothing moves
     poll_max_interval_s: float
     discount: float  # batch price = list price x discount (OpenAI: 0.5)
+    submit: bool  # false: write the input files only (for vLLM's run_batch offline)
+    import_outputs: list[str]  # Batch output files to journal first (run_batch's -o)
 
     @property
     def endpoint(self) -> str:
@@ -153,6 +159,8 @@ class BatchReport:
     items_answered: int = 0
     items_failed: int = 0  # error lines, non-200 items, unusable bodies
     items_without_output: int = 0  # expired or lost items: no usable line at all
+    items_imported: int = 0  # answers read from import_outputs
+    items_written_offline: int = 0  # submit: false, written to an input file
     lines_malformed: int = 0  # output lines that are not JSON or name no known request
     batch_states: dict[str, int] = field(default_factory=dict)
 
@@ -348,6 +356,68 @@ class _BatchRun:
         )
         return [line for line in content.content.split(b"\n") if line.strip()]
 
+    def journal_answer(
+        self,
+        response: LLMResponse,
+        batch_id: str,
+        requests: dict[str, LLMRequest],
+        results: dict[str, LLMResponse],
+    ) -> None:
+        """Append one answer (or failure) from a batch, tagged with where it came from."""
+        request = requests.get(response.request_id)
+        record = (
+            journal_record(request, response, self.settings.body)
+            if request is not None
+            # asked for by an earlier plan: its request is not at hand
+            else {**response.to_record(), "api": self.settings.body}
+        )
+        self.journal.append({**record, "batch_id": batch_id}, sync=False)
+        if request is not None:
+            self.budget.settle(request, response)
+            results[response.request_id] = response
+            if self.progress is not None:
+                self.progress.record(response)
+
+    def import_outputs(
+        self, requests: dict[str, LLMRequest], results: dict[str, LLMResponse]
+    ) -> None:
+        """Journal the answers in ``import_outputs`` files (vLLM's run_batch, offline)."""
+        for name in self.settings.import_outputs:
+            path = Path(name)
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"generate.batch.import_outputs: no file {path} (a Batch output JSONL)"
+                )
+            for raw in path.read_bytes().splitlines():
+                if not raw.strip():
+                    continue
+                parsed = parse_output_line(raw, self.settings.body, self.backend.model)
+                if parsed is None:
+                    self.report.lines_malformed += 1
+                    continue
+                request_id, response = parsed
+                stored = results.get(request_id)
+                if (
+                    request_id in requests
+                    and response.ok
+                    and not (stored and stored.ok)
+                ):
+                    self.journal_answer(
+                        response, f"import:{path.name}", requests, results
+                    )
+                    self.report.items_imported += 1
+        self.journal.sync()
+
+    def write_offline(self, lines: list[tuple[str, bytes]]) -> Path:
+        """``submit: false``: the input file only, named by its requests (a rerun rewrites it)."""
+        digest = hashlib.sha256("\n".join(rid for rid, _ in lines).encode()).hexdigest()
+        self.ledger.inputs_dir.mkdir(parents=True, exist_ok=True)
+        path = self.ledger.inputs_dir / f"offline-{digest[:16]}.jsonl"
+        staging = path.with_suffix(".jsonl.tmp")
+        staging.write_bytes(b"".join(line for _, line in lines))
+        os.replace(staging, path)
+        return path
+
     async def collect(
         self,
         submitted: SubmittedBatch,
@@ -381,18 +451,7 @@ class _BatchRun:
                 self.report.items_failed += 1
             if request_id in done:  # journaled before a kill; the answer is the same
                 continue
-            record = (
-                journal_record(requests[request_id], response, self.settings.body)
-                if request_id in requests
-                # asked for by an earlier plan: its request is not at hand
-                else {**response.to_record(), "api": self.settings.body}
-            )
-            self.journal.append({**record, "batch_id": submitted.batch_id}, sync=False)
-            if request_id in requests:
-                self.budget.settle(requests[request_id], response)
-                results[request_id] = response
-                if self.progress is not None:
-                    self.progress.record(response)
+            self.journal_answer(response, str(submitted.batch_id), requests, results)
         self.journal.sync()
         self.ledger.append(
             {
@@ -500,7 +559,9 @@ async def collect_batch_responses(
         for response in results.values():
             if response.ok:
                 progress.record(response)
-    open_batches = run.ledger.open_batches()
+    run.import_outputs(unique, results)
+    # Offline (submit: false) the API is never called, open batches included.
+    open_batches = run.ledger.open_batches() if settings.submit else []
     in_open = {rid for b in open_batches for rid in b.request_ids}
     report.batches_resumed += len(open_batches)
     for request_id in in_open & set(unique):
@@ -520,6 +581,19 @@ async def collect_batch_responses(
             )
         else:
             results[request.request_id] = not_sent_over_budget(request, backend.model)
+    if not settings.submit:
+        for lines in split_into_files(
+            sendable, settings.max_requests_per_file, settings.max_bytes_per_file
+        ):
+            path = run.write_offline(lines)
+            logger.info("batch: %d request(s) written to %s", len(lines), path)
+            report.items_written_offline += len(lines)
+            for request_id, _ in lines:
+                results[request_id] = dataclasses.replace(
+                    not_sent_over_budget(unique[request_id], backend.model),
+                    error=NOT_SUBMITTED,
+                )
+        return {request_id: results[request_id] for request_id in unique}
     for submitted in open_batches:
         if submitted.batch_id is None:  # killed between upload and create
             await run.create(submitted, look_up=True)

@@ -15,7 +15,12 @@ from belle_kedro.common.config import from_params
 from belle_kedro.common.records import RECORD_COLUMNS
 from belle_kedro.common.tracking import as_metrics
 from belle_kedro.llm.base import LLMBackend, LLMRequest, LLMResponse
-from belle_kedro.llm.batch import BatchReport, BatchSettings, collect_batch_responses
+from belle_kedro.llm.batch import (
+    NOT_SUBMITTED,
+    BatchReport,
+    BatchSettings,
+    collect_batch_responses,
+)
 from belle_kedro.llm.factory import build_backend
 from belle_kedro.llm.journal import ResponseJournal
 from belle_kedro.llm.openai_backend import OpenAIBackend
@@ -40,6 +45,7 @@ GENERATED_COLUMNS = [*RECORD_COLUMNS, "request_id", "model", "source"]
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
 UNPARSABLE_EXAMPLES = 5
 UNPARSABLE_EXAMPLE_CHARS = 300
+HELD_BACK = frozenset({NOT_SENT_OVER_BUDGET, NOT_SUBMITTED})
 
 
 def _sum_usage(responses: list[LLMResponse]) -> dict[str, int]:
@@ -134,7 +140,8 @@ async def _generate(
             request_ids += [request.request_id for request in batch]
             responses.update(answers)
             parsed = sum(count_tasks(r) for r in responses.values() if r.ok)
-            if any(r.error == NOT_SENT_OVER_BUDGET for r in answers.values()):
+            # Held back (spend limit) or written offline: asking for more would not help.
+            if any(r.error in HELD_BACK for r in answers.values()):
                 break
     finally:
         progress.close()
