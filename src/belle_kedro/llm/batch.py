@@ -25,7 +25,6 @@ journal under its request id, so parsing, resuming and the summary do not change
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import hashlib
 import json
@@ -53,7 +52,7 @@ from belle_kedro.llm.runner import (
     backoff_s,
     journal_record,
     not_sent_over_budget,
-    stored_responses,
+    stored_state,
 )
 
 logger = logging.getLogger(__name__)
@@ -228,16 +227,7 @@ def parse_output_line(
         error = {"code": f"HTTP {status}", **(error if isinstance(error, dict) else {})}
     detail = error if isinstance(error, dict) else {}
     message = f"batch item failed: {detail.get('code')}: {detail.get('message')}"
-    return request_id, LLMResponse(
-        request_id=request_id,
-        text="",
-        finish_reason=None,
-        model=model,
-        usage={},
-        started_at=now,
-        finished_at=now,
-        error=message,
-    )
+    return request_id, LLMResponse.failure(request_id, model, message)
 
 
 class _BatchRun:
@@ -539,14 +529,7 @@ async def collect_batch_responses(
     ``limits.prices`` should already be the batch prices. A request that got no
     usable answer comes back with ``error`` set, and a later call submits it again.
     """
-    unique: dict[str, LLMRequest] = {}
-    for request in requests:
-        unique.setdefault(request.request_id, request)
-    records = journal.records()
-    results = stored_responses(records, set(unique))
-    budget = SpendBudget(
-        limits, sum(limits.prices.cost(r.get("usage") or {}) for r in records)
-    )
+    unique, results, budget = stored_state(requests, journal, limits)
     run = _BatchRun(
         backend=backend,
         journal=journal,
@@ -589,9 +572,8 @@ async def collect_batch_responses(
             logger.info("batch: %d request(s) written to %s", len(lines), path)
             report.items_written_offline += len(lines)
             for request_id, _ in lines:
-                results[request_id] = dataclasses.replace(
-                    not_sent_over_budget(unique[request_id], backend.model),
-                    error=NOT_SUBMITTED,
+                results[request_id] = LLMResponse.failure(
+                    request_id, backend.model, NOT_SUBMITTED, attempts=0
                 )
         return {request_id: results[request_id] for request_id in unique}
     for submitted in open_batches:
@@ -604,15 +586,10 @@ async def collect_batch_responses(
     await run.wait_for(open_batches, unique, results)
     for request_id in unique:
         if request_id not in results:
-            results[request_id] = LLMResponse(
-                request_id=request_id,
-                text="",
-                finish_reason=None,
-                model=backend.model,
-                usage={},
-                started_at=time.time(),
-                finished_at=time.time(),
+            results[request_id] = LLMResponse.failure(
+                request_id,
+                backend.model,
+                "batch: no output line (expired or malformed); submitted again next run",
                 attempts=0,
-                error="batch: no output line (expired or malformed); submitted again next run",
             )
     return {request_id: results[request_id] for request_id in unique}

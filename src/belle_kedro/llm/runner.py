@@ -351,18 +351,25 @@ class SpendBudget:
 
 def not_sent_over_budget(request: LLMRequest, model: str) -> LLMResponse:
     """The failed answer returned (not journaled) for a request the limit held back."""
-    now = time.time()
-    return LLMResponse(
-        request_id=request.request_id,
-        text="",
-        finish_reason=None,
-        model=model,
-        usage={},
-        started_at=now,
-        finished_at=now,
-        attempts=0,
-        error=NOT_SENT_OVER_BUDGET,
+    return LLMResponse.failure(
+        request.request_id, model, NOT_SENT_OVER_BUDGET, attempts=0
     )
+
+
+def stored_state(
+    requests: Sequence[LLMRequest], journal: ResponseJournal, limits: RequestLimits
+) -> tuple[dict[str, LLMRequest], dict[str, LLMResponse], SpendBudget]:
+    """The requests by id (first of each), their stored answers, and the spend so far."""
+    unique: dict[str, LLMRequest] = {}
+    for request in requests:
+        unique.setdefault(request.request_id, request)
+    records = journal.records()
+    results = stored_responses(records, set(unique))
+    # Everything the journal holds was paid for, whichever plan asked for it.
+    budget = SpendBudget(
+        limits, sum(limits.prices.cost(r.get("usage") or {}) for r in records)
+    )
+    return unique, results, budget
 
 
 async def collect_responses(
@@ -385,15 +392,7 @@ async def collect_responses(
     tokens_per_minute = limits.tokens_per_minute
     if max_in_flight < 1:
         raise ValueError("max_in_flight must be at least 1")
-    unique: dict[str, LLMRequest] = {}
-    for request in requests:
-        unique.setdefault(request.request_id, request)
-    records = journal.records()
-    results = stored_responses(records, set(unique))
-    # Everything the journal holds was paid for, whichever plan asked for it.
-    budget = SpendBudget(
-        limits, sum(limits.prices.cost(r.get("usage") or {}) for r in records)
-    )
+    unique, results, budget = stored_state(requests, journal, limits)
     pending = [
         r
         for r in unique.values()
