@@ -1,29 +1,46 @@
-"""Generation throughput: this pipeline's concurrent runner vs a sequential loop.
+"""Generation: the concurrent runner vs a sequential loop, then ``api: chat`` vs ``batch``.
 
-Both talk to the same loopback OpenAI server (tests/support/openai_server.py) with a
-fixed latency per request, so the figures measure the client, not a model. BELLE's
-script sends one request at a time; ours keeps ``max_in_flight`` requests outstanding.
+Everything talks to the same loopback OpenAI server (tests/support/openai_server.py, in
+a child process) with a fixed latency per request, so the figures measure the client,
+not a model. BELLE's script sends one request at a time; ours keeps ``max_in_flight``
+requests outstanding.
 
     python bench/generate.py [--latency 0.5] [--in-flight 64] [--requests 1920]
-                             [--warmup 64] [--sequential 10]
+                             [--warmup 64] [--sequential 10] [--kills 5]
 
-Prints instructions/s for both, their ratio, and the concurrent run's share of the
-server-bound limit (in-flight / latency requests per second). Goals: >= 30x and >= 90%.
-The timed concurrent run is the generate nodes end to end (request planning, journal,
-parsing) after an untimed warm-up batch (imports, connection pool); 1,920 requests are
-30 waves of 64, so one wave of ramp-up and ramp-down weighs little.
+Part 1 prints instructions/s for both, their ratio, and the concurrent run's share of
+the server-bound limit (in-flight / latency requests per second). Goals: >= 30x and
+>= 90%. The timed concurrent run is the generate nodes end to end (request planning,
+journal, parsing) after an untimed warm-up batch (imports, connection pool); 1,920
+requests are 30 waves of 64, so one wave of ramp-up and ramp-down weighs little.
+
+Part 2 runs the same ``--requests`` plan with ``api: chat`` (``--in-flight``) and with
+``api: batch`` (the loopback Batch API: one state per ``--batch-polls`` polls), each
+uninterrupted (wall time, cost estimate at gpt-4o-mini list prices, batch at half),
+then again in a child process SIGKILLed ``--kills`` times at random moments of its run
+and rerun to the end: the requests the server answered twice (paid twice; goal for
+batch: 0) and whether the output equals the uninterrupted run's. The loopback batch
+finishes in seconds; a real one takes up to 24 h, so its wall time says little.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing
+import os
+import random
+import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
+import pandas as pd
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,16 +56,24 @@ from tests.support.loopback import belle_reply  # noqa: E402
 from tests.support.openai_server import FakeOpenAIServer  # noqa: E402
 
 TASKS_PER_ANSWER = 3
+# USD per 1K tokens, gpt-4o-mini's list prices when written (the batch pays half).
+PRICES = {"prompt": 0.00015, "completion": 0.0006}
 
 
-def params_for(base_url: str, requests: int, in_flight: int) -> dict:
+def params_for(
+    base_url: str,
+    requests: int,
+    in_flight: int,
+    api: str = "chat",
+    polls_s: float = 0.2,
+) -> dict:
     params = yaml.safe_load(
         (ROOT / "conf/base/parameters_generate.yml").read_text("utf-8")
     )["generate"]
     params["llm"] = {  # base keys kept: the backend config names every key
         **params["llm"],
         "backend": "openai",
-        "api": "chat",
+        "api": api,
         "model": "bench",
         "base_url": base_url,
         "timeout_s": 30,
@@ -59,7 +84,9 @@ def params_for(base_url: str, requests: int, in_flight: int) -> dict:
         max_requests=requests,
         max_in_flight=in_flight,
         tasks_per_request=TASKS_PER_ANSWER,
+        price_per_1k_tokens=PRICES,
     )
+    params["batch"] |= {"poll_interval_s": polls_s, "poll_max_interval_s": polls_s}
     return params
 
 
@@ -105,13 +132,101 @@ def concurrent(
     return len(rows) / (time.perf_counter() - start), len(rows)
 
 
-def _serve(latency: float, connection) -> None:
+def _serve(latency: float, polls_per_state: int, connection) -> None:
     """Child process: the loopback server, so it does not share the client's GIL."""
-    with FakeOpenAIServer(belle_reply, latency_s=latency) as server:
+    with FakeOpenAIServer(
+        belle_reply, latency_s=latency, polls_per_state=polls_per_state
+    ) as server:
         connection.send(server.base_url)
-        connection.recv()  # "peak?"
-        connection.send(server.max_in_flight_seen)
-        connection.recv()  # "stop"
+        while (command := connection.recv()) != "stop":
+            with server._lock:
+                if command == "stats":
+                    answered = Counter(r["client_request_id"] for r in server.requests)
+                    connection.send(
+                        {
+                            "peak": server.max_in_flight_seen,
+                            "chat_paid_twice": sum(n > 1 for n in answered.values()),
+                            "batch_paid_twice": sum(
+                                n > 1 for n in server.batch_paid.values()
+                            ),
+                        }
+                    )
+                else:  # "reset": count the next phase from zero
+                    server.requests.clear()
+                    server.batch_paid.clear()
+                    server.max_in_flight_seen = 0
+                    connection.send(None)
+
+
+def _child(
+    api: str, workdir: str, base_url: str, requests: int, in_flight: int
+) -> None:
+    """``--child``: one generate run into ``workdir`` (the process the bench kills)."""
+    params = params_for(base_url, requests, in_flight, api)
+    seeds = load_seed_tasks(ROOT / "data/01_raw/zh_seed_tasks.json")
+    prompts = yaml.safe_load(
+        (ROOT / "conf/base/prompts/self_instruct.yml").read_text("utf-8")
+    )
+    journal = ResponseJournal(Path(workdir) / "raw_responses.jsonl")
+    print("started", flush=True)
+    summary = request_responses(seeds, prompts, journal, {"api_key": "bench"}, params)
+    rows = parse_responses(journal, summary, params)
+    rows.to_parquet(Path(workdir) / "generated.parquet")
+    (Path(workdir) / "summary.json").write_text(json.dumps(summary), "utf-8")
+
+
+def _run_child(
+    api: str, workdir: Path, base_url: str, args, kill_after_s: float | None
+):
+    """Run ``_child``; SIGKILL it ``kill_after_s`` after it starts (None: to the end)."""
+    command = [sys.executable, __file__, "--child", api, str(workdir), base_url]
+    command += ["--requests", str(args.requests), "--in-flight", str(args.in_flight)]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=os.environ
+    )
+    assert process.stdout is not None
+    process.stdout.readline()  # "started": imports done, the node begins
+    started = time.perf_counter()
+    if kill_after_s is None:
+        process.wait()
+        return time.perf_counter() - started
+    try:
+        process.wait(timeout=kill_after_s)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    return time.perf_counter() - started
+
+
+def compare_apis(base_url: str, connection, args, workdir: Path) -> list[str]:
+    """Part 2: chat vs batch on one plan: wall time, paid twice after kills, cost."""
+    rng = random.Random(5)
+    rows = []
+    for api in ("chat", "batch"):
+        clean, killed = workdir / f"{api}-clean", workdir / f"{api}-killed"
+        clean.mkdir()
+        killed.mkdir()
+        wall = _run_child(api, clean, base_url, args, None)
+        summary = json.loads((clean / "summary.json").read_text("utf-8"))
+        connection.send("reset")
+        connection.recv()
+        moments = [rng.uniform(0.05, 0.95) * wall for _ in range(args.kills)]
+        for moment in moments:
+            _run_child(api, killed, base_url, args, moment)
+        _run_child(api, killed, base_url, args, None)
+        connection.send("stats")
+        stats = connection.recv()
+
+        same = pd.read_parquet(clean / "generated.parquet").equals(
+            pd.read_parquet(killed / "generated.parquet")
+        )
+        paid_twice = stats[f"{api}_paid_twice"]
+        rows.append(
+            f"{api:<6}| {wall:6.1f} s | {paid_twice:>6} of {args.requests:<6} | "
+            f"{'yes' if same else 'NO':<4} | ${summary['cost_estimate']:.4f}"
+        )
+        shutil.rmtree(killed)
+    return rows
 
 
 def main() -> None:
@@ -126,7 +241,15 @@ def main() -> None:
         help="requests sent first and not timed (imports, TLS context, connection pool)",
     )
     parser.add_argument("--sequential", type=int, default=10)
+    parser.add_argument("--kills", type=int, default=5)
+    parser.add_argument(
+        "--batch-polls", type=int, default=2, help="loopback polls per batch state"
+    )
+    parser.add_argument("--child", nargs=3, metavar=("API", "WORKDIR", "BASE_URL"))
     args = parser.parse_args()
+    if args.child:
+        _child(*args.child, args.requests, args.in_flight)
+        return
     seeds = load_seed_tasks(ROOT / "data/01_raw/zh_seed_tasks.json")
     prompts = yaml.safe_load(
         (ROOT / "conf/base/prompts/self_instruct.yml").read_text("utf-8")
@@ -134,7 +257,7 @@ def main() -> None:
     # The server runs in a child process so it does not compete for the client's GIL.
     here, there = multiprocessing.Pipe()
     server = multiprocessing.Process(
-        target=_serve, args=(args.latency, there), daemon=True
+        target=_serve, args=(args.latency, args.batch_polls, there), daemon=True
     )
     server.start()
     base_url = here.recv()
@@ -158,12 +281,14 @@ def main() -> None:
             seeds=seeds,
             prompts=prompts,
         )
-    here.send("peak?")
-    peak = (
-        here.recv()
-    )  # the sequential run never exceeds 1, so this is the concurrent peak
+        here.send("stats")
+        # The sequential run never exceeds 1, so this is the concurrent peak.
+        peak = here.recv()["peak"]
+        api_rows = compare_apis(base_url, here, args, workdir)
     here.send("stop")
     server.join(timeout=10)
+    print(f"command: python bench/generate.py {' '.join(sys.argv[1:])}".rstrip())
+    print("machine: a 2-core box shared with other jobs while this ran")
     bound = args.in_flight / args.latency * TASKS_PER_ANSWER
     print(f"latency {args.latency}s, {TASKS_PER_ANSWER} instructions per answer")
     print(
@@ -178,6 +303,16 @@ def main() -> None:
     print(
         f"share of server-bound limit ({bound:.0f}/s):      {conc_rate / bound:8.1%}   (goal >= 90%)"
     )
+
+    print(
+        f"\nthe same {args.requests}-request plan: wall time and cost uninterrupted; "
+        f"requests paid twice and output equal after {args.kills} SIGKILLs at random "
+        "moments and a rerun:"
+    )
+    print("api   | wall     | paid twice       | same | cost estimate")
+    for row in api_rows:
+        print(row)
+    print("goal: batch pays nothing twice; its cost is half of chat's")
 
 
 if __name__ == "__main__":

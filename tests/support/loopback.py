@@ -34,15 +34,33 @@ def belle_reply(body: dict, endpoint: str, tasks: int = 3) -> Reply:
     return Reply(text="###".join(blocks))
 
 
-def write_loopback_env(project: Path, base_url: str, **overrides) -> None:
-    """``conf/loopback``: the base generate parameters switched to the openai backend."""
+# generate.batch for tests: small files (several batches per plan) and fast polls.
+TEST_BATCH = {
+    "body": "chat",
+    "max_requests_per_file": 4,
+    "max_bytes_per_file": 200_000_000,
+    "poll_interval_s": 0.02,
+    "poll_max_interval_s": 0.1,
+    "discount": 0.5,
+    "submit": True,
+    "import_outputs": [],
+}
+
+
+def write_loopback_env(
+    project: Path, base_url: str, api: str = "chat", **overrides
+) -> None:
+    """``conf/loopback``: the base generate parameters switched to the openai backend.
+
+    ``api="batch"`` goes through the server's Batch API with :data:`TEST_BATCH`.
+    """
     params = yaml.safe_load(
         (project / "conf" / "base" / "parameters_generate.yml").read_text("utf-8")
     )
     generate = params["generate"]
     generate["llm"] = {
         "backend": "openai",
-        "api": "chat",
+        "api": api,
         "model": "loopback-model",
         "base_url": base_url,
         "api_key_env": "BELLE_TEST_KEY",
@@ -57,6 +75,7 @@ def write_loopback_env(project: Path, base_url: str, **overrides) -> None:
         max_in_flight=4,
         tasks_per_request=3,
         price_per_1k_tokens={"prompt": 0.5, "completion": 1.5},
+        batch=dict(TEST_BATCH),
     )
     generate.update(overrides)
     env_dir = project / "conf" / LOOPBACK_ENV

@@ -4,6 +4,15 @@ It speaks ``POST /v1/chat/completions`` and ``POST /v1/completions`` with script
 replies, latencies and failures, and counts requests in flight at the server, so
 concurrency claims are checked where they matter rather than inferred from timings.
 
+It also speaks the Batch API: ``/v1/files`` (multipart upload, retrieve, ``/content``)
+and ``/v1/batches`` (create, list, retrieve, cancel). A batch advances one state every
+``polls_per_state`` retrieves (validating, in_progress, finalizing, then completed);
+its items are answered by the same responder, and ``batch_faults`` can make an item
+fail, expire (the batch then ends ``expired``) or come back as a malformed output
+line. ``batch_submissions`` and ``batch_paid`` count every request id submitted into a
+batch and every one answered in a finished batch, so a test can assert none is paid
+twice.
+
     def responder(body: dict, endpoint: str) -> Reply:
         return Reply(text="得分: 1")
 
@@ -16,11 +25,16 @@ concurrency claims are checked where they matter rather than inferred from timin
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
+import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.parser import BytesParser
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -48,6 +62,10 @@ class Reply:
 
 
 Responder = Callable[[dict[str, Any], str], Reply]
+# (custom_id, how many times it was submitted into batches, this one included) ->
+# None (answer it), "error" (a per-item failure), "expire" or "malformed".
+BatchFaults = Callable[[str, int], str | None]
+BATCH_STATES = ("validating", "in_progress", "finalizing")
 
 
 def prompt_text(body: dict[str, Any]) -> str:
@@ -70,13 +88,33 @@ class _BurstServer(ThreadingHTTPServer):
     request_queue_size = 256
     daemon_threads = True
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client killed mid-request (the SIGKILL tests) resets its connections; that
+        # is the point of those tests, not a server error worth a traceback.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
 
 class FakeOpenAIServer:
     """Context manager running the server in a background thread."""
 
-    def __init__(self, responder: Responder | None = None, latency_s: float = 0.0):
+    def __init__(
+        self,
+        responder: Responder | None = None,
+        latency_s: float = 0.0,
+        *,
+        batch_faults: BatchFaults | None = None,
+        polls_per_state: int = 1,
+    ):
         self.responder: Responder = responder or default_responder
         self.latency_s = latency_s
+        self.batch_faults = batch_faults
+        self.polls_per_state = polls_per_state
+        self.files: dict[str, dict[str, Any]] = {}
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.batch_submissions: Counter[str] = Counter()
+        self.batch_paid: Counter[str] = Counter()
+        self._ids = itertools.count(1)
         # Each received body plus "endpoint" (the path), "client_request_id" (the
         # X-Client-Request-Id header) and "received_at" (time.monotonic()).
         self.requests: list[dict[str, Any]] = []
@@ -139,6 +177,157 @@ class FakeOpenAIServer:
         with self._lock:
             return [r for r in self.requests if r["endpoint"] == endpoint]
 
+    # -- the Batch API ---------------------------------------------------------------
+    def _new_id(self, prefix: str) -> str:
+        return f"{prefix}-{next(self._ids):06d}"
+
+    def add_file(self, data: bytes, filename: str, purpose: str) -> dict[str, Any]:
+        """Store an uploaded file; its OpenAI file object."""
+        with self._lock:
+            return self._store_file(data, filename, purpose)
+
+    def _store_file(self, data: bytes, filename: str, purpose: str) -> dict[str, Any]:
+        file_id = self._new_id("file")
+        self.files[file_id] = {
+            "id": file_id,
+            "object": "file",
+            "bytes": len(data),
+            "created_at": int(time.time()),
+            "filename": filename,
+            "purpose": purpose,
+            "status": "processed",
+            "data": data,
+        }
+        return self._file_object(file_id)
+
+    def _file_object(self, file_id: str) -> dict[str, Any]:
+        return {k: v for k, v in self.files[file_id].items() if k != "data"}
+
+    def create_batch(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A batch on an uploaded input file; every custom_id in it is counted."""
+        input_file_id = str(body.get("input_file_id"))
+        if input_file_id not in self.files:
+            raise KeyError(input_file_id)
+        lines = [
+            json.loads(line)
+            for line in self.files[input_file_id]["data"].splitlines()
+            if line.strip()
+        ]
+        with self._lock:
+            batch_id = self._new_id("batch")
+            for line in lines:
+                self.batch_submissions[line["custom_id"]] += 1
+            self.batches[batch_id] = {
+                "id": batch_id,
+                "object": "batch",
+                "endpoint": body.get("endpoint"),
+                "input_file_id": input_file_id,
+                "completion_window": body.get("completion_window"),
+                "status": "validating",
+                "created_at": int(time.time()),
+                "metadata": body.get("metadata"),
+                "output_file_id": None,
+                "error_file_id": None,
+                "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+                "_lines": lines,
+                "_attempts": [self.batch_submissions[x["custom_id"]] for x in lines],
+                "_polls": 0,
+            }
+            return self._batch_object(batch_id)
+
+    def _batch_object(self, batch_id: str) -> dict[str, Any]:
+        return {
+            k: v for k, v in self.batches[batch_id].items() if not k.startswith("_")
+        }
+
+    def retrieve_batch(self, batch_id: str) -> dict[str, Any]:
+        """The batch after one more poll: it moves on every ``polls_per_state`` polls."""
+        with self._lock:
+            batch = self.batches[batch_id]
+            status = batch["status"]
+            if status == "cancelling":
+                batch["status"] = "cancelled"
+            elif status in BATCH_STATES:
+                batch["_polls"] += 1
+                step = batch["_polls"] // self.polls_per_state
+                if step < len(BATCH_STATES):
+                    batch["status"] = BATCH_STATES[step]
+                    total = batch["request_counts"]["total"]
+                    batch["request_counts"]["completed"] = total * step // 3
+                else:
+                    self._finish(batch)
+            return self._batch_object(batch_id)
+
+    def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        """Cancelling now, cancelled (with no output) on the next poll."""
+        with self._lock:
+            batch = self.batches[batch_id]
+            if batch["status"] in BATCH_STATES:
+                batch["status"] = "cancelling"
+            return self._batch_object(batch_id)
+
+    def _finish(self, batch: dict[str, Any]) -> None:
+        """Answer every item (lock held): output and error files, final status."""
+        output: list[bytes] = []
+        errors: list[bytes] = []
+        expired = False
+        for line, attempt in zip(batch["_lines"], batch["_attempts"], strict=True):
+            custom_id = line["custom_id"]
+            fault = self.batch_faults(custom_id, attempt) if self.batch_faults else None
+            item: dict[str, Any] = {
+                "id": self._new_id("batch_req"),
+                "custom_id": custom_id,
+            }
+            if fault == "expire":
+                expired = True
+                item |= {
+                    "response": None,
+                    "error": {"code": "batch_expired", "message": "not run in 24h"},
+                }
+                errors.append(json.dumps(item).encode())
+                continue
+            reply = self.responder(line["body"], line["url"])
+            if fault == "error" or reply.status != 200:
+                status = reply.status if reply.status != 200 else 500
+                item |= {
+                    "response": {
+                        "status_code": status,
+                        "body": json.loads(_error_body(status)),
+                    },
+                    "error": None,
+                }
+                errors.append(json.dumps(item).encode())
+                continue
+            body = json.loads(_reply_body(line["body"], line["url"], reply))
+            item |= {
+                "response": {
+                    "status_code": 200,
+                    "request_id": item["id"],
+                    "body": body,
+                },
+                "error": None,
+            }
+            encoded = json.dumps(item, ensure_ascii=False).encode("utf-8")
+            if fault == "malformed":  # answered and billed, but unreadable
+                encoded = encoded[: len(encoded) // 2]
+            self.batch_paid[custom_id] += 1
+            output.append(encoded)
+        batch["status"] = "expired" if expired else "completed"
+        batch["request_counts"] |= {"completed": len(output), "failed": len(errors)}
+        for name, lines in (("output_file_id", output), ("error_file_id", errors)):
+            if lines:
+                stored = self._store_file(
+                    b"\n".join(lines) + b"\n",
+                    f"{batch['id']}_{name}.jsonl",
+                    "batch_output",
+                )
+                batch[name] = stored["id"]
+
+    def paid_twice(self) -> list[str]:
+        """Request ids answered (so paid for) in more than one batch."""
+        with self._lock:
+            return sorted(k for k, n in self.batch_paid.items() if n > 1)
+
 
 def _reply_body(body: dict[str, Any], endpoint: str, reply: Reply) -> bytes:
     prompt = prompt_text(body)
@@ -195,6 +384,12 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length)
             endpoint = self.path.split("?")[0]
+            if endpoint == "/v1/files":
+                self._upload(raw)
+                return
+            if endpoint.startswith("/v1/batches"):
+                self._batches_post(endpoint, raw)
+                return
             if endpoint not in (CHAT_PATH, COMPLETION_PATH):
                 self._send(404, b'{"error": {"message": "not found"}}', {})
                 return
@@ -224,9 +419,61 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up (a timeout test); nothing to answer
 
+        def do_GET(self) -> None:
+            parts = self.path.split("?")[0].strip("/").split("/")  # v1, kind, id, ...
+            try:
+                if parts[1:2] == ["batches"] and len(parts) == 2:
+                    data = [server._batch_object(b) for b in list(server.batches)]
+                    self._json(
+                        {"object": "list", "data": data[::-1], "has_more": False}
+                    )
+                elif parts[1:2] == ["batches"] and len(parts) == 3:
+                    self._json(server.retrieve_batch(parts[2]))
+                elif parts[1:2] == ["files"] and len(parts) == 3:
+                    self._json(server._file_object(parts[2]))
+                elif parts[1:2] == ["files"] and parts[3:] == ["content"]:
+                    data = server.files[parts[2]]["data"]
+                    self._send(200, data, {"Content-Type": "application/octet-stream"})
+                else:
+                    self._send(404, b'{"error": {"message": "not found"}}', {})
+            except KeyError:
+                self._send(404, b'{"error": {"message": "no such object"}}', {})
+
+        def _upload(self, raw: bytes) -> None:
+            content_type = self.headers.get("Content-Type", "")
+            message = BytesParser(policy=HTTP).parsebytes(
+                b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw
+            )
+            fields: dict[str, Any] = {}
+            for part in message.iter_parts():
+                name = part.get_param("name", header="content-disposition")
+                fields[str(name)] = (part.get_filename(), part.get_payload(decode=True))
+            if "file" not in fields:
+                self._send(400, b'{"error": {"message": "no file"}}', {})
+                return
+            filename, data = fields["file"]
+            purpose = fields.get("purpose", (None, b""))[1].decode()
+            self._json(server.add_file(data, filename or "upload", purpose))
+
+        def _batches_post(self, endpoint: str, raw: bytes) -> None:
+            parts = endpoint.strip("/").split("/")
+            try:
+                if len(parts) == 2:
+                    self._json(server.create_batch(json.loads(raw or b"{}")))
+                elif len(parts) == 4 and parts[3] == "cancel":
+                    self._json(server.cancel_batch(parts[2]))
+                else:
+                    self._send(404, b'{"error": {"message": "not found"}}', {})
+            except KeyError:
+                self._send(404, b'{"error": {"message": "no such object"}}', {})
+
+        def _json(self, payload: dict[str, Any]) -> None:
+            self._send(200, json.dumps(payload, ensure_ascii=False).encode("utf-8"), {})
+
         def _send(self, status: int, payload: bytes, headers: dict[str, str]) -> None:
             self.send_response(status)
-            self.send_header("Content-Type", "application/json")
+            if "Content-Type" not in headers:
+                self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
             for name, value in headers.items():
                 self.send_header(name, value)

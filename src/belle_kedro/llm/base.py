@@ -10,6 +10,7 @@ A backend does one attempt per ``complete`` call and reports failures by raising
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -70,6 +71,24 @@ class LLMResponse:
     def to_record(self) -> dict[str, Any]:
         """A JSON-ready dict (the journal's record body)."""
         return asdict(self)
+
+    @classmethod
+    def failure(
+        cls, request_id: str, model: str, error: str, *, attempts: int = 1
+    ) -> LLMResponse:
+        """A request that got no answer, stamped now (``attempts=0``: never sent)."""
+        now = time.time()
+        return cls(
+            request_id=request_id,
+            text="",
+            finish_reason=None,
+            model=model,
+            usage={},
+            started_at=now,
+            finished_at=now,
+            attempts=attempts,
+            error=error,
+        )
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> LLMResponse:

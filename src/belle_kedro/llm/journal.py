@@ -32,18 +32,23 @@ FIELD_TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-def _whole_record(raw: bytes) -> dict[str, Any] | None:
-    """``raw`` as a record when it is one complete JSON object with a request id."""
+def _whole_record(raw: bytes, key: str) -> dict[str, Any] | None:
+    """``raw`` as a record when it is one complete JSON object with its ``key`` field."""
     try:
         record = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
-    return record if isinstance(record, dict) and "request_id" in record else None
+    return record if isinstance(record, dict) and key in record else None
 
 
-def check_record(record: dict[str, Any], path: Path, line: int) -> None:
+def check_record(
+    record: dict[str, Any],
+    path: Path,
+    line: int,
+    field_types: dict[str, tuple[type, ...]] = FIELD_TYPES,
+) -> None:
     """Raise :class:`FormatError` naming the first field whose JSON type is wrong."""
-    for field, types in FIELD_TYPES.items():
+    for field, types in field_types.items():
         if field in record and (
             not isinstance(record[field], types) or isinstance(record[field], bool)
         ):
@@ -64,7 +69,14 @@ def check_record(record: dict[str, Any], path: Path, line: int) -> None:
 
 
 class ResponseJournal:
-    """Append-only JSONL file of response records keyed by ``request_id``."""
+    """Append-only JSONL file of response records keyed by ``request_id``.
+
+    Subclasses keep other records the same durable way by naming their own ``key``
+    field and ``field_types`` (the batch ledger in :mod:`belle_kedro.llm.batch`).
+    """
+
+    key = "request_id"
+    field_types = FIELD_TYPES
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -90,7 +102,7 @@ class ResponseJournal:
             return
         keep = data.rfind(b"\n") + 1
         with open(self.path, "r+b") as handle:
-            if _whole_record(data[keep:]) is None:
+            if _whole_record(data[keep:], self.key) is None:
                 handle.truncate(keep)
             else:
                 handle.seek(0, os.SEEK_END)
@@ -105,8 +117,8 @@ class ResponseJournal:
         the fsync also makes it survive a power cut. ``sync=False`` lets an event loop
         hand the fsync to a thread (``sync()``) instead of blocking on the disk.
         """
-        if "request_id" not in record:
-            raise ValueError("a journal record needs a 'request_id'")
+        if self.key not in record:
+            raise ValueError(f"a journal record needs a '{self.key}'")
         line = (
             json.dumps(record, ensure_ascii=False, sort_keys=True).encode("utf-8")
             + b"\n"
@@ -136,7 +148,7 @@ class ResponseJournal:
         # Without a trailing newline the last piece is a torn write, not a record yet,
         # unless it parses whole.
         complete, torn = lines[:-1], lines[-1]
-        if _whole_record(torn) is not None:
+        if _whole_record(torn, self.key) is not None:
             complete.append(torn)
         records: list[dict[str, Any]] = []
         for number, raw in enumerate(complete, start=1):
@@ -148,9 +160,9 @@ class ResponseJournal:
                 raise FormatError(
                     self.path, number, None, f"not a JSON record ({error})"
                 ) from None
-            if not isinstance(record, dict) or "request_id" not in record:
-                raise FormatError(self.path, number, "request_id", "missing")
-            check_record(record, self.path, number)
+            if not isinstance(record, dict) or self.key not in record:
+                raise FormatError(self.path, number, self.key, "missing")
+            check_record(record, self.path, number, self.field_types)
             records.append(record)
         return records
 

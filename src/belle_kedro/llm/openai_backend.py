@@ -82,6 +82,38 @@ def _usage(payload: dict[str, Any]) -> dict[str, int]:
     }
 
 
+def response_from_body(
+    content: bytes | Any, request_id: str, api: ApiKind, model: str, *, started: float
+) -> LLMResponse:
+    """The answer in a chat or completion response body (raw bytes or parsed JSON).
+
+    Raises a retryable ``LLMError`` when the body is not one; the Batch backend reads
+    its output lines through this too, so both paths parse answers the same way.
+    """
+    if isinstance(content, bytes | str):
+        try:
+            payload = json.loads(content)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise LLMError(
+                f"malformed response body ({len(content)} bytes, not JSON)",
+                retryable=True,
+            ) from None
+    else:
+        payload = content
+    if not isinstance(payload, dict):
+        raise LLMError("malformed response body: not a JSON object", retryable=True)
+    text, finish_reason = _choice_text(payload, api)
+    return LLMResponse(
+        request_id=request_id,
+        text=text,
+        finish_reason=finish_reason,
+        model=str(payload.get("model") or model),
+        usage=_usage(payload),
+        started_at=started,
+        finished_at=time.time(),
+    )
+
+
 class OpenAIBackend:
     """One attempt per ``complete`` call against an OpenAI-compatible server."""
 
@@ -106,7 +138,7 @@ class OpenAIBackend:
         self._client: openai.AsyncOpenAI | None = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
 
-    def _client_for_this_loop(self) -> openai.AsyncOpenAI:
+    def client_for_this_loop(self) -> openai.AsyncOpenAI:
         # Pooled connections belong to the loop that opened them; each asyncio.run
         # (one per collect_responses call) gets its own client.
         loop = asyncio.get_running_loop()
@@ -123,33 +155,37 @@ class OpenAIBackend:
     def __repr__(self) -> str:  # never shows the key
         return f"OpenAIBackend(model={self.model!r}, api={self.api!r}, base_url={self.base_url!r})"
 
+    def request_body(self, request: LLMRequest) -> dict[str, Any]:
+        """The JSON body this request is sent with (also a Batch input line's ``body``)."""
+        body: dict[str, Any] = {
+            "model": self.model,
+            **{k: v for k, v in request.params.items() if v is not None},
+        }
+        if self.api == "chat":
+            body["messages"] = request.chat_messages()
+        else:
+            body["prompt"] = request.completion_prompt()
+        return body
+
     def _arguments(self, request: LLMRequest) -> dict[str, Any]:
-        named = {
-            k: v
-            for k, v in request.params.items()
-            if k in _NAMED_PARAMS and v is not None
-        }
+        body = self.request_body(request)
         extra = {
-            k: v
-            for k, v in request.params.items()
-            if k not in _NAMED_PARAMS and v is not None
+            k: body.pop(k)
+            for k in list(request.params)
+            if k in body and k not in _NAMED_PARAMS
         }
-        arguments: dict[str, Any] = {"model": self.model, **named}
+        arguments: dict[str, Any] = body
         if extra:
             arguments["extra_body"] = extra
         # OpenAI's tracing header; also lets a test server recognise a repeated request.
         arguments["extra_headers"] = {"X-Client-Request-Id": request.request_id}
-        if self.api == "chat":
-            arguments["messages"] = request.chat_messages()
-        else:
-            arguments["prompt"] = request.completion_prompt()
         return arguments
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
         """Send one request; raise ``LLMError`` (retryable or not) when it fails."""
         started = time.time()
         arguments = self._arguments(request)
-        client = self._client_for_this_loop()
+        client = self.client_for_this_loop()
         endpoint = client.chat.completions if self.api == "chat" else client.completions
         try:
             raw = await endpoint.with_raw_response.create(**arguments)
@@ -168,24 +204,8 @@ class OpenAIBackend:
                 retryable=retryable,
                 retry_after_s=_retry_after_s(error.response.headers),
             ) from None
-        try:
-            payload = json.loads(content)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise LLMError(
-                f"malformed response body ({len(content)} bytes, not JSON)",
-                retryable=True,
-            ) from None
-        if not isinstance(payload, dict):
-            raise LLMError("malformed response body: not a JSON object", retryable=True)
-        text, finish_reason = _choice_text(payload, self.api)
-        return LLMResponse(
-            request_id=request.request_id,
-            text=text,
-            finish_reason=finish_reason,
-            model=str(payload.get("model") or self.model),
-            usage=_usage(payload),
-            started_at=started,
-            finished_at=time.time(),
+        return response_from_body(
+            content, request.request_id, self.api, self.model, started=started
         )
 
     async def aclose(self) -> None:

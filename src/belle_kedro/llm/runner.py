@@ -258,6 +258,10 @@ class TokenPrices:
         """From a ``price_per_1k_tokens`` block: ``prompt`` and ``completion``."""
         return cls(float(prices["prompt"]), float(prices["completion"]))
 
+    def scaled(self, factor: float) -> TokenPrices:
+        """These prices times ``factor`` (the Batch API's discount)."""
+        return TokenPrices(self.prompt_per_1k * factor, self.completion_per_1k * factor)
+
     def cost(self, usage: Mapping[str, Any]) -> float:
         """What an answer with this ``usage`` cost."""
         return (
@@ -333,6 +337,11 @@ class SpendBudget:
         self.reserved_usd += worst
         return True
 
+    def hold(self, request: LLMRequest) -> None:
+        """Reserve a request sent earlier and not yet answered (a batch still open)."""
+        if self.max_cost_usd is not None:
+            self.reserved_usd += self.prices.worst_case(request)
+
     def settle(self, request: LLMRequest, response: LLMResponse) -> None:
         """Replace the reservation by what the answer cost."""
         if self.max_cost_usd is not None:
@@ -342,18 +351,25 @@ class SpendBudget:
 
 def not_sent_over_budget(request: LLMRequest, model: str) -> LLMResponse:
     """The failed answer returned (not journaled) for a request the limit held back."""
-    now = time.time()
-    return LLMResponse(
-        request_id=request.request_id,
-        text="",
-        finish_reason=None,
-        model=model,
-        usage={},
-        started_at=now,
-        finished_at=now,
-        attempts=0,
-        error=NOT_SENT_OVER_BUDGET,
+    return LLMResponse.failure(
+        request.request_id, model, NOT_SENT_OVER_BUDGET, attempts=0
     )
+
+
+def stored_state(
+    requests: Sequence[LLMRequest], journal: ResponseJournal, limits: RequestLimits
+) -> tuple[dict[str, LLMRequest], dict[str, LLMResponse], SpendBudget]:
+    """The requests by id (first of each), their stored answers, and the spend so far."""
+    unique: dict[str, LLMRequest] = {}
+    for request in requests:
+        unique.setdefault(request.request_id, request)
+    records = journal.records()
+    results = stored_responses(records, set(unique))
+    # Everything the journal holds was paid for, whichever plan asked for it.
+    budget = SpendBudget(
+        limits, sum(limits.prices.cost(r.get("usage") or {}) for r in records)
+    )
+    return unique, results, budget
 
 
 async def collect_responses(
@@ -376,15 +392,7 @@ async def collect_responses(
     tokens_per_minute = limits.tokens_per_minute
     if max_in_flight < 1:
         raise ValueError("max_in_flight must be at least 1")
-    unique: dict[str, LLMRequest] = {}
-    for request in requests:
-        unique.setdefault(request.request_id, request)
-    records = journal.records()
-    results = stored_responses(records, set(unique))
-    # Everything the journal holds was paid for, whichever plan asked for it.
-    budget = SpendBudget(
-        limits, sum(limits.prices.cost(r.get("usage") or {}) for r in records)
-    )
+    unique, results, budget = stored_state(requests, journal, limits)
     pending = [
         r
         for r in unique.values()

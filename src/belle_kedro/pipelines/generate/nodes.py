@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import pandas as pd
 
+from belle_kedro.common.config import from_params
 from belle_kedro.common.records import RECORD_COLUMNS
 from belle_kedro.common.tracking import as_metrics
-from belle_kedro.llm.base import LLMBackend, LLMResponse
+from belle_kedro.llm.base import LLMBackend, LLMRequest, LLMResponse
+from belle_kedro.llm.batch import (
+    NOT_SUBMITTED,
+    BatchReport,
+    BatchSettings,
+    collect_batch_responses,
+)
 from belle_kedro.llm.factory import build_backend
 from belle_kedro.llm.journal import ResponseJournal
+from belle_kedro.llm.openai_backend import OpenAIBackend
 from belle_kedro.llm.runner import (
     NOT_SENT_OVER_BUDGET,
     RequestLimits,
@@ -36,14 +45,47 @@ GENERATED_COLUMNS = [*RECORD_COLUMNS, "request_id", "model", "source"]
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
 UNPARSABLE_EXAMPLES = 5
 UNPARSABLE_EXAMPLE_CHARS = 300
+HELD_BACK = frozenset({NOT_SENT_OVER_BUDGET, NOT_SUBMITTED})
 
 
 def _sum_usage(responses: list[LLMResponse]) -> dict[str, int]:
     return {key: sum(int(r.usage.get(key, 0)) for r in responses) for key in USAGE_KEYS}
 
 
-def _cost(usage: Mapping[str, int], prices: Mapping[str, float]) -> float:
-    return round(TokenPrices.of(prices).cost(usage), 6)
+def _cost(usage: Mapping[str, int], prices: TokenPrices) -> float:
+    return round(prices.cost(usage), 6)
+
+
+# Sends one wave of planned requests and returns every answer (stored or new).
+Collect = Callable[[list[LLMRequest], RunProgress], Awaitable[dict[str, LLMResponse]]]
+
+
+def _collector(
+    backend: LLMBackend,
+    journal: ResponseJournal,
+    limits: RequestLimits,
+    batch: tuple[BatchSettings, BatchReport] | None,
+) -> Collect:
+    """The concurrent runner, or the Batch API when ``batch`` is given."""
+
+    async def collect(
+        requests: list[LLMRequest], progress: RunProgress
+    ) -> dict[str, LLMResponse]:
+        if batch is None:
+            return await collect_responses(backend, requests, journal, limits, progress)
+        assert isinstance(backend, OpenAIBackend)
+        settings, report = batch
+        return await collect_batch_responses(
+            backend,
+            requests,
+            journal,
+            limits,
+            settings=settings,
+            report=report,
+            progress=progress,
+        )
+
+    return collect
 
 
 async def _generate(
@@ -52,6 +94,8 @@ async def _generate(
     prompt_templates: Mapping[str, Mapping[str, str]],
     journal: ResponseJournal,
     params: Mapping[str, Any],
+    *,
+    collect: Collect,
 ) -> tuple[list[str], dict[str, LLMResponse], set[str]]:
     """Issue request indices 0, 1, 2... until the answers hold enough tasks."""
     target = int(params["num_instructions_to_generate"])
@@ -92,13 +136,12 @@ async def _generate(
                 for index in range(start, start + batch_size)
             ]
             progress.add_total(len(batch))
-            answers = await collect_responses(
-                backend, batch, journal, RequestLimits.of(params), progress
-            )
+            answers = await collect(batch, progress)
             request_ids += [request.request_id for request in batch]
             responses.update(answers)
             parsed = sum(count_tasks(r) for r in responses.values() if r.ok)
-            if any(r.error == NOT_SENT_OVER_BUDGET for r in answers.values()):
+            # Held back (spend limit) or written offline: asking for more would not help.
+            if any(r.error in HELD_BACK for r in answers.values()):
                 break
     finally:
         progress.close()
@@ -120,9 +163,32 @@ def request_responses(
     run loses nothing it received and a rerun continues where it stopped.
     """
     started = time.time()
-    backend = build_backend(params["llm"], generator_credentials, "generate.llm")
+    limits = RequestLimits.of(params)
+    llm_params = dict(params["llm"])
+    batch: tuple[BatchSettings, BatchReport] | None = None
+    if llm_params["api"] == "batch":
+        if llm_params["backend"] != "openai":
+            raise ValueError(
+                "generate.llm.api 'batch' is the OpenAI Batch API: it needs "
+                f"generate.llm.backend 'openai', not {llm_params['backend']!r}"
+            )
+        settings = from_params(BatchSettings, params["batch"], "generate.batch")
+        batch = (settings, BatchReport())
+        llm_params["api"] = settings.body  # the body each batch line carries
+        limits = dataclasses.replace(
+            limits, prices=limits.prices.scaled(settings.discount)
+        )
+    backend = build_backend(llm_params, generator_credentials, "generate.llm")
+    collect = _collector(backend, raw_responses, limits, batch)
     request_ids, responses, stored_before = run_sync(
-        _generate(backend, seed_tasks, generation_prompt, raw_responses, params)
+        _generate(
+            backend,
+            seed_tasks,
+            generation_prompt,
+            raw_responses,
+            params,
+            collect=collect,
+        )
     )
     not_sent = {
         rid for rid in request_ids if responses[rid].error == NOT_SENT_OVER_BUDGET
@@ -135,11 +201,11 @@ def request_responses(
     unparsable = [block for answer in parsed_answers for block in answer.unparsable]
     usage = _sum_usage(ok)
     usage_this_run = _sum_usage(new_ok)
-    prices = params["price_per_1k_tokens"]
+    prices = limits.prices
     target = int(params["num_instructions_to_generate"])
     summary = {
         "backend": params["llm"]["backend"],
-        "api": backend.api,
+        "api": params["llm"]["api"],  # chat | completion | batch
         "model": backend.model,
         "random_seed": int(params["random_seed"]),
         "instructions_target": target,
@@ -167,7 +233,19 @@ def request_responses(
         "usage_this_run": usage_this_run,
         "cost_estimate": _cost(usage, prices),
         "cost_estimate_this_run": _cost(usage_this_run, prices),
-        "price_per_1k_tokens": dict(prices),
+        # The prices the cost was counted at (batch: list prices x batch.discount).
+        "price_per_1k_tokens": {
+            "prompt": prices.prompt_per_1k,
+            "completion": prices.completion_per_1k,
+        },
+        # What the Batch API did this run (api: batch), else null.
+        "batch": None
+        if batch is None
+        else {
+            "body": batch[0].body,
+            "discount": batch[0].discount,
+            **batch[1].as_dict(),
+        },
         "wall_s": round(time.time() - started, 3),
         "request_ids": request_ids,
     }

@@ -1,0 +1,303 @@
+"""The Batch API collector against the loopback server's /v1/files and /v1/batches."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import openai
+import pytest
+
+from belle_kedro.llm.base import LLMRequest, RetryPolicy
+from belle_kedro.llm.batch import (
+    NOT_SUBMITTED,
+    BatchLedger,
+    BatchReport,
+    BatchSettings,
+    collect_batch_responses,
+    parse_output_line,
+    split_into_files,
+)
+from belle_kedro.llm.journal import ResponseJournal
+from belle_kedro.llm.openai_backend import OpenAIBackend
+from belle_kedro.llm.runner import RequestLimits, TokenPrices, collect_responses
+from tests.support.openai_server import CHAT_PATH, FakeOpenAIServer
+
+POLICY = RetryPolicy(max_retries=2, backoff_base_s=0.01, backoff_max_s=0.02)
+
+
+def settings(**changes) -> BatchSettings:
+    values = {
+        "body": "chat",
+        "max_requests_per_file": 4,
+        "max_bytes_per_file": 1_000_000,
+        "poll_interval_s": 0.01,
+        "poll_max_interval_s": 0.02,
+        "discount": 0.5,
+        "submit": True,
+        "import_outputs": [],
+    } | changes
+    return BatchSettings(**values)
+
+
+def backend_for(server: FakeOpenAIServer, api: str = "chat") -> OpenAIBackend:
+    return OpenAIBackend(
+        model="m",
+        api_key="k",
+        api=api,  # type: ignore[arg-type]
+        base_url=server.base_url,
+        timeout_s=5,
+        retry_policy=POLICY,
+    )
+
+
+def plan(count: int) -> list[LLMRequest]:
+    return [
+        LLMRequest(
+            request_id=f"req-{i:03d}",
+            prompt=f"写一首关于第{i}个季节的短诗。",
+            system="你是一位诗人。",
+            params={"temperature": 0.7, "max_tokens": 64, "seed": i},
+            meta={"request_index": i},
+        )
+        for i in range(count)
+    ]
+
+
+LIMITS = RequestLimits(
+    max_in_flight=4, requests_per_minute=None, tokens_per_minute=None
+)
+
+
+def run_batch(server, requests, journal, report, **changes):
+    return asyncio.run(
+        collect_batch_responses(
+            backend_for(server),
+            requests,
+            journal,
+            LIMITS,
+            settings=settings(**changes),
+            report=report,
+        )
+    )
+
+
+def test_files_respect_both_limits_and_a_line_over_the_byte_limit_is_refused():
+    lines = [(f"r{i}", b"x" * 10 + b"\n") for i in range(7)]
+    assert [len(f) for f in split_into_files(lines, 3, 1000)] == [3, 3, 1]
+    assert [len(f) for f in split_into_files(lines, 100, 25)] == [2, 2, 2, 1]
+    with pytest.raises(ValueError, match="r0 alone is 11 bytes"):
+        split_into_files(lines, 3, 10)
+
+
+def test_a_batch_run_journals_the_same_answers_as_the_chat_runner(tmp_path: Path):
+    requests = plan(10)
+    with FakeOpenAIServer(polls_per_state=2) as server:
+        chat = ResponseJournal(tmp_path / "chat.jsonl")
+        asyncio.run(collect_responses(backend_for(server), requests, chat, LIMITS))
+        batch = ResponseJournal(tmp_path / "batch.jsonl")
+        report = BatchReport()
+        answers = run_batch(server, requests, batch, report)
+        chat_bodies = {r["client_request_id"]: r for r in server.requests}
+    assert all(a.ok for a in answers.values())
+    keep = ("request_id", "text", "finish_reason", "usage", "params", "meta", "api")
+    by_id = {r["request_id"]: r for r in chat.records()}
+    for record in batch.records():
+        assert {k: record[k] for k in keep} == {
+            k: by_id[record["request_id"]][k] for k in keep
+        }
+        assert record["batch_id"].startswith("batch-")
+    assert report.batches_submitted == 3 and report.items_answered == 10  # 4 + 4 + 2
+    assert report.batch_states == {"completed": 3}
+    # Each input line carries exactly the body the chat runner sent.
+    inputs = sorted(BatchLedger.beside(batch).inputs_dir.glob("*.jsonl"))
+    lines = [
+        json.loads(x) for path in inputs for x in path.read_text("utf-8").splitlines()
+    ]
+    assert len(lines) == 10 and {x["url"] for x in lines} == {CHAT_PATH}
+    for line in lines:
+        sent = {k: v for k, v in chat_bodies[line["custom_id"]].items()}
+        assert {k: sent[k] for k in line["body"]} == line["body"]
+
+
+def _faults(custom_id: str, attempt: int) -> str | None:
+    if attempt > 1:
+        return None
+    return {"req-001": "error", "req-004": "expire", "req-006": "malformed"}.get(
+        custom_id
+    )
+
+
+def test_failed_expired_and_malformed_items_are_submitted_again_on_the_next_run(
+    tmp_path: Path,
+):
+    requests = plan(8)
+    journal = ResponseJournal(tmp_path / "raw.jsonl")
+    with FakeOpenAIServer(batch_faults=_faults) as server:
+        first = BatchReport()
+        answers = run_batch(server, requests, journal, first)
+        failed = {rid for rid, a in answers.items() if not a.ok}
+        submitted_once = dict(server.batch_submissions)
+        second = BatchReport()
+        again = run_batch(server, requests, journal, second)
+    assert failed == {"req-001", "req-004", "req-006"}
+    assert first.items_failed == 2  # the error line and the expired one
+    assert first.lines_malformed == 1 and first.items_without_output == 1
+    assert first.batch_states == {"expired": 1, "completed": 1}
+    assert "batch_expired" in answers["req-004"].error
+    assert set(submitted_once) == {r.request_id for r in requests}
+    assert all(a.ok for a in again.values())
+    assert second.items_submitted == 3 and second.batches_submitted == 1
+    assert {k for k, n in server.batch_submissions.items() if n == 2} == failed
+    # Only the malformed answer was billed twice: the server answered it, we could not read it.
+    assert server.paid_twice() == ["req-006"]
+    assert journal.done_ids() == {r.request_id for r in requests}
+
+
+def submit_by_hand(
+    server: FakeOpenAIServer, requests: list[LLMRequest]
+) -> tuple[str, str]:
+    """What a killed run left on the server: an input file and its batch (their ids)."""
+    backend = backend_for(server)
+    data = b"".join(
+        json.dumps(
+            {
+                "custom_id": r.request_id,
+                "method": "POST",
+                "url": CHAT_PATH,
+                "body": backend.request_body(r),
+            }
+        ).encode()
+        + b"\n"
+        for r in requests
+    )
+    client = openai.OpenAI(base_url=server.base_url, api_key="k")
+    uploaded = client.files.create(file=("in.jsonl", data), purpose="batch")
+    batch = client.batches.create(
+        input_file_id=uploaded.id, endpoint=CHAT_PATH, completion_window="24h"
+    )
+    return uploaded.id, batch.id
+
+
+@pytest.mark.parametrize("killed_before_the_batch_id_was_journaled", [True, False])
+def test_a_killed_run_is_resumed_by_polling_its_batch_never_by_resubmitting(
+    tmp_path: Path, killed_before_the_batch_id_was_journaled: bool
+):
+    requests = plan(3)
+    journal = ResponseJournal(tmp_path / "raw.jsonl")
+    ledger = BatchLedger.beside(journal)
+    with FakeOpenAIServer(polls_per_state=3) as server:
+        input_file_id, batch_id = submit_by_hand(server, requests)
+        ledger.append(
+            {
+                "batch_key": "batch-killed",
+                "event": "uploaded",
+                "input_file_id": input_file_id,
+                "endpoint": CHAT_PATH,
+                "request_ids": [r.request_id for r in requests],
+            }
+        )
+        if not killed_before_the_batch_id_was_journaled:
+            ledger.append(
+                {"batch_key": "batch-killed", "event": "created", "batch_id": batch_id}
+            )
+        assert server.batches[batch_id]["status"] == "validating"
+        report = BatchReport()
+        answers = run_batch(server, requests + plan(5)[3:], journal, report)
+    assert all(a.ok for a in answers.values())
+    assert report.batches_resumed == 1 and report.batches_submitted == 1
+    assert report.items_submitted == 2  # only the two requests not in the open batch
+    assert max(server.batch_submissions.values()) == 1 and not server.paid_twice()
+    assert len(server.batches) == 2
+    assert ledger.open_batches() == []
+    assert {r["batch_id"] for r in journal.records()[:3]} == {batch_id}
+
+
+def test_the_spend_limit_counts_batch_prices_and_holds_back_the_rest(tmp_path: Path):
+    requests = plan(6)
+    prices = TokenPrices(1.0, 1.0).scaled(0.5)
+    worst = prices.worst_case(requests[0])
+    limits = RequestLimits(
+        max_in_flight=4,
+        requests_per_minute=None,
+        tokens_per_minute=None,
+        max_cost_usd=worst * 2.5,
+        prices=prices,
+    )
+    journal = ResponseJournal(tmp_path / "raw.jsonl")
+    with FakeOpenAIServer() as server:
+        answers = asyncio.run(
+            collect_batch_responses(
+                backend_for(server),
+                requests,
+                journal,
+                limits,
+                settings=settings(),
+                report=BatchReport(),
+            )
+        )
+    assert sum(a.ok for a in answers.values()) == 2
+    assert len(server.batch_submissions) == 2
+    assert len(journal.records()) == 2  # the held-back requests are not journaled
+
+
+def test_output_lines_parse_to_answers_failures_or_none():
+    ok = {
+        "custom_id": "a",
+        "response": {
+            "status_code": 200,
+            "body": {"model": "m", "choices": [{"message": {"content": "好"}}]},
+        },
+    }
+    assert parse_output_line(json.dumps(ok).encode(), "chat", "m")[1].text == "好"
+    error = {"custom_id": "b", "response": {"status_code": 429, "body": {}}}
+    failed = parse_output_line(json.dumps(error).encode(), "chat", "m")[1]
+    assert not failed.ok and "HTTP 429" in failed.error
+    broken_body = {"custom_id": "c", "response": {"status_code": 200, "body": {}}}
+    assert (
+        "malformed"
+        in parse_output_line(json.dumps(broken_body).encode(), "chat", "m")[1].error
+    )
+    assert parse_output_line(b'{"custom_id": "d", "resp', "chat", "m") is None
+    assert parse_output_line(b'{"response": {}}', "chat", "m") is None
+
+
+def test_offline_input_files_then_their_run_batch_output_is_imported(tmp_path: Path):
+    """submit: false writes the input files and calls no API; their output is read back."""
+    requests = plan(5)
+    journal = ResponseJournal(tmp_path / "raw.jsonl")
+    with FakeOpenAIServer() as server:  # only to answer the lines as vLLM would
+        report = BatchReport()
+        answers = run_batch(server, requests, journal, report, submit=False)
+        assert not server.files and not server.batches  # nothing was uploaded
+        assert all(a.error == NOT_SUBMITTED for a in answers.values())
+        assert report.items_written_offline == 5 and not journal.records()
+        inputs = sorted(BatchLedger.beside(journal).inputs_dir.glob("offline-*.jsonl"))
+        assert len(inputs) == 2  # 4 + 1 lines: max_requests_per_file is 4
+        # Stand-in for `run_batch -i <input> -o out.jsonl`: the server answers the lines.
+        client = openai.OpenAI(base_url=server.base_url, api_key="k")
+        outputs = []
+        for path in inputs:
+            uploaded = client.files.create(file=path.open("rb"), purpose="batch")
+            batch = client.batches.create(
+                input_file_id=uploaded.id, endpoint=CHAT_PATH, completion_window="24h"
+            )
+            while batch.status != "completed":
+                batch = client.batches.retrieve(batch.id)
+            output = tmp_path / f"{path.stem}.out.jsonl"
+            output.write_bytes(client.files.content(batch.output_file_id).content)
+            outputs.append(str(output))
+        uploads = len(server.files)
+        imported = BatchReport()
+        again = run_batch(
+            server, requests, journal, imported, submit=False, import_outputs=outputs
+        )
+        assert len(server.files) == uploads  # importing calls no API either
+    assert all(a.ok for a in again.values())
+    assert imported.items_imported == 5 and imported.items_written_offline == 0
+    assert {r["batch_id"] for r in journal.records()} == {
+        f"import:{Path(o).name}" for o in outputs
+    }
+    with pytest.raises(FileNotFoundError, match="import_outputs: no file"):
+        run_batch(server, requests, journal, BatchReport(), import_outputs=["nope"])
