@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,36 @@ from tests.support.openai_server import Reply, prompt_text
 from tests.support.project import make_project
 
 LOOPBACK_ENV = "loopback"
+JOURNAL = Path("data/01_raw/raw_responses.jsonl")
+GENERATED = Path("data/02_intermediate/generated_instructions.parquet")
+# A generate run in a fresh process (argv: project, env), for the SIGKILL tests.
+KILL_SCRIPT = """
+import sys
+from pathlib import Path
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+project = Path(sys.argv[1])
+bootstrap_project(project)
+with KedroSession.create(project_path=project, env=sys.argv[2]) as session:
+    session.run(pipeline_names=["generate"])
+"""
+
+
+def run_generate(project: Path, env: str = LOOPBACK_ENV) -> None:
+    import mlflow
+    from kedro.framework.session import KedroSession
+
+    with KedroSession.create(project_path=project, env=env) as session:
+        session.run(pipeline_names=["generate"])
+    # kedro-mlflow with `run.nested: True` re-enters its run once per node and ends it
+    # once, so the run can stay on this thread's stack; the next session would reuse it.
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+
+
+def latest_summary(project: Path) -> dict:
+    versions = sorted((project / "data/08_reporting/generation_summary.json").iterdir())
+    return json.loads((versions[-1] / "generation_summary.json").read_text("utf-8"))
 
 
 def belle_reply(body: dict, endpoint: str, tasks: int = 3) -> Reply:

@@ -17,14 +17,16 @@ import pytest
 
 from belle_kedro.llm.batch import BatchLedger
 from belle_kedro.llm.journal import ResponseJournal
-from tests.pipelines.generate.test_pipeline import (
+from tests.support.loopback import (
     GENERATED,
     JOURNAL,
     KILL_SCRIPT,
+    LOOPBACK_ENV,
+    belle_reply,
     latest_summary,
     run_generate,
+    write_loopback_env,
 )
-from tests.support.loopback import LOOPBACK_ENV, belle_reply, write_loopback_env
 from tests.support.openai_server import FakeOpenAIServer
 
 LEDGER = JOURNAL.with_name("raw_responses.batches.jsonl")

@@ -17,32 +17,18 @@ from mlflow.tracking import MlflowClient
 
 from belle_kedro.llm.journal import ResponseJournal
 from tests.support.loopback import (
+    GENERATED,
+    JOURNAL,
+    KILL_SCRIPT,
     LOOPBACK_ENV,
     belle_reply,
+    latest_summary,
+    run_generate,
     write_loopback_env,
 )
 from tests.support.openai_server import FakeOpenAIServer, Reply
 
 SENTINEL_KEY = "sk-SENTINEL-9f8e7d6c5b4a-do-not-leak"
-JOURNAL = Path("data/01_raw/raw_responses.jsonl")
-GENERATED = Path("data/02_intermediate/generated_instructions.parquet")
-
-
-def run_generate(project: Path, env: str = LOOPBACK_ENV) -> None:
-    import mlflow
-    from kedro.framework.session import KedroSession
-
-    with KedroSession.create(project_path=project, env=env) as session:
-        session.run(pipeline_names=["generate"])
-    # kedro-mlflow with `run.nested: True` re-enters its run once per node and ends it
-    # once, so the run can stay on this thread's stack; the next session would reuse it.
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
-
-
-def latest_summary(project: Path) -> dict:
-    versions = sorted((project / "data/08_reporting/generation_summary.json").iterdir())
-    return json.loads((versions[-1] / "generation_summary.json").read_text("utf-8"))
 
 
 @pytest.mark.slow
@@ -118,18 +104,6 @@ def test_session_run_journals_parses_logs_to_mlflow_and_never_leaks_the_key(
     assert any(p.suffix == ".parquet" for p in scanned if artifact_root in p.parents)
     for path in scanned:
         assert SENTINEL_KEY.encode() not in path.read_bytes(), path
-
-
-KILL_SCRIPT = """
-import sys
-from pathlib import Path
-from kedro.framework.session import KedroSession
-from kedro.framework.startup import bootstrap_project
-project = Path(sys.argv[1])
-bootstrap_project(project)
-with KedroSession.create(project_path=project, env=sys.argv[2]) as session:
-    session.run(pipeline_names=["generate"])
-"""
 
 
 @pytest.mark.slow
