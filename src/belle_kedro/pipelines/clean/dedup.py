@@ -265,23 +265,43 @@ def _worker_count(workers: int | None) -> int:
     return workers if workers is not None else (os.cpu_count() or 1)
 
 
-def _matching_pairs(
-    all_keys: list[str],
-    *,
-    threshold: float,
-    minhash: MinHashSettings,
-    workers: int | None,
-    progress: str | None,
-    references_only: int | None = None,
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """Verified ``(earlier, later)`` pairs of ``all_keys``, their scores, the candidate count.
+@dataclass(frozen=True)
+class _Search:
+    """How a pass finds its pairs: the public functions' keyword arguments, checked."""
 
-    With ``references_only = r`` only pairs of one of the first ``r`` keys and a later
-    one are verified.
+    threshold: float
+    minhash: MinHashSettings
+    workers: int
+    progress: str | None
+
+    @classmethod
+    def of(
+        cls,
+        threshold: float,
+        minhash: MinHashSettings,
+        workers: int | None,
+        progress: str | None,
+    ) -> _Search:
+        _check_threshold(threshold)
+        return cls(threshold, minhash, _worker_count(workers), progress)
+
+
+def _matching_pairs(
+    reference_keys: Sequence[str],
+    keys: Sequence[str],
+    search: _Search,
+    *,
+    references_only: bool,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Verified pairs, their scores and the candidate count, over references then keys.
+
+    Positions count the references first: they are "earlier" than every record. With
+    ``references_only`` only pairs of a reference and a key are verified.
     """
-    _check_threshold(threshold)
+    threshold, minhash, workers = search.threshold, search.minhash, search.workers
+    progress = search.progress
+    all_keys = [*reference_keys, *keys]
     lengths = _lengths(all_keys)
-    workers = _worker_count(workers)
     chunks = [
         (all_keys[start : start + _CHUNK_KEYS], minhash)
         for start in range(0, len(all_keys), _CHUNK_KEYS)
@@ -301,11 +321,10 @@ def _matching_pairs(
         band_keys, minhash.bucket_neighbours, lengths, threshold
     )
     del band_keys  # the largest array so far; verification does not need it
-    if references_only is not None:
+    if references_only:
         earlier, later = np.divmod(candidates, len(all_keys))
-        candidates = candidates[
-            (earlier < references_only) & (later >= references_only)
-        ]
+        references = len(reference_keys)
+        candidates = candidates[(earlier < references) & (later >= references)]
     verified, scores = _verify(all_keys, lengths, candidates, threshold, workers)
     return verified, scores, len(candidates)
 
@@ -339,10 +358,7 @@ def find_near_duplicates(
     inner = _greedy(
         [keys[position] for position in distinct.tolist()],
         reference_keys,
-        threshold=threshold,
-        minhash=minhash,
-        workers=workers,
-        progress=progress,
+        _Search.of(threshold, minhash, workers, progress),
     )
     keep = np.zeros(count, dtype=bool)
     duplicate_of = np.full(count, -1, dtype=np.int64)
@@ -379,30 +395,24 @@ def _lengths(keys: Sequence[str]) -> np.ndarray:
     return np.fromiter((len(key) for key in keys), dtype=np.int64, count=len(keys))
 
 
+def _undecided(count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``keep``, ``duplicate_of`` and ``best`` for ``count`` keys before any decision."""
+    return (
+        np.ones(count, dtype=bool),
+        np.full(count, -1, dtype=np.int64),
+        np.zeros(count, dtype=np.float64),
+    )
+
+
 def _greedy(
-    keys: Sequence[str],
-    reference_keys: Sequence[str],
-    *,
-    threshold: float,
-    minhash: MinHashSettings,
-    workers: int | None,
-    progress: str | None,
+    keys: Sequence[str], reference_keys: Sequence[str], search: _Search
 ) -> NearDuplicates:
     """The greedy pass over distinct keys: candidates, verification, then decisions."""
     references = len(reference_keys)
-    # References first: they are "earlier" than every record and always kept.
-    all_keys = [*reference_keys, *keys]
     verified, scores, candidates = _matching_pairs(
-        all_keys,
-        threshold=threshold,
-        minhash=minhash,
-        workers=workers,
-        progress=progress,
+        reference_keys, keys, search, references_only=False
     )
-
-    keep = np.ones(len(all_keys), dtype=bool)
-    duplicate_of = np.full(len(all_keys), -1, dtype=np.int64)
-    best = np.zeros(len(all_keys), dtype=np.float64)
+    keep, duplicate_of, best = _undecided(references + len(keys))
     # Sequential greedy over verified pairs, later record by later record in input order;
     # a partner counts only if it was kept (references always are).
     order = np.lexsort((verified[:, 0], verified[:, 1]))
@@ -422,14 +432,7 @@ def _greedy(
             keep[position] = False
             duplicate_of[position] = int(partners[pick])
             best[position] = scores[begin + pick]
-    return _outcome(
-        keep,
-        duplicate_of,
-        best,
-        references=references,
-        candidates=candidates,
-        verified=verified,
-    )
+    return _outcome(keep, duplicate_of, best, references, (candidates, len(verified)))
 
 
 def find_reference_matches(
@@ -447,44 +450,31 @@ def find_reference_matches(
     ``n + k``, the reference with the highest score).
     """
     references = len(reference_keys)
-    all_keys = [*reference_keys, *keys]
+    search = _Search.of(threshold, minhash, workers, progress)
     verified, scores, candidates = _matching_pairs(
-        all_keys,
-        threshold=threshold,
-        minhash=minhash,
-        workers=workers,
-        progress=progress,
-        references_only=references,
+        reference_keys, keys, search, references_only=True
     )
-    keep = np.ones(len(all_keys), dtype=bool)
-    duplicate_of = np.full(len(all_keys), -1, dtype=np.int64)
-    best = np.zeros(len(all_keys), dtype=np.float64)
+    keep, duplicate_of, best = _undecided(references + len(keys))
     # Highest score last, so the fancy assignment leaves each key its best reference.
     order = np.argsort(scores, kind="stable")
     later, earlier = verified[order, 1], verified[order, 0]
     keep[later] = False
     duplicate_of[later] = earlier
     best[later] = scores[order]
-    return _outcome(
-        keep,
-        duplicate_of,
-        best,
-        references=references,
-        candidates=candidates,
-        verified=verified,
-    )
+    return _outcome(keep, duplicate_of, best, references, (candidates, len(verified)))
 
 
 def _outcome(
     keep: np.ndarray,
     duplicate_of: np.ndarray,
     best: np.ndarray,
-    *,
     references: int,
-    candidates: int,
-    verified: np.ndarray,
+    pair_counts: tuple[int, int],
 ) -> NearDuplicates:
-    """Back to the caller's numbering: records 0..n-1, reference k as n + k."""
+    """Back to the caller's numbering: records 0..n-1, reference k as n + k.
+
+    ``pair_counts``: the candidate and the verified pairs.
+    """
     count = len(keep) - references
     owner = duplicate_of[references:]
     mapped = np.where(
@@ -494,6 +484,6 @@ def _outcome(
         keep=keep[references:],
         duplicate_of=mapped,
         score=best[references:],
-        candidates=candidates,
-        verified=len(verified),
+        candidates=pair_counts[0],
+        verified=pair_counts[1],
     )
