@@ -180,6 +180,7 @@ def submit_by_hand(
     return uploaded.id, batch.id
 
 
+@pytest.mark.slow  # polls a batch through every state, twice (about 3 s)
 @pytest.mark.parametrize("killed_before_the_batch_id_was_journaled", [True, False])
 def test_a_killed_run_is_resumed_by_polling_its_batch_never_by_resubmitting(
     tmp_path: Path, killed_before_the_batch_id_was_journaled: bool

@@ -60,6 +60,7 @@ def test_concurrency_is_capped_at_max_in_flight_counted_at_the_server(tmp_path: 
     assert all(r.ok for r in responses.values()) and len(responses) == 64
 
 
+@pytest.mark.slow  # waits out real client timeouts (about 3 s)
 def test_429_500_and_timeouts_are_retried_with_exact_counts(tmp_path: Path):
     failures = {
         "r3": Reply(status=429, headers={"Retry-After": "0.4"}),
