@@ -32,6 +32,14 @@ def as_text_records(frame: pd.DataFrame, what: str) -> pd.DataFrame:
     return records.reset_index(drop=True)
 
 
+def record_bytes(instruction: str, input_text: str, output: str) -> bytes:
+    """One record's identity as bytes: its three fields, never running together.
+
+    Unit separators cannot occur in normal text, so ("ab", "c") and ("a", "bc") differ.
+    """
+    return f"{instruction}\x1f{input_text}\x1f{output}".encode()
+
+
 def records_digest(records: pd.DataFrame) -> str:
     """SHA-256 of the records' instruction/input/output in order (lineage identity).
 
@@ -42,6 +50,5 @@ def records_digest(records: pd.DataFrame) -> str:
     for instruction, input_text, output in records.loc[
         :, list(RECORD_COLUMNS)
     ].itertuples(index=False):
-        # Unit/record separators cannot occur in normal text, so fields never run together.
-        digest.update(f"{instruction}\x1f{input_text}\x1f{output}\x1e".encode())
+        digest.update(record_bytes(instruction, input_text, output) + b"\x1e")
     return digest.hexdigest()

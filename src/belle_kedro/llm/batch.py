@@ -29,7 +29,6 @@ import functools
 import hashlib
 import json
 import logging
-import os
 import random
 import time
 import uuid
@@ -42,6 +41,7 @@ import openai
 from openai.types import Batch
 from tqdm.auto import tqdm
 
+from belle_kedro.common.files import write_atomic
 from belle_kedro.llm.base import LLMError, LLMRequest, LLMResponse
 from belle_kedro.llm.journal import ResponseJournal
 from belle_kedro.llm.openai_backend import OpenAIBackend, response_from_body
@@ -280,11 +280,7 @@ class _BatchRun:
         """Upload one input file, journal its id, then create its batch."""
         key = f"batch-{uuid.uuid4().hex[:16]}"
         data = b"".join(line for _, line in lines)
-        self.ledger.inputs_dir.mkdir(parents=True, exist_ok=True)
-        path = self.ledger.inputs_dir / f"{key}.jsonl"
-        staging = path.with_suffix(".jsonl.tmp")
-        staging.write_bytes(data)
-        os.replace(staging, path)
+        path = self.write_input_file(f"{key}.jsonl", data)
         uploaded = await self.call(
             "files.create",
             lambda: self.client.files.create(
@@ -398,15 +394,19 @@ class _BatchRun:
                     self.report.items_imported += 1
         self.journal.sync()
 
+    def write_input_file(self, name: str, data: bytes) -> Path:
+        """An input file in the ledger's folder, written atomically."""
+        self.ledger.inputs_dir.mkdir(parents=True, exist_ok=True)
+        path = self.ledger.inputs_dir / name
+        write_atomic(path, data)
+        return path
+
     def write_offline(self, lines: list[tuple[str, bytes]]) -> Path:
         """``submit: false``: the input file only, named by its requests (a rerun rewrites it)."""
         digest = hashlib.sha256("\n".join(rid for rid, _ in lines).encode()).hexdigest()
-        self.ledger.inputs_dir.mkdir(parents=True, exist_ok=True)
-        path = self.ledger.inputs_dir / f"offline-{digest[:16]}.jsonl"
-        staging = path.with_suffix(".jsonl.tmp")
-        staging.write_bytes(b"".join(line for _, line in lines))
-        os.replace(staging, path)
-        return path
+        return self.write_input_file(
+            f"offline-{digest[:16]}.jsonl", b"".join(line for _, line in lines)
+        )
 
     async def collect(
         self,
@@ -547,27 +547,24 @@ async def collect_batch_responses(
     open_batches = run.ledger.open_batches() if settings.submit else []
     in_open = {rid for b in open_batches for rid in b.request_ids}
     report.batches_resumed += len(open_batches)
-    for request_id in in_open & set(unique):
-        if not (request_id in results and results[request_id].ok):
-            budget.hold(unique[request_id])
-    pending = [
-        r
-        for r in unique.values()
-        if r.request_id not in in_open
-        and not (r.request_id in results and results[r.request_id].ok)
-    ]
+    answered = {request_id for request_id, r in results.items() if r.ok}
+    for request_id in (in_open & set(unique)) - answered:
+        budget.hold(unique[request_id])
     sendable: list[tuple[str, bytes]] = []
-    for request in pending:
+    for request in unique.values():
+        if request.request_id in in_open or request.request_id in answered:
+            continue
         if budget.reserve(request):
             sendable.append(
                 (request.request_id, input_line(backend, request, settings.endpoint))
             )
         else:
             results[request.request_id] = not_sent_over_budget(request, backend.model)
+    files = split_into_files(
+        sendable, settings.max_requests_per_file, settings.max_bytes_per_file
+    )
     if not settings.submit:
-        for lines in split_into_files(
-            sendable, settings.max_requests_per_file, settings.max_bytes_per_file
-        ):
+        for lines in files:
             path = run.write_offline(lines)
             logger.info("batch: %d request(s) written to %s", len(lines), path)
             report.items_written_offline += len(lines)
@@ -579,9 +576,7 @@ async def collect_batch_responses(
     for submitted in open_batches:
         if submitted.batch_id is None:  # killed between upload and create
             await run.create(submitted, look_up=True)
-    for lines in split_into_files(
-        sendable, settings.max_requests_per_file, settings.max_bytes_per_file
-    ):
+    for lines in files:
         open_batches.append(await run.submit(lines))
     await run.wait_for(open_batches, unique, results)
     for request_id in unique:

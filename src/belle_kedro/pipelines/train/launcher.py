@@ -30,6 +30,7 @@ from typing import Any
 
 import pandas as pd
 
+from belle_kedro.common.files import write_atomic
 from belle_kedro.common.records import RECORD_COLUMNS, records_digest
 from belle_kedro.pipelines.train.models import load_tokenizer
 from belle_kedro.pipelines.train.token_cache import build_view, save_view
@@ -41,7 +42,6 @@ from belle_kedro.pipelines.train.trainer import (
     RESULT_FILE,
     TRAIN_TOKENS,
     run_training,
-    write_atomic,
 )
 
 logger = logging.getLogger(__name__)

@@ -42,7 +42,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from belle_kedro.common.records import RECORD_COLUMNS, as_text_records
+from belle_kedro.common.files import write_atomic
+from belle_kedro.common.records import RECORD_COLUMNS, as_text_records, record_bytes
 from belle_kedro.common.template import build_prompt
 from belle_kedro.pipelines.train.sft import (
     TOKEN_DTYPE,
@@ -70,7 +71,7 @@ def record_keys(records: pd.DataFrame) -> np.ndarray:
     return np.array(
         [
             hashlib.blake2b(
-                f"{instruction}\x1f{input_text}\x1f{output}".encode(), digest_size=16
+                record_bytes(instruction, input_text, output), digest_size=16
             ).digest()
             for instruction, input_text, output in text.loc[
                 :, list(RECORD_COLUMNS)
@@ -315,9 +316,9 @@ def save_view(view: TokenView, stem: Path) -> None:
         "records": len(view.rows),
         "tokenized": view.tokenized,
     }
-    staging = stem.with_name(f".{stem.name}.tmp{VIEW_SUFFIX}")
-    staging.write_text(json.dumps(described, indent=2), encoding="utf-8")
-    staging.replace(stem.with_name(stem.name + VIEW_SUFFIX))
+    write_atomic(
+        stem.with_name(stem.name + VIEW_SUFFIX), json.dumps(described, indent=2)
+    )
 
 
 def open_view(stem: Path, fingerprint_id: str) -> SFTDataset:

@@ -44,6 +44,7 @@ from transformers import (
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from belle_kedro.common.files import write_atomic
 from belle_kedro.pipelines.train.models import load_base_model, load_model_and_tokenizer
 from belle_kedro.pipelines.train.sft import SFTCollator, SFTDataset, padding_waste
 from belle_kedro.pipelines.train.token_cache import cache_fingerprint, open_view
@@ -77,13 +78,6 @@ _METRIC_NAMES = {
     "learning_rate": "learning_rate",
     "grad_norm": "grad_norm",
 }
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` under a temporary name and rename it into place."""
-    staging = path.with_name(f".{path.name}.tmp")
-    staging.write_text(text, encoding="utf-8")
-    staging.replace(path)
 
 
 class MlflowStepLogger(TrainerCallback):
