@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+import pickle
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -14,6 +14,7 @@ from belle_kedro.common.template import IGNORE_INDEX, build_prompt
 from belle_kedro.pipelines.split.nodes import build_variants
 from belle_kedro.pipelines.train import launcher, token_cache, trainer
 from belle_kedro.pipelines.train.sft import SFTDataset
+from belle_kedro.pipelines.train.token_cache import TokenFile
 from tests.support.project import base_parameters
 from tests.support.records import make_records
 from tests.support.training import tiny_config
@@ -89,11 +90,30 @@ def test_the_cache_gives_exactly_the_per_record_examples(
         assert example["labels"].tolist() == labels
     # Lengths come from the offsets and match the examples (batching by length).
     assert dataset.lengths.tolist() == [len(ids) for ids, _ in expected]
-    # Ranks read memory maps, read-only.
-    assert all(
-        isinstance(source.tokens, np.memmap) and not source.tokens.flags.writeable
-        for source in dataset.sources
+    # Ranks read the token files (no memory map to grow their RSS), and a pickled
+    # dataset (DataLoader workers) carries paths only and reads the same examples.
+    assert all(isinstance(source.tokens, TokenFile) for source in dataset.sources)
+    copied = pickle.loads(pickle.dumps(dataset))
+    assert [copied[i]["input_ids"].tolist() for i in range(len(copied))] == [
+        ids for ids, _ in expected
+    ]
+
+
+def test_a_token_file_shorter_than_its_offsets_names_the_file(tmp_path, byte_tokenizer):
+    records = pd.DataFrame(
+        {
+            "instruction": ["写一首诗", "解释引力"],
+            "input": ["", ""],
+            "output": ["春风", "质量吸引"],
+        }
     )
+    view = token_cache.build_view(tmp_path / "cache", records, byte_tokenizer, 64, 8)
+    tokens_file = view.shards[0] / token_cache.TOKENS_FILE
+    tokens_file.write_bytes(tokens_file.read_bytes()[:-8])
+    token_cache.save_view(view, tmp_path / "train_tokens")
+    dataset = cached_examples(tmp_path / "train_tokens", byte_tokenizer, 64)
+    with pytest.raises(OSError, match=r"tokens\.int32 ends before token"):
+        dataset[len(dataset) - 1]
 
 
 def test_a_changed_fingerprint_rebuilds_and_an_unchanged_one_reuses(

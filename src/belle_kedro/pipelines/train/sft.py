@@ -8,7 +8,7 @@ Each record becomes ``encode_halves(build_prompt(instruction, input), output + E
 
 Tokenised records are :class:`TokenArrays`: every record's ids end to end in one int32
 array, int64 offsets and each record's prompt length. :mod:`.token_cache` keeps them on
-disk, memory-mapped; :class:`SFTDataset` reads examples from them lazily.
+disk; :class:`SFTDataset` reads examples from them lazily.
 
 Batches are grouped by length (``trainer.train_sampling_strategy: group_by_length``:
 transformers' ``LengthGroupedSampler``, fed the lengths the offsets give) so little of
@@ -22,6 +22,7 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,9 @@ from transformers import PreTrainedTokenizerBase
 from belle_kedro.common.records import as_text_records
 from belle_kedro.common.template import IGNORE_INDEX, build_prompt, encode_halves
 
+if TYPE_CHECKING:
+    from belle_kedro.pipelines.train.token_cache import TokenFile
+
 TOKEN_DTYPE = np.int32
 
 
@@ -40,10 +44,11 @@ class TokenArrays:
     """Tokenised records: ids of record ``i`` are ``tokens[offsets[i]:offsets[i + 1]]``.
 
     The first ``prompt_lengths[i]`` of them are the prompt (masked in the labels).
-    The arrays may be in memory or memory-mapped read-only from a token cache.
+    The arrays may be in memory or read from a token cache (``tokens`` then is a
+    :class:`~belle_kedro.pipelines.train.token_cache.TokenFile`, sliced the same way).
     """
 
-    tokens: np.ndarray  # int32
+    tokens: np.ndarray | TokenFile  # int32
     offsets: np.ndarray  # int64, one more than there are records
     prompt_lengths: np.ndarray  # int32, at most the record's (truncated) length
 

@@ -1,13 +1,13 @@
 """Tokenise training records once, on disk, for every variant and every launcher rank.
 
 The Kedro process tokenises (a batched fast tokenizer, every core); launcher ranks only
-open memory maps read-only. The cache is content-addressed, so a record is tokenised
+read the files, never tokenise. The cache is content-addressed, so a record is tokenised
 once whichever variants hold it and in whatever order they train::
 
     <train.token_cache.root>/<fingerprint>/      tokenizer + template + max_length
         <records digest>/                         a shard: records tokenised together
             meta.json          fingerprint details, record count, records digest
-            tokens.int32       every record's ids end to end (raw, memory-mapped)
+            tokens.int32       every record's ids end to end (raw; read with os.pread)
             offsets.npy        int64, record i is tokens[offsets[i]:offsets[i + 1]]
             prompt_lengths.npy int32, prompt tokens of each record (masked in labels)
             keys.npy           16-byte BLAKE2b key of each record's three text fields
@@ -22,6 +22,11 @@ others then tokenise nothing they share with it.
 A shard is written under a temporary name (``.tmp-*``) and renamed into place with
 ``meta.json`` in it, so a kill never leaves a half shard that counts: folders without
 ``meta.json`` or with another fingerprint are ignored.
+
+A rank reads its examples' ids with ``os.pread`` (:class:`TokenFile`), not through a
+memory map: the pages it has read stay in the kernel's page cache, shared by every rank
+of the node, instead of adding up in each rank's RSS as it walks through a 2M-record
+variant. The small per-record arrays (offsets, prompt lengths, keys) are memory-mapped.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import logging
 import os
 import shutil
 import uuid
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,9 +122,50 @@ def cache_fingerprint(
     return {"id": digest[:16], **details}
 
 
+class TokenFile:
+    """A shard's ``tokens.int32``, sliced like an array and read with ``os.pread``.
+
+    The descriptor opens on first read and is never pickled, so a dataset handed to
+    DataLoader workers carries only the path (``pread`` takes its own offset, so a
+    descriptor inherited by a fork is safe too).
+    """
+
+    def __init__(self, path: Path, length: int):
+        self.path = path
+        self.length = length
+        self._descriptor: int | None = None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, span: slice) -> np.ndarray:
+        start, stop, step = span.indices(self.length)
+        if step != 1:
+            raise ValueError(f"{self.path}: only contiguous slices are read")
+        count = max(0, stop - start)
+        if self._descriptor is None:
+            self._descriptor = os.open(self.path, os.O_RDONLY)
+            weakref.finalize(self, os.close, self._descriptor)
+        size = count * TOKEN_DTYPE().itemsize
+        data = os.pread(self._descriptor, size, start * TOKEN_DTYPE().itemsize)
+        if len(data) != size:
+            raise OSError(
+                f"{self.path} ends before token {stop} (its offsets say it holds "
+                f"{self.length}); delete the shard so the next run rebuilds it"
+            )
+        return np.frombuffer(data, dtype=TOKEN_DTYPE)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "length": self.length}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.path, self.length = state["path"], state["length"]
+        self._descriptor = None
+
+
 @dataclass(frozen=True)
 class TokenShard:
-    """One shard of the cache, memory-mapped read-only."""
+    """One shard of the cache: token ids read on demand, per-record arrays memory-mapped."""
 
     path: Path
     arrays: TokenArrays
@@ -137,12 +184,7 @@ class TokenShard:
         return cls(
             path=path,
             arrays=TokenArrays(
-                tokens=np.memmap(
-                    path / TOKENS_FILE,
-                    dtype=TOKEN_DTYPE,
-                    mode="r",
-                    shape=(int(offsets[-1]),),
-                ),
+                tokens=TokenFile(path / TOKENS_FILE, int(offsets[-1])),
                 offsets=offsets,
                 prompt_lengths=np.load(path / PROMPT_LENGTHS_FILE, mmap_mode="r"),
             ),
@@ -322,7 +364,7 @@ def save_view(view: TokenView, stem: Path) -> None:
 
 
 def open_view(stem: Path, fingerprint_id: str) -> SFTDataset:
-    """The dataset a saved view describes, its shards memory-mapped read-only.
+    """The dataset a saved view describes, read from its shards (never written).
 
     ``fingerprint_id`` is the reader's own (:func:`cache_fingerprint` of its tokenizer):
     a view tokenised otherwise is refused rather than trained on.
