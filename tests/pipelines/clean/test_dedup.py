@@ -10,7 +10,7 @@ import re
 import numpy as np
 import pytest
 
-from belle_kedro.common.text import rouge_l
+from belle_kedro.common.text import rouge_l, rouge_l_f
 from belle_kedro.pipelines.clean import dedup
 from tests.support.brute_force import exhaustive_near_duplicates
 
@@ -208,3 +208,40 @@ def test_matches_brute_force_on_5000_shared_records(shared_data):
     expected = exhaustive_near_duplicates(keys, threshold=0.7)
     assert found.keep.sum() < len(keys)
     assert (found.keep != expected).sum() <= 0.01 * (~expected).sum()
+
+
+def _edited(rng: random.Random, text: str, alphabet: str) -> str:
+    chars = list(text)
+    for _ in range(rng.randint(0, 4)):
+        position = rng.randint(0, len(chars))
+        if chars and rng.random() < 0.5:
+            del chars[min(position, len(chars) - 1)]
+        else:
+            chars.insert(position, rng.choice(alphabet))
+    return "".join(chars)
+
+
+def test_the_class_count_bound_never_rules_out_a_near_duplicate():
+    """The candidate stage's bound is exact: every pair at the threshold passes it."""
+    rng = random.Random(7)
+    alphabet = "春夏秋冬的一是了我请写_abc"
+    first, second = [], []
+    for _ in range(20_000):
+        # Short keys, repeated characters and keys past the 255-character packing limit.
+        length = rng.choice([rng.randint(1, 30), rng.randint(240, 300)])
+        text = "".join(rng.choices(alphabet, k=length))
+        first.append(text)
+        second.append(
+            _edited(rng, text, alphabet)
+            if rng.random() < 0.7
+            else "".join(rng.choices(alphabet, k=rng.randint(1, 30)))
+        )
+    keys = first + second
+    bound = dedup._UpperBound.of(keys)
+    left = np.arange(len(first))
+    right = left + len(first)
+    scores = np.array([rouge_l_f(a, b) for a, b in zip(first, second, strict=True)])
+    for threshold in (0.5, 0.7, 0.9):
+        passes = bound.may_reach(left, right, threshold)
+        assert passes[scores >= threshold].all()
+        assert not passes[scores < threshold].all()  # it rules pairs out, too
