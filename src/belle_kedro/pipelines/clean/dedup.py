@@ -125,17 +125,22 @@ def _mix(values: np.ndarray) -> np.ndarray:
     return values ^ (values >> np.uint64(31))
 
 
+def _characters(keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every key's code points end to end, the key each belongs to, and the key lengths."""
+    lengths = _lengths(keys)
+    chars = np.frombuffer(
+        "".join(keys).encode("utf-32-le", "surrogatepass"), dtype=np.uint32
+    )
+    return chars, np.repeat(np.arange(len(keys), dtype=np.int64), lengths), lengths
+
+
 def _multiset_elements(keys: Sequence[str], seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Each key's hashed multiset elements, key after key, and the keys' lengths.
 
     The k-th occurrence of a character is its own element (char, k), so 16 underscores
     share 14 elements with 14 underscores, where a set would share one.
     """
-    lengths = _lengths(keys)
-    chars = np.frombuffer(
-        "".join(keys).encode("utf-32-le", "surrogatepass"), dtype=np.uint32
-    )
-    owner = np.repeat(np.arange(len(keys), dtype=np.int64), lengths)
+    chars, owner, lengths = _characters(keys)
     pairs = owner * (1 << 21) + chars.astype(np.int64)
     pairs.sort()  # by key, then by character: equal characters become runs
     positions = np.arange(len(pairs), dtype=np.int64)
@@ -169,22 +174,21 @@ class _UpperBound:
 
     @classmethod
     def of(cls, keys: Sequence[str]) -> _UpperBound:
-        lengths = _lengths(keys)
+        parts = []
         counts = np.zeros((len(keys), 32), dtype=np.uint8)
         for start in range(0, len(keys), _CHUNK_KEYS):
             chunk = keys[start : start + _CHUNK_KEYS]
-            chunk_lengths = lengths[start : start + len(chunk)]
-            chars = np.frombuffer(
-                "".join(chunk).encode("utf-32-le", "surrogatepass"), dtype=np.uint32
-            )
-            owner = np.repeat(np.arange(len(chunk), dtype=np.int64), chunk_lengths)
+            chars, owner, chunk_lengths = _characters(chunk)
+            parts.append(chunk_lengths)
             classes = (_mix(chars.astype(np.uint64)) & np.uint64(31)).astype(np.int64)
             chunk_counts = np.bincount(
                 owner * 32 + classes, minlength=len(chunk) * 32
             ).reshape(len(chunk), 32)
             chunk_counts[chunk_lengths > 255] = 255  # never binding (see may_reach)
             counts[start : start + len(chunk)] = chunk_counts
-        return cls(lengths, counts.view(np.uint64))
+        return cls(
+            np.concatenate([np.zeros(0, np.int64), *parts]), counts.view(np.uint64)
+        )
 
     def may_reach(
         self, first: np.ndarray, second: np.ndarray, threshold: float
@@ -409,7 +413,6 @@ def _matching_pairs(
     threshold, minhash, workers = search.threshold, search.minhash, search.workers
     progress = search.progress
     all_keys = [*reference_keys, *keys]
-    lengths = _lengths(all_keys)
     chunks = [
         (all_keys[start : start + _CHUNK_KEYS], minhash)
         for start in range(0, len(all_keys), _CHUNK_KEYS)
@@ -425,15 +428,16 @@ def _matching_pairs(
                 position * _CHUNK_KEYS : position * _CHUNK_KEYS + len(signature)
             ] = signature
             bar.update()
+    bound = _UpperBound.of(all_keys)
     candidates = _candidate_pairs(
-        band_keys, minhash.bucket_neighbours, _UpperBound.of(all_keys), threshold
+        band_keys, minhash.bucket_neighbours, bound, threshold
     )
     del band_keys  # the largest array so far; verification does not need it
     if references_only:
         earlier, later = np.divmod(candidates, len(all_keys))
         references = len(reference_keys)
         candidates = candidates[(earlier < references) & (later >= references)]
-    verified, scores = _verify(all_keys, lengths, candidates, threshold, workers)
+    verified, scores = _verify(all_keys, bound.lengths, candidates, threshold, workers)
     return verified, scores, len(candidates)
 
 
