@@ -184,7 +184,10 @@ def main() -> None:
     if not SHARED.is_dir():
         print(f"skipped: {SHARED} is absent")
         return
-    command = "python bench/dedup.py " + " ".join(sys.argv[1:])
+    command = " ".join(["python bench/dedup.py", *sys.argv[1:]])
+    # The load average beside the table says whether other jobs shared the cores.
+    load_at_start = os.getloadavg()[0]
+    run_start = time.perf_counter()
     pool = synthetic.load_shared_pool(SHARED)
     start = time.perf_counter()
     records = synthetic.distinct_records(pool, args.size, SEED)
@@ -261,8 +264,11 @@ def main() -> None:
                 "(easy data: not the goal row)",
             )
         )
+    total = time.perf_counter() - run_start
     print(
-        f"\n`{command}` ({os.cpu_count()} CPUs, SHARED with other jobs; corpus built in {built:.0f} s, seed {SEED})\n"
+        f"\n`{command}` ({os.cpu_count()} CPUs; 1-min load average {load_at_start:.2f} at start, "
+        f"{os.getloadavg()[0]:.2f} at end; corpus built in {built:.0f} s, seed {SEED}; "
+        f"{total / 60:.0f} min {total % 60:.0f} s in all)\n"
     )
     print("| what | result | goal |\n|---|---|---|")
     for row in rows:
