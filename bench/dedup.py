@@ -264,11 +264,11 @@ def main() -> None:
                 "(easy data: not the goal row)",
             )
         )
-    total = time.perf_counter() - run_start
+    minutes, seconds = divmod(round(time.perf_counter() - run_start), 60)
     print(
         f"\n`{command}` ({os.cpu_count()} CPUs; 1-min load average {load_at_start:.2f} at start, "
         f"{os.getloadavg()[0]:.2f} at end; corpus built in {built:.0f} s, seed {SEED}; "
-        f"{total / 60:.0f} min {total % 60:.0f} s in all)\n"
+        f"{minutes} min {seconds} s in all)\n"
     )
     print("| what | result | goal |\n|---|---|---|")
     for row in rows:
