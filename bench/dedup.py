@@ -33,6 +33,7 @@ import tempfile
 import time
 from functools import partial
 from multiprocessing import Pool
+from multiprocessing.pool import Pool as ProcessPool
 from pathlib import Path
 
 import numpy as np
@@ -40,12 +41,10 @@ import yaml
 from rapidfuzz import process
 from rapidfuzz.distance import Indel
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import synthetic  # noqa: E402
-
 from belle_kedro.common.text import rouge_l_f  # noqa: E402
 from belle_kedro.pipelines.clean import dedup  # noqa: E402
+from bench import synthetic  # noqa: E402
 from tests.support.brute_force import exhaustive_near_duplicates  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +65,7 @@ def ours(keys: list[str]) -> tuple[np.ndarray, float]:
     return found.keep, time.perf_counter() - start
 
 
-def alpaca_style(keys: list[str], pool: Pool) -> np.ndarray:
+def alpaca_style(keys: list[str], pool: ProcessPool) -> np.ndarray:
     """Alpaca's loop: score each new instruction against all kept ones in a process pool."""
     kept: list[str] = []
     keep = np.ones(len(keys), dtype=bool)

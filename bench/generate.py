@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import pandas as pd
@@ -58,6 +59,8 @@ from tests.support.openai_server import FakeOpenAIServer  # noqa: E402
 TASKS_PER_ANSWER = 3
 # USD per 1K tokens, gpt-4o-mini's list prices when written (the batch pays half).
 PRICES = {"prompt": 0.00015, "completion": 0.0006}
+# conf/base/prompts/self_instruct.yml: template name -> its parts.
+Prompts = dict[str, dict[str, str]]
 
 
 def params_for(
@@ -90,7 +93,9 @@ def params_for(
     return params
 
 
-def sequential(base_url: str, count: int, workdir: Path, seeds, prompts) -> float:
+def sequential(
+    base_url: str, count: int, workdir: Path, seeds: pd.DataFrame, prompts: Prompts
+) -> float:
     """BELLE's way: one request, wait, parse, next. Returns instructions/s."""
     params = params_for(base_url, count, 1)
     backend = build_backend(params["llm"], {"api_key": "bench"}, "generate.llm")
@@ -121,7 +126,13 @@ def sequential(base_url: str, count: int, workdir: Path, seeds, prompts) -> floa
 
 
 def concurrent(
-    base_url: str, count: int, *, in_flight: int, workdir: Path, seeds, prompts
+    base_url: str,
+    count: int,
+    *,
+    in_flight: int,
+    workdir: Path,
+    seeds: pd.DataFrame,
+    prompts: Prompts,
 ) -> tuple[float, int]:
     """The generate nodes end to end (requests, journal, parsing). Returns (instr/s, rows)."""
     params = params_for(base_url, count, in_flight)
@@ -132,7 +143,7 @@ def concurrent(
     return len(rows) / (time.perf_counter() - start), len(rows)
 
 
-def _serve(latency: float, polls_per_state: int, connection) -> None:
+def _serve(latency: float, polls_per_state: int, connection: Connection) -> None:
     """Child process: the loopback server, so it does not share the client's GIL."""
     with FakeOpenAIServer(
         belle_reply, latency_s=latency, polls_per_state=polls_per_state
@@ -176,8 +187,12 @@ def _child(
 
 
 def _run_child(
-    api: str, workdir: Path, base_url: str, args, kill_after_s: float | None
-):
+    api: str,
+    workdir: Path,
+    base_url: str,
+    args: argparse.Namespace,
+    kill_after_s: float | None,
+) -> float:
     """Run ``_child``; SIGKILL it ``kill_after_s`` after it starts (None: to the end)."""
     command = [sys.executable, __file__, "--child", api, str(workdir), base_url]
     command += ["--requests", str(args.requests), "--in-flight", str(args.in_flight)]
@@ -198,7 +213,9 @@ def _run_child(
     return time.perf_counter() - started
 
 
-def compare_apis(base_url: str, connection, args, workdir: Path) -> list[str]:
+def compare_apis(
+    base_url: str, connection: Connection, args: argparse.Namespace, workdir: Path
+) -> list[str]:
     """Part 2: chat vs batch on one plan: wall time, paid twice after kills, cost."""
     rng = random.Random(5)
     rows = []
@@ -248,7 +265,8 @@ def main() -> None:
     parser.add_argument("--child", nargs=3, metavar=("API", "WORKDIR", "BASE_URL"))
     args = parser.parse_args()
     if args.child:
-        _child(*args.child, args.requests, args.in_flight)
+        api, workdir, base_url = args.child
+        _child(api, workdir, base_url, args.requests, args.in_flight)
         return
     seeds = load_seed_tasks(ROOT / "data/01_raw/zh_seed_tasks.json")
     prompts = yaml.safe_load(

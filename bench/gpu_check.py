@@ -194,13 +194,11 @@ def training_records(count: int) -> pd.DataFrame:
     """``count`` records from the shipped seed tasks' instances, cycled as needed."""
     tasks = load_seed_tasks(ROOT / "data" / "01_raw" / "zh_seed_tasks.json")
     records = [
-        {
-            "instruction": task.instruction,
-            "input": item["input"],
-            "output": item["output"],
-        }
-        for task in tasks.itertuples()
-        for item in task.instances
+        {"instruction": instruction, "input": item["input"], "output": item["output"]}
+        for instruction, instances in zip(
+            tasks["instruction"], tasks["instances"], strict=True
+        )
+        for item in instances
     ]
     return pd.DataFrame([records[i % len(records)] for i in range(count)])
 

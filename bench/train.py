@@ -21,6 +21,7 @@ import json
 import random
 import time
 from pathlib import Path
+from typing import TypedDict
 
 import pandas as pd
 import torch
@@ -86,6 +87,18 @@ def load_records(count: int, seed: int) -> tuple[pd.DataFrame, str]:
     return synthetic_records(count, seed), "synthetic"
 
 
+class ArmFigures(TypedDict):
+    """What one arm measured."""
+
+    arm: str
+    padding_waste: float
+    real_tokens_per_s: float
+    padded_tokens_per_s: float
+    seconds: float
+    real_tokens: int
+    padded_tokens: int
+
+
 def run_arm(
     name: str,
     sampler: Sampler[int],
@@ -96,7 +109,7 @@ def run_arm(
     batch_size: int,
     seed: int,
     threads: int,
-) -> dict[str, float | str]:
+) -> ArmFigures:
     """One epoch of real training steps; returns the measured figures."""
     torch.set_num_threads(threads)
     model = build_tiny_bloom(tokenizer, model_config, seed)

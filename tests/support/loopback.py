@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -32,7 +33,9 @@ def run_generate(project: Path, env: str = LOOPBACK_ENV) -> None:
     import mlflow
     from kedro.framework.session import KedroSession
 
-    with KedroSession.create(project_path=project, env=env) as session:
+    # Entered without `as`: kedro types __enter__ as returning the abstract session.
+    session = KedroSession.create(project_path=project, env=env)
+    with session:
         session.run(pipeline_names=["generate"])
     # kedro-mlflow with `run.nested: True` re-enters its run once per node and ends it
     # once, so the run can stay on this thread's stack; the next session would reuse it.
@@ -79,7 +82,7 @@ TEST_BATCH = {
 
 
 def write_loopback_env(
-    project: Path, base_url: str, api: str = "chat", **overrides
+    project: Path, base_url: str, api: str = "chat", **overrides: Any
 ) -> None:
     """``conf/loopback``: the base generate parameters switched to the openai backend.
 
