@@ -268,6 +268,8 @@ def main() -> None:
         api, workdir, base_url = args.child
         _child(api, workdir, base_url, args.requests, args.in_flight)
         return
+    # The load average beside the figures says whether other jobs shared the cores.
+    load_at_start = os.getloadavg()[0]
     seeds = load_seed_tasks(ROOT / "data/01_raw/zh_seed_tasks.json")
     prompts = yaml.safe_load(
         (ROOT / "conf/base/prompts/self_instruct.yml").read_text("utf-8")
@@ -306,7 +308,10 @@ def main() -> None:
     here.send("stop")
     server.join(timeout=10)
     print(f"command: python bench/generate.py {' '.join(sys.argv[1:])}".rstrip())
-    print("machine: a 2-core box shared with other jobs while this ran")
+    print(
+        f"machine: {os.cpu_count()} CPUs; 1-min load average {load_at_start:.2f} at start, "
+        f"{os.getloadavg()[0]:.2f} at end"
+    )
     bound = args.in_flight / args.latency * TASKS_PER_ANSWER
     print(f"latency {args.latency}s, {TASKS_PER_ANSWER} instructions per answer")
     print(
