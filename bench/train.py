@@ -195,7 +195,7 @@ def main() -> None:
     )
     for row in results:
         print(
-            f"{row['arm']:34} {row['padding_waste']:>13.1%} {row['real_tokens_per_s']:>12,.0f} "
+            f"{row['arm']:34} {row['padding_waste']:>13.2%} {row['real_tokens_per_s']:>12,.0f} "
             f"{row['padded_tokens_per_s']:>13,.0f} {row['seconds']:>8.1f}"
         )
     speedup = results[1]["real_tokens_per_s"] / results[0]["real_tokens_per_s"]
