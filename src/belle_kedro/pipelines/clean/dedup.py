@@ -203,9 +203,10 @@ class _UpperBound:
         ).view(np.uint64)
         words = overlap[:, 0] + overlap[:, 1] + overlap[:, 2] + overlap[:, 3]
         byte_sum = (words * np.uint64(0x0101010101010101)) >> np.uint64(56)
-        # Over 255 characters the byte sum is meaningless: the shorter length bounds.
+        # Up to 255 characters the byte sum never exceeds the shorter length; beyond,
+        # it is meaningless and the shorter length bounds.
         bounded = np.where(shorter > 255, shorter, byte_sum.astype(np.int64))
-        return 2 * np.minimum(shorter, bounded) >= needed
+        return 2 * bounded >= needed
 
 
 def _band_keys(keys: Sequence[str], settings: MinHashSettings) -> np.ndarray:
