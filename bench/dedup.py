@@ -32,8 +32,7 @@ import sys
 import tempfile
 import time
 from functools import partial
-from multiprocessing import Pool
-from multiprocessing.pool import Pool as ProcessPool
+from multiprocessing.pool import Pool
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +43,7 @@ from rapidfuzz.distance import Indel
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from belle_kedro.common.text import rouge_l_f  # noqa: E402
 from belle_kedro.pipelines.clean import dedup  # noqa: E402
-from bench import synthetic  # noqa: E402
+from bench import machine, synthetic  # noqa: E402
 from tests.support.brute_force import exhaustive_near_duplicates  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,7 +64,7 @@ def ours(keys: list[str]) -> tuple[np.ndarray, float]:
     return found.keep, time.perf_counter() - start
 
 
-def alpaca_style(keys: list[str], pool: ProcessPool) -> np.ndarray:
+def alpaca_style(keys: list[str], pool: Pool) -> np.ndarray:
     """Alpaca's loop: score each new instruction against all kept ones in a process pool."""
     kept: list[str] = []
     keep = np.ones(len(keys), dtype=bool)
@@ -185,7 +184,7 @@ def main() -> None:
         return
     command = " ".join(["python bench/dedup.py", *sys.argv[1:]])
     # The load average beside the table says whether other jobs shared the cores.
-    load_at_start = os.getloadavg()[0]
+    load_at_start = machine.load_average()
     run_start = time.perf_counter()
     pool = synthetic.load_shared_pool(SHARED)
     start = time.perf_counter()
@@ -265,8 +264,8 @@ def main() -> None:
         )
     minutes, seconds = divmod(round(time.perf_counter() - run_start), 60)
     print(
-        f"\n`{command}` ({os.cpu_count()} CPUs; 1-min load average {load_at_start:.2f} at start, "
-        f"{os.getloadavg()[0]:.2f} at end; corpus built in {built:.0f} s, seed {SEED}; "
+        f"\n`{command}` ({machine.describe(load_at_start)}; "
+        f"corpus built in {built:.0f} s, seed {SEED}; "
         f"{minutes} min {seconds} s in all)\n"
     )
     print("| what | result | goal |\n|---|---|---|")

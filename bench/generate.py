@@ -53,6 +53,7 @@ from belle_kedro.llm.journal import ResponseJournal  # noqa: E402
 from belle_kedro.llm.runner import journal_record  # noqa: E402
 from belle_kedro.pipelines.generate.nodes import parse_responses, request_responses  # noqa: E402
 from belle_kedro.pipelines.generate.self_instruct import build_request, parse_tasks  # noqa: E402
+from bench import machine  # noqa: E402
 from tests.support.loopback import belle_reply  # noqa: E402
 from tests.support.openai_server import FakeOpenAIServer  # noqa: E402
 
@@ -269,7 +270,7 @@ def main() -> None:
         _child(api, workdir, base_url, args.requests, args.in_flight)
         return
     # The load average beside the figures says whether other jobs shared the cores.
-    load_at_start = os.getloadavg()[0]
+    load_at_start = machine.load_average()
     seeds = load_seed_tasks(ROOT / "data/01_raw/zh_seed_tasks.json")
     prompts = yaml.safe_load(
         (ROOT / "conf/base/prompts/self_instruct.yml").read_text("utf-8")
@@ -308,10 +309,7 @@ def main() -> None:
     here.send("stop")
     server.join(timeout=10)
     print(f"command: python bench/generate.py {' '.join(sys.argv[1:])}".rstrip())
-    print(
-        f"machine: {os.cpu_count()} CPUs; 1-min load average {load_at_start:.2f} at start, "
-        f"{os.getloadavg()[0]:.2f} at end"
-    )
+    print(f"machine: {machine.describe(load_at_start)}")
     bound = args.in_flight / args.latency * TASKS_PER_ANSWER
     print(f"latency {args.latency}s, {TASKS_PER_ANSWER} instructions per answer")
     print(
