@@ -1,37 +1,193 @@
-"""Typed parameter blocks: a dataclass built from a mapping, strict about its keys.
+"""Typed settings: each parameters block becomes one frozen dataclass, built once.
 
-Every default lives in ``conf/base/parameters_<pipeline>.yml``; code that takes a block
-of parameters builds one of these dataclasses (no field has a default), so a missing or
-misspelled key fails at once and names its dotted key.
+Every default lives in ``conf/base/parameters_<pipeline>.yml``; a settings class has no
+defaults of its own. A node receives a raw block from Kedro, calls :func:`build` with
+the dotted name the user writes (``clean.matching.minhash``), and hands the typed object
+to domain code, which never sees the dict. :func:`build` refuses, naming the dotted key:
+
+* a missing or unknown key;
+* a value of the wrong type (``int``, ``float``, ``str``, ``bool``, ``None`` where the
+  annotation allows it, ``Literal`` choices, ``tuple``/``list`` items, ``dict`` values,
+  nested settings classes);
+* a cross-field rule of the class, raised from its ``check`` method as
+  :class:`InvalidSetting` (``permutations must be ≥ rows_per_band``).
+
+Fields carry help text (``setting("…")``), read by :func:`describe` for the docs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
-T = TypeVar("T")
+S = TypeVar("S")
 
 
 class ParameterError(ValueError):
-    """A parameter block that does not match its declaration; names the dotted key."""
+    """A parameter block that does not match its settings class; names the dotted key."""
 
 
-def from_params(cls: type[T], values: Mapping[str, Any] | None, where: str) -> T:
-    """``cls(**values)`` for a dataclass ``cls``; an absent or unknown key names ``where.key``."""
+class InvalidSetting(ValueError):
+    """Raised by a settings class's ``check``: ``key`` (relative) and what is wrong."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"{key} {message}")
+        self.key = key
+        self.message = message
+
+
+def setting(help: str) -> Any:
+    """A settings field with its help text and no default (base YAML holds defaults)."""
+    return dataclasses.field(metadata={"help": help})
+
+
+class Settings:
+    """Base of every settings class (a frozen dataclass); ``check`` holds its rules."""
+
+    def check(self) -> None:
+        """Cross-field rules; raise :class:`InvalidSetting` naming the key."""
+
+
+def _type_name(hint: Any) -> str:
+    origin = get_origin(hint)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(value) for value in get_args(hint))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(arg) for arg in get_args(hint))
+    if hint is type(None):
+        return "null"
+    if dataclasses.is_dataclass(hint):
+        return "a mapping"
+    if origin in (tuple, list):
+        return "a list"
+    if origin in (dict, Mapping):
+        return "a mapping"
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    return names.get(hint, getattr(hint, "__name__", str(hint)))
+
+
+def _wrong(where: str, hint: Any, value: Any) -> ParameterError:
+    return ParameterError(
+        f"{where} must be {_type_name(hint)}, got {value!r} ({type(value).__name__})"
+    )
+
+
+def _convert(value: Any, hint: Any, where: str) -> Any:
+    """``value`` checked against (and shaped by) the annotation ``hint``."""
+    origin = get_origin(hint)
+    if hint is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        options = get_args(hint)
+        if value is None:
+            if type(None) in options:
+                return None
+            raise _wrong(where, hint, value)
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _convert(value, option, where)
+            except ParameterError:
+                continue
+        raise _wrong(where, hint, value)
+    if origin is Literal:
+        # 1 == True in Python: the type must match too.
+        if any(value == arg and type(value) is type(arg) for arg in get_args(hint)):
+            return value
+        raise _wrong(where, hint, value)
+    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        return build(hint, value, where)
+    if origin in (tuple, list):
+        if not isinstance(value, list | tuple):
+            raise _wrong(where, hint, value)
+        args = get_args(hint)
+        item = args[0] if args else Any
+        items = [_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin in (dict, Mapping) or hint in (dict, Mapping):
+        if not isinstance(value, Mapping):
+            raise _wrong(where, hint, value)
+        args = get_args(hint)
+        item = args[1] if len(args) == 2 else Any
+        return {str(k): _convert(v, item, f"{where}.{k}") for k, v in value.items()}
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise _wrong(where, hint, value)
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise _wrong(where, hint, value)
+    if hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise _wrong(where, hint, value)
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        raise _wrong(where, hint, value)
+    if hint is type(None):
+        if value is None:
+            return None
+        raise _wrong(where, hint, value)
+    raise TypeError(f"settings field {where}: unsupported annotation {hint!r}")
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def build(cls: type[S], values: Any, where: str) -> S:
+    """The settings object ``cls`` from the parameters block ``values`` at ``where``.
+
+    Every error is a :class:`ParameterError` whose message starts with the dotted key.
+    """
+    if not dataclasses.is_dataclass(cls):
+        raise TypeError(f"{cls!r} is not a settings dataclass")
     if not isinstance(values, Mapping):
-        raise ParameterError(f"parameter '{where}' must be a mapping, got {values!r}")
-    names = [field.name for field in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    unknown = sorted(set(values) - set(names))
+        raise ParameterError(
+            f"{where} must be a mapping of settings, got {values!r} "
+            f"({type(values).__name__})"
+        )
+    fields = [field for field in dataclasses.fields(cls) if field.init]
+    names = [field.name for field in fields]
+    unknown = sorted(str(key) for key in set(values) - set(names))
     if unknown:
         raise ParameterError(
             f"unknown parameter(s) {', '.join(f'{where}.{key}' for key in unknown)}; "
-            f"'{where}' takes {', '.join(names)}"
+            f"{where} takes {', '.join(names)}"
         )
     missing = [name for name in names if name not in values]
     if missing:
         raise ParameterError(
-            f"missing parameter(s) {', '.join(f'{where}.{key}' for key in missing)}"
+            f"missing parameter(s) {', '.join(f'{where}.{key}' for key in missing)} "
+            "(declared with its default in conf/base/parameters_<pipeline>.yml)"
         )
-    return cls(**values)
+    hints = _hints(cls)
+    converted = {
+        name: _convert(values[name], hints[name], f"{where}.{name}") for name in names
+    }
+    instance = cls(**converted)
+    if isinstance(instance, Settings):
+        try:
+            instance.check()
+        except InvalidSetting as problem:
+            raise ParameterError(f"{where}.{problem.key} {problem.message}") from None
+    return instance
+
+
+def describe(cls: type, where: str = "") -> list[tuple[str, str, str]]:
+    """``(dotted key, type, help)`` for every field of ``cls``, nested classes expanded."""
+    rows: list[tuple[str, str, str]] = []
+    hints = _hints(cls)
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        key = f"{where}.{field.name}" if where else field.name
+        hint = hints[field.name]
+        rows.append((key, _type_name(hint), str(field.metadata.get("help", ""))))
+        if dataclasses.is_dataclass(hint) and isinstance(hint, type):
+            rows.extend(describe(hint, key))
+    return rows

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from belle_kedro.common.config import from_params
+from belle_kedro.common.config import build
 from belle_kedro.llm.base import ApiKind, LLMBackend, RetryPolicy
 
 
@@ -64,7 +64,7 @@ def build_backend(
             "conf/local/credentials.yml or in the environment variable named by "
             f"'{where}.api_key_env'"
         )
-    config = from_params(BackendConfig, params, where)
+    config = build(BackendConfig, params, where)
     if config.backend == "openai":
         from belle_kedro.llm.openai_backend import OpenAIBackend
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from belle_kedro.common.config import from_params
+from belle_kedro.common.config import build
 from belle_kedro.common.tracking import as_metrics
 from belle_kedro.datasets.eval_set import eval_set_digest
 from belle_kedro.pipelines.clean.dedup import (
@@ -52,7 +52,7 @@ def _seed_texts(
 
 
 def _minhash(matching: Mapping[str, Any]) -> MinHashSettings:
-    return from_params(MinHashSettings, matching["minhash"], "clean.matching.minhash")
+    return build(MinHashSettings, matching["minhash"], "clean.matching.minhash")
 
 
 def remove_near_duplicates(

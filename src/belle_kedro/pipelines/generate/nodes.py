@@ -11,7 +11,7 @@ from typing import Any
 
 import pandas as pd
 
-from belle_kedro.common.config import from_params
+from belle_kedro.common.config import build
 from belle_kedro.common.records import RECORD_COLUMNS
 from belle_kedro.common.tracking import as_metrics
 from belle_kedro.llm.base import LLMBackend, LLMRequest, LLMResponse
@@ -172,7 +172,7 @@ def request_responses(
                 "generate.llm.api 'batch' is the OpenAI Batch API: it needs "
                 f"generate.llm.backend 'openai', not {llm_params['backend']!r}"
             )
-        settings = from_params(BatchSettings, params["batch"], "generate.batch")
+        settings = build(BatchSettings, params["batch"], "generate.batch")
         batch = (settings, BatchReport())
         llm_params["api"] = settings.body  # the body each batch line carries
         limits = dataclasses.replace(
