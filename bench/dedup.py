@@ -41,8 +41,10 @@ from rapidfuzz import process
 from rapidfuzz.distance import Indel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from belle_kedro.common.config import build  # noqa: E402
 from belle_kedro.common.text import rouge_l_f  # noqa: E402
 from belle_kedro.pipelines.clean import dedup  # noqa: E402
+from belle_kedro.pipelines.clean.settings import MinHashSettings  # noqa: E402
 from bench import machine, synthetic  # noqa: E402
 from tests.support.brute_force import exhaustive_near_duplicates  # noqa: E402
 
@@ -55,7 +57,9 @@ SHARED = Path(
 THRESHOLD = 0.7
 SEED = 20240601
 PARAMS = yaml.safe_load((ROOT / "conf/base/parameters_clean.yml").read_text())["clean"]
-MINHASH = dedup.MinHashSettings(**PARAMS["matching"]["minhash"])
+MINHASH = build(
+    MinHashSettings, PARAMS["matching"]["minhash"], "clean.matching.minhash"
+)
 
 
 def ours(keys: list[str]) -> tuple[np.ndarray, float]:

@@ -15,17 +15,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from belle_kedro.common.config import build
+from belle_kedro.common.parameters import load_parameters
+from belle_kedro.pipelines.split.settings import SplitSettings
+
 # The last session's variant sizes (a mapping, so no module global is rebound).
 _session: dict[str, dict[str, int]] = {}
 
 
 def sizes_from_parameters(parameters: Mapping[str, Any]) -> dict[str, int]:
-    """``split.variant_sizes`` of a parameters mapping, smallest variant first."""
-    sizes = {
-        str(name): int(size)
-        for name, size in parameters["split"]["variant_sizes"].items()
-    }
-    return dict(sorted(sizes.items(), key=lambda item: item[1]))
+    """``split.variant_sizes`` of a run's whole parameters, smallest variant first."""
+    return build(SplitSettings, parameters["split"], "split").variants_by_size
 
 
 def use_session_parameters(parameters: Mapping[str, Any]) -> bool:
@@ -46,12 +46,9 @@ def _project_parameters() -> Mapping[str, Any]:
             "the variant names live in the project's parameters, but no Kedro project "
             f"contains {Path.cwd()}; run from the project or through a KedroSession"
         )
-    loader = settings.CONFIG_LOADER_CLASS(
-        conf_source=str(Path(project) / settings.CONF_SOURCE),
-        env=os.environ.get("KEDRO_ENV"),
-        **settings.CONFIG_LOADER_ARGS,
+    return load_parameters(
+        Path(project) / settings.CONF_SOURCE, os.environ.get("KEDRO_ENV")
     )
-    return loader["parameters"]
 
 
 def variant_names() -> list[str]:

@@ -10,11 +10,13 @@ import re
 import numpy as np
 import pytest
 
+from belle_kedro.common.config import ParameterError, build
 from belle_kedro.common.text import rouge_l, rouge_l_f
 from belle_kedro.pipelines.clean import dedup
+from belle_kedro.pipelines.clean.settings import MinHashSettings
 from tests.support.brute_force import exhaustive_near_duplicates
 
-MINHASH = dedup.MinHashSettings(
+MINHASH = MinHashSettings(
     permutations=512, rows_per_band=5, bucket_neighbours=8, seed=0
 )
 
@@ -137,10 +139,17 @@ def test_workers_do_not_change_the_result_and_every_drop_is_verified():
         assert rouge_l(keys[position], keys[partner]) >= 0.7
 
 
-def test_minhash_settings_are_checked():
-    with pytest.raises(ValueError, match="rows_per_band"):
-        dedup.MinHashSettings(
-            permutations=4, rows_per_band=5, bucket_neighbours=1, seed=0
+def test_minhash_settings_are_checked_under_the_key_the_user_writes():
+    values = {"permutations": 4, "rows_per_band": 5, "bucket_neighbours": 1, "seed": 0}
+    with pytest.raises(
+        ParameterError,
+        match="^clean.matching.minhash.permutations must be ≥ rows_per_band$",
+    ):
+        build(MinHashSettings, values, "clean.matching.minhash")
+    # Built by hand (bench, tests), the same rule holds when a pass starts.
+    with pytest.raises(ValueError, match="permutations must be ≥ rows_per_band"):
+        dedup.find_near_duplicates(
+            ["a"], threshold=0.7, minhash=MinHashSettings(**values)
         )
 
 

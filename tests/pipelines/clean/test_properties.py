@@ -17,9 +17,11 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from belle_kedro.common.config import build
 from belle_kedro.common.text import rouge_l_f
 from belle_kedro.pipelines.clean import dedup
 from belle_kedro.pipelines.clean import rules as filters
+from belle_kedro.pipelines.clean.settings import MinHashSettings, RulesSettings
 from tests.support.project import REPO_ROOT
 
 PARAMS = yaml.safe_load((REPO_ROOT / "conf/base/parameters_clean.yml").read_text())[
@@ -192,12 +194,13 @@ def test_exact_duplicates_leave_unique_keys(raw):
 @given(RAW)
 def test_apply_rules_never_raises_and_reports_every_rule(raw):
     records = filters.normalise_records(raw)
-    kept, report = filters.apply_rules(records, PARAMS["rules"], examples=2)
+    rules = build(RulesSettings, PARAMS["rules"], "clean.rules")
+    kept, report = filters.apply_rules(records, rules, examples=2)
     assert [row["rule"] for row in report] == list(PARAMS["rules"])
     assert len(kept) == len(records) - sum(row["dropped"] for row in report)
 
 
-MINHASH = dedup.MinHashSettings(
+MINHASH = MinHashSettings(
     **{**PARAMS["matching"]["minhash"], "permutations": 64, "rows_per_band": 2}
 )
 

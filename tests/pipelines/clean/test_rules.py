@@ -6,7 +6,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from belle_kedro.common.config import ParameterError, build
 from belle_kedro.pipelines.clean import rules as filters
+from belle_kedro.pipelines.clean.report import clean_report
+from belle_kedro.pipelines.clean.settings import RulesSettings
 from tests.support.project import REPO_ROOT
 
 PARAMS = yaml.safe_load((REPO_ROOT / "conf/base/parameters_clean.yml").read_text())[
@@ -196,28 +199,45 @@ def test_exact_duplicates_compare_normalised_instruction_and_input():
     assert dropped("exact_duplicates", records) == [False, True, False, False, True]
 
 
+def _rules(**changes: dict) -> RulesSettings:
+    """The declared rules with ``changes`` merged into the named rules."""
+    values = {
+        name: {**rule, **changes.get(name, {})}
+        for name, rule in PARAMS["rules"].items()
+    }
+    return build(RulesSettings, values, "clean.rules")
+
+
 def test_apply_rules_reports_counts_examples_and_honours_enabled():
     records = frame(
         *[(f"描述第{i}张图片", "", "好") for i in range(5)],
         ("写一首关于秋天的诗", "", "秋风起"),
     )
-    rules = {
-        "blacklist": {"enabled": True, "terms": ["图片"], "case_sensitive": True},
-        "length": {**PARAMS["rules"]["length"], "enabled": False},
-    }
+    rules = _rules(
+        blacklist={"terms": ["图片"]}, length={"enabled": False}, language={}
+    )
     kept, report = filters.apply_rules(records, rules, examples=3)
     assert kept["instruction"].tolist() == ["写一首关于秋天的诗"]
-    assert report[0]["dropped"] == 5 and len(report[0]["examples"]) == 3
-    assert report[0]["examples"][0]["instruction"] == "描述第0张图片"
-    assert report[1] == {
+    assert [row["rule"] for row in report] == list(PARAMS["rules"])
+    blacklist = report[1]
+    assert blacklist["dropped"] == 5 and len(blacklist["examples"]) == 3
+    assert blacklist["examples"][0]["instruction"] == "描述第0张图片"
+    assert report[3] == {
         "rule": "length",
         "enabled": False,
         "input": 1,
         "dropped": 0,
         "examples": [],
     }
-    with pytest.raises(ValueError, match="unknown clean rule"):
-        filters.apply_rules(records, {"no_such_rule": {}}, examples=3)
+
+
+def test_a_misspelled_rule_or_option_is_refused_by_its_dotted_key():
+    values = {**PARAMS["rules"], "no_such_rule": {"enabled": True}}
+    with pytest.raises(ParameterError, match=r"clean\.rules\.no_such_rule"):
+        build(RulesSettings, values, "clean.rules")
+    values = {**PARAMS["rules"], "length": {**PARAMS["rules"]["length"], "max": 3}}
+    with pytest.raises(ParameterError, match=r"clean\.rules\.length\.max\b"):
+        build(RulesSettings, values, "clean.rules")
 
 
 def test_empty_input_gives_an_empty_output_and_a_report_that_says_so():
@@ -237,7 +257,7 @@ def test_empty_input_gives_an_empty_output_and_a_report_that_says_so():
     kept, decontamination_report = nodes.decontaminate(
         kept, eval_set, PARAMS["decontamination"], PARAMS["matching"], 3
     )
-    report, metrics, tags = nodes.build_clean_report(
+    report, metrics, tags = clean_report(
         filter_report, dedup_report, decontamination_report, kept
     )
     assert kept.empty and list(kept.columns[:3]) == ["instruction", "input", "output"]

@@ -36,7 +36,7 @@ def _params(**overrides) -> dict:
         "holdout_size": 20,
         "holdout_fraction": None,
         "variant_sizes": {"s": 10, "m": 30, "l": 60},
-        "mix_in": {"mode": None},
+        "mix_in": {"mode": "pool", "size": None},
     }
     params.update(overrides)
     return params

@@ -41,6 +41,7 @@ from rapidfuzz.distance import LCSseq
 from tqdm.auto import tqdm
 
 from belle_kedro.common.text import similarity_key
+from belle_kedro.pipelines.clean.settings import MinHashSettings
 
 _CHUNK_KEYS = 20_000  # keys per signature task: a few MB of shingles per worker
 # Elements per signature grid: a band's permuted grid (6 x 8192 x 8 bytes) stays in L2.
@@ -49,27 +50,6 @@ _MIN_MERGE_PAIRS = 4_000_000  # pending candidate pairs worth a merge (32 MB)
 _VERIFY_PAIRS = 2_000_000  # candidate pairs verified per cpdist call (bounded memory)
 _MIX_1 = np.uint64(0xBF58476D1CE4E5B9)  # splitmix64 finaliser constants
 _MIX_2 = np.uint64(0x94D049BB133111EB)
-
-
-@dataclass(frozen=True)
-class MinHashSettings:
-    """The candidate stage (``clean.near_duplicates.minhash``)."""
-
-    permutations: int
-    rows_per_band: int
-    bucket_neighbours: int
-    seed: int
-
-    def __post_init__(self) -> None:
-        if self.permutations < self.rows_per_band or self.rows_per_band < 1:
-            raise ValueError(
-                "clean.near_duplicates.minhash needs permutations >= rows_per_band >= 1, "
-                f"got {self.permutations} and {self.rows_per_band}"
-            )
-        if self.bucket_neighbours < 1:
-            raise ValueError(
-                "clean.near_duplicates.minhash.bucket_neighbours must be >= 1"
-            )
 
 
 @dataclass(frozen=True)
@@ -220,8 +200,7 @@ def _band_keys(keys: Sequence[str], settings: MinHashSettings) -> np.ndarray:
     permutation's minima are one vectorised reduction over a grid that stays in the
     CPU cache; ``np.minimum.reduceat`` over ragged keys was three times slower.
     """
-    rows = settings.rows_per_band
-    bands = settings.permutations // rows
+    rows, bands = settings.rows_per_band, settings.bands
     hashed, lengths = _multiset_elements(keys, settings.seed)
     starts = np.cumsum(lengths) - lengths
     rng = np.random.default_rng(settings.seed)
@@ -396,6 +375,7 @@ class _Search:
         progress: str | None,
     ) -> _Search:
         _check_threshold(threshold)
+        minhash.check()  # built by hand (bench, tests), it has not been checked yet
         return cls(threshold, minhash, _worker_count(workers), progress)
 
 
@@ -418,9 +398,7 @@ def _matching_pairs(
         (all_keys[start : start + _CHUNK_KEYS], minhash)
         for start in range(0, len(all_keys), _CHUNK_KEYS)
     ]
-    band_keys = np.zeros(
-        (len(all_keys), minhash.permutations // minhash.rows_per_band), np.uint32
-    )
+    band_keys = np.zeros((len(all_keys), minhash.bands), np.uint32)
     with tqdm(
         total=len(chunks), desc=progress, disable=progress is None, mininterval=2.0
     ) as bar:

@@ -3,12 +3,12 @@
 from kedro.pipeline import Node, Pipeline
 
 from belle_kedro.pipelines.clean.nodes import (
-    build_clean_report,
     decontaminate,
     filter_instructions,
     normalise_instructions,
     remove_near_duplicates,
 )
+from belle_kedro.pipelines.clean.report import clean_report
 
 
 def create_pipeline() -> Pipeline:
@@ -56,7 +56,7 @@ def create_pipeline() -> Pipeline:
                 name="decontaminate",
             ),
             Node(
-                build_clean_report,
+                clean_report,
                 [
                     "clean_filter_report",
                     "clean_dedup_report",

@@ -3,16 +3,17 @@
 Every rule is a small named function over a DataFrame with the record columns
 (``instruction``, ``input``, ``output`` strings) that returns a boolean Series, True for
 a record to drop; :func:`address_model` also rewrites instructions. :data:`RULES` maps
-the names used in ``parameters_clean.yml`` to them, and :func:`apply_rules` runs the
-configured ones in order and reports what each dropped. All rules are vectorised or
-touch only the rows that need a closer look, so a million records take seconds.
+the names used in ``parameters_clean.yml`` to them, and :func:`apply_rules` runs them
+in the order of :class:`~belle_kedro.pipelines.clean.settings.RulesSettings` and reports
+what each dropped. All rules are vectorised or touch only the rows that need a closer
+look, so a million records take seconds.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
@@ -20,6 +21,7 @@ from tqdm.auto import tqdm
 
 from belle_kedro.common.records import RECORD_COLUMNS, require_columns
 from belle_kedro.common.text import cjk_ratio, similarity_key
+from belle_kedro.pipelines.clean.settings import RulesSettings
 
 _PROGRESS_FROM = 50_000  # records; smaller inputs finish before a bar would help
 EXAMPLE_CHARS = 200  # each text of a report example is cut to this length
@@ -349,31 +351,24 @@ def _example(record: pd.Series, max_chars: int) -> dict[str, str]:
 
 
 def apply_rules(
-    records: pd.DataFrame,
-    rules: Mapping[str, Mapping[str, Any]],
-    examples: int,
+    records: pd.DataFrame, rules: RulesSettings, examples: int
 ) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """Run the configured rules in order; return the survivors and one report row per rule.
+    """Run the rules in order; return the survivors and one report row per rule.
 
-    ``rules`` maps a name in :data:`RULES` to ``{"enabled": bool, **options}``. Each
-    report row: ``rule, enabled, input, dropped, examples`` (the first dropped records).
+    Each report row: ``rule, enabled, input, dropped, examples`` (the first dropped
+    records).
     """
-    unknown = sorted(set(rules) - set(RULES))
-    if unknown:
-        raise ValueError(f"unknown clean rule(s) {unknown}; known: {sorted(RULES)}")
     report = []
-    for name, settings in rules.items():
-        options = dict(settings or {})
-        enabled = bool(options.pop("enabled"))
+    for name, settings in rules.in_order():
         row: dict[str, Any] = {
             "rule": name,
-            "enabled": enabled,
+            "enabled": settings.enabled,
             "input": len(records),
             "dropped": 0,
             "examples": [],
         }
-        if enabled:
-            records, dropped = RULES[name](records, **options)
+        if settings.enabled:
+            records, dropped = RULES[name](records, **settings.options())
             dropped = dropped.fillna(False).astype(bool)
             row["dropped"] = int(dropped.sum())
             row["examples"] = [

@@ -1,0 +1,164 @@
+"""The two pair-matching passes of the clean pipeline, each with its report section.
+
+Near duplicates (Alpaca's rule, against earlier kept records and the seed tasks) and
+decontamination (against the eval set's questions); both find their pairs through
+:mod:`belle_kedro.pipelines.clean.dedup`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from belle_kedro.datasets.eval_set import eval_set_digest
+from belle_kedro.pipelines.clean.dedup import (
+    comparison_keys,
+    find_near_duplicates,
+    find_reference_matches,
+)
+from belle_kedro.pipelines.clean.rules import EXAMPLE_CHARS
+from belle_kedro.pipelines.clean.settings import (
+    DecontaminationSettings,
+    MatchingSettings,
+    NearDuplicatesSettings,
+)
+
+
+def _seed_texts(
+    seed_tasks: pd.DataFrame, include_input: bool
+) -> tuple[list[str], list[str] | None]:
+    """Each seed task's instruction, with its first instance's input when asked."""
+    instructions = [str(text) for text in seed_tasks["instruction"]]
+    if not include_input:
+        return instructions, None
+    inputs = [
+        str(instances[0]["input"]) if len(instances) else ""
+        for instances in seed_tasks["instances"]
+    ]
+    return instructions, inputs
+
+
+def near_duplicate_pass(
+    records: pd.DataFrame,
+    seed_tasks: pd.DataFrame,
+    settings: NearDuplicatesSettings,
+    matching: MatchingSettings,
+    examples: int,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Drop records whose instruction (optionally + input) has ROUGE-L F >= threshold
+    against an earlier kept record or a seed task (Alpaca's rule, order-stable)."""
+    report: dict[str, Any] = {
+        "rule": "near_duplicates",
+        "enabled": settings.enabled,
+        "input": len(records),
+        "threshold": settings.threshold,
+        "include_input": settings.include_input,
+        "against_seed_tasks": settings.against_seed_tasks,
+        "dropped": 0,
+        "dropped_as_seed_duplicates": 0,
+        "examples": [],
+    }
+    if not settings.enabled:
+        return records, report
+    keys = comparison_keys(
+        records["instruction"].tolist(),
+        records["input"].tolist() if settings.include_input else None,
+    )
+    seed_keys: list[str] = []
+    seed_instructions: list[str] = []
+    if settings.against_seed_tasks:
+        seed_instructions, seed_inputs = _seed_texts(seed_tasks, settings.include_input)
+        seed_keys = comparison_keys(seed_instructions, seed_inputs)
+    found = find_near_duplicates(
+        keys,
+        seed_keys,
+        threshold=settings.threshold,
+        minhash=matching.minhash,
+        workers=matching.workers,
+        progress="near-duplicate signatures",
+    )
+    report["candidate_pairs"] = found.candidates
+    report["verified_pairs"] = found.verified
+    dropped_positions = [
+        position for position in range(len(records)) if not found.keep[position]
+    ]
+    report["dropped"] = len(dropped_positions)
+    report["dropped_as_seed_duplicates"] = int(
+        (found.duplicate_of >= len(records)).sum()
+    )
+    for position in dropped_positions[:examples]:
+        match = int(found.duplicate_of[position])
+        matched = (
+            seed_instructions[match - len(records)]
+            if match >= len(records)
+            else records["instruction"].iat[match]
+        )
+        report["examples"].append(
+            {
+                "instruction": records["instruction"].iat[position],
+                "duplicate_of": matched,
+                "duplicate_of_seed_task": match >= len(records),
+                "rouge_l": round(float(found.score[position]), 4),
+            }
+        )
+    return records[found.keep].reset_index(drop=True), report
+
+
+def decontamination_pass(
+    records: pd.DataFrame,
+    eval_set: pd.DataFrame,
+    settings: DecontaminationSettings,
+    matching: MatchingSettings,
+    examples: int,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Drop records whose instruction (+ input) has ROUGE-L F >= threshold against an
+    eval-set question; report drops per eval class and the eval set's digest."""
+    report: dict[str, Any] = {
+        "rule": "decontamination",
+        "enabled": settings.enabled,
+        "input": len(records),
+        "threshold": settings.threshold,
+        "include_input": settings.include_input,
+        "eval_questions": len(eval_set),
+        "eval_set_digest": eval_set_digest(eval_set),
+        "dropped": 0,
+        "classes": {},
+    }
+    if not settings.enabled or records.empty or eval_set.empty:
+        return records, report
+    keys = comparison_keys(
+        records["instruction"].tolist(),
+        records["input"].tolist() if settings.include_input else None,
+    )
+    questions = eval_set["question"].tolist()
+    found = find_reference_matches(
+        keys,
+        comparison_keys(questions),
+        threshold=settings.threshold,
+        minhash=matching.minhash,
+        workers=matching.workers,
+        progress="decontamination signatures",
+    )
+    classes = eval_set["class"].tolist()
+    for position in np.flatnonzero(~found.keep).tolist():
+        question = int(found.duplicate_of[position]) - len(records)
+        entry = report["classes"].setdefault(
+            classes[question], {"dropped": 0, "examples": []}
+        )
+        entry["dropped"] += 1
+        if len(entry["examples"]) < examples:
+            entry["examples"].append(
+                {
+                    "instruction": str(records["instruction"].iat[position])[
+                        :EXAMPLE_CHARS
+                    ],
+                    "input": str(records["input"].iat[position])[:EXAMPLE_CHARS],
+                    "eval_question": questions[question][:EXAMPLE_CHARS],
+                    "rouge_l": round(float(found.score[position]), 4),
+                }
+            )
+    report["dropped"] = int((~found.keep).sum())
+    report["classes"] = dict(sorted(report["classes"].items()))
+    return records[found.keep].reset_index(drop=True), report
