@@ -7,6 +7,7 @@ import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
+from belle_kedro.common.config import ParameterError
 from belle_kedro.common.text import similarity_key
 from belle_kedro.pipelines.split.nodes import (
     build_variants,
@@ -138,3 +139,38 @@ def test_split_pipeline_runs_on_an_in_memory_catalog() -> None:
     SequentialRunner().run(create_pipeline(names), catalog)
     report = catalog.load("split_report")
     assert {name: v["size"] for name, v in report["variants"].items()} == sizes
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"holdout_size": None},
+            r"^split\.holdout_size or holdout_fraction: set exactly one",
+        ),
+        (
+            {"holdout_fraction": 0.1},
+            r"^split\.holdout_size or holdout_fraction: set exactly one",
+        ),
+        (
+            {"mix_in": {"mode": "always", "size": None}},
+            r"^split\.mix_in\.mode must be one of",
+        ),
+        (
+            {"variant_sizes": {"s": "ten"}},
+            r"^split\.variant_sizes\.s must be an integer",
+        ),
+    ],
+)
+def test_a_mis_set_split_key_is_named_before_any_record_moves(
+    changes: dict, message: str
+) -> None:
+    with pytest.raises(ParameterError, match=message):
+        split_holdout(_records(40), _params(**changes))
+
+
+def test_a_holdout_fraction_alone_sets_the_holdout_size() -> None:
+    holdout, _ = split_holdout(
+        _records(100), _params(holdout_size=None, holdout_fraction=0.25)
+    )
+    assert len(holdout) == 25
