@@ -17,17 +17,19 @@ from belle_kedro.pipelines.evaluate.answering import (
 )
 from belle_kedro.pipelines.train import model_registry as registry
 from belle_kedro.pipelines.train.models import load_model_and_tokenizer
-from tests.support.training import tiny_config, with_changes
+from tests.support.training import settings_of, tiny_config, with_changes
 
 
 def tiny_model(method: str = "full", seed: int = 0):
     lora = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0}
     return load_model_and_tokenizer(
-        with_changes(
-            tiny_config(),
-            seed=seed,
-            model={"tiny_bloom": {"n_layer": 1, "hidden_size": 32, "n_head": 2}},
-            finetuning={"method": method, "lora": lora},
+        settings_of(
+            with_changes(
+                tiny_config(),
+                seed=seed,
+                model={"tiny_bloom": {"n_layer": 1, "hidden_size": 32, "n_head": 2}},
+                finetuning={"method": method, "lora": lora},
+            )
         )
     )
 

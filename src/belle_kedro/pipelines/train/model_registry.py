@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+from pathlib import Path
 from typing import Any
 
 import mlflow
 from transformers import PreTrainedTokenizerBase
 
 from belle_kedro.common.template import build_prompt
+from belle_kedro.pipelines.train.settings import TrainSettings
+from belle_kedro.pipelines.train.trainer import load_trained
 
 logger = logging.getLogger(__name__)
 
@@ -154,4 +157,43 @@ def log_and_register(
     )
     return _version_record(
         version, registered_model_name, variant, train_size, data_digest
+    )
+
+
+def register_trained(
+    run_dir: Path,
+    settings: TrainSettings,
+    *,
+    variant: str,
+    train_size: int,
+    data_digest: str,
+) -> dict[str, Any]:
+    """Register the model trained in ``run_dir``, or reuse the version it already has.
+
+    A version registered from the same run folder (same data and config) is returned
+    as it is, unless ``train.force`` is set; otherwise ``model/`` is loaded, logged to
+    the active run and registered as a new version of ``registered_model_name``.
+    """
+    name = settings.registered_model_name
+    if not settings.force:
+        existing = find_registered(
+            name,
+            variant=variant,
+            train_size=train_size,
+            data_digest=data_digest,
+            fingerprint=run_dir.name,
+        )
+        if existing is not None:
+            logger.info("%s: reusing %s", variant, existing["model_uri"])
+            return existing
+    model, tokenizer = load_trained(run_dir, settings)
+    return log_and_register(
+        model,
+        tokenizer,
+        registered_model_name=name,
+        variant=variant,
+        train_size=train_size,
+        data_digest=data_digest,
+        keep_adapter=settings.finetuning.keep_adapter,
+        fingerprint=run_dir.name,
     )
