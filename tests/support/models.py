@@ -17,7 +17,7 @@ import mlflow
 import torch
 
 from belle_kedro.common.template import IGNORE_INDEX, encode_example
-from belle_kedro.pipelines.train.model_registry import log_and_register
+from belle_kedro.pipelines.train.model_registry import TrainedFrom, log_and_register
 from belle_kedro.pipelines.train.models import build_tiny_bloom, load_smollm2_tokenizer
 
 TINY = {"n_layer": 1, "hidden_size": 16, "n_head": 2}
@@ -108,10 +108,9 @@ def register_variants(
                 model,
                 tokenizer,
                 registered_model_name=REGISTERED_MODEL,
-                variant=variant,
-                train_size=int(size),
-                data_digest=f"test-{variant}",
+                source=TrainedFrom(
+                    variant, int(size), f"test-{variant}", f"test-{variant}"
+                ),
                 keep_adapter=False,
-                fingerprint=f"test-{variant}",
             )
     return records

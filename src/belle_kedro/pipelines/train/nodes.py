@@ -73,13 +73,15 @@ def register_model(
     A version already registered from the same run folder (same data and config) is
     reused rather than logged again, unless ``train.force`` is set.
     """
-    return model_registry.register_trained(
-        Path(training_result["run_dir"]),
-        build(TrainSettings, train_params, "train"),
+    run_dir = Path(training_result["run_dir"])
+    source = model_registry.TrainedFrom(
         variant=str(lineage["variant"]),
         train_size=int(lineage["train_size"]),
         data_digest=str(lineage["data_digest"]),
+        fingerprint=run_dir.name,
     )
+    settings = build(TrainSettings, train_params, "train")
+    return model_registry.register_trained(run_dir, settings, source)
 
 
 def summarise_training(
