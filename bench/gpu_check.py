@@ -66,6 +66,7 @@ bounds (more ``--steps`` bring them closer).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import os
 import shutil
@@ -84,6 +85,7 @@ import torch
 from kedro.config import OmegaConfigLoader
 from transformers import BloomConfig, BloomForCausalLM, ByT5Tokenizer
 
+from belle_kedro.common.config import build as build_settings
 from belle_kedro.common.template import build_prompt
 from belle_kedro.datasets.eval_set import load_eval_set
 from belle_kedro.datasets.seed_tasks import load_seed_tasks
@@ -93,6 +95,7 @@ from belle_kedro.pipelines.evaluate.answering import (
     place_model,
 )
 from belle_kedro.pipelines.train import launcher, trainer
+from belle_kedro.pipelines.train.settings import TrainSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 # bf16 dense peak FLOP/s by a substring of torch.cuda.get_device_name(), first match.
@@ -288,8 +291,9 @@ def build_model(folder: Path, shape: Shape, device: torch.device) -> None:
 
 
 def train_config(
-    params: Mapping[str, Any],
+    belle: TrainSettings,
     base_folder: Path,
+    runs: Path,
     *,
     steps: int,
     save_steps: int,
@@ -297,11 +301,10 @@ def train_config(
     on_gpu: bool,
     lora: bool = False,
     save_only_model: bool = False,
-) -> dict[str, Any]:
-    """``conf/belle``'s train block, run for ``steps`` steps on the local model folder."""
-    config = dict(params["train"])
+) -> TrainSettings:
+    """``conf/belle``'s train settings, run for ``steps`` steps on the local model folder."""
     trainer_params = {
-        **config["trainer"],
+        **belle.trainer,
         "max_steps": steps,
         "save_steps": save_steps,
         # The run's end-of-training checkpoint without the optimizer: it cannot be
@@ -316,22 +319,27 @@ def train_config(
         # The dry run checks the steps, not the arithmetic: fp32 on a CPU avoids slow
         # bf16 emulation, and data workers would only be overhead.
         trainer_params.update(bf16=False, dataloader_num_workers=0)
-    return {
-        **config,
-        "model": {
-            **config["model"],
-            "name_or_path": str(base_folder),
-            "dtype": "bfloat16" if on_gpu else "float32",
-        },
-        "finetuning": {**config["finetuning"], "method": "lora" if lora else "full"},
-        "deepspeed": str(ROOT / config["deepspeed"]),
-        "launcher": {
-            **config["launcher"],
-            "command": "torchrun",
-            "nproc_per_node": processes,
-        },
-        "trainer": trainer_params,
-    }
+    if belle.deepspeed is None:
+        raise StepFailed("conf/belle names no DeepSpeed config")
+    changed = dataclasses.replace(
+        belle,
+        checkpoint_root=str(runs),
+        model=dataclasses.replace(
+            belle.model,
+            name_or_path=str(base_folder),
+            dtype="bfloat16" if on_gpu else "float32",
+        ),
+        finetuning=dataclasses.replace(
+            belle.finetuning, method="lora" if lora else "full"
+        ),
+        deepspeed=str(ROOT / belle.deepspeed),
+        launcher=dataclasses.replace(
+            belle.launcher, command="torchrun", nproc_per_node=processes
+        ),
+        trainer=trainer_params,
+    )
+    # Built again from plain values, so the changed settings pass every rule too.
+    return build_settings(TrainSettings, changed.as_dict(), "train")
 
 
 def checkpoint_steps(run_dir: Path, *, complete: bool) -> list[int]:
@@ -382,10 +390,7 @@ def train_and_kill(run_dir: Path, timeout_s: float) -> tuple[int, str]:
     die with their launcher (:func:`~belle_kedro.pipelines.train.trainer.die_with_launcher`).
     Returns the newest complete checkpoint's step once every process is gone.
     """
-    job = launcher.read_job(run_dir)
-    command = launcher.launcher_command(
-        run_dir, job["train"]["launcher"], uses_deepspeed=True
-    )
+    command = launcher.launcher_command(run_dir, trainer.read_job(run_dir).train)
     if command is None:
         raise StepFailed("DeepSpeed must go through a launcher")
     process = subprocess.Popen(
@@ -469,7 +474,7 @@ def check_trained(result: Mapping[str, Any], steps: int, backend: str) -> None:
 
 def evaluate(
     run_dir: Path,
-    config: Mapping[str, Any],
+    config: TrainSettings,
     questions: pd.DataFrame,
     generation: Mapping[str, Any],
     *,
@@ -538,6 +543,7 @@ def main() -> int:
     backend = "nccl" if on_gpu else "gloo"
     device_name, peak = peak_flops()
     params = belle_parameters()
+    belle = build_settings(TrainSettings, params["train"], "train")
     generation = {
         **params["evaluate"]["generation"],
         "max_new_tokens": arguments.max_new_tokens or (8 if dry else 64),
@@ -560,35 +566,38 @@ def main() -> int:
         print(f"shape {shape.describe()}")
     print(
         "Nothing here ran at the full shape unless its line says [full]. "
-        f"Global batch: {params['train']['trainer']['per_device_train_batch_size']} per "
-        f"device x {params['train']['trainer']['gradient_accumulation_steps']} "
+        f"Global batch: {belle.trainer['per_device_train_batch_size']} per "
+        f"device x {belle.trainer['gradient_accumulation_steps']} "
         f"accumulated x {processes} processes.",
         flush=True,
     )
 
     per_step = (
         processes
-        * int(params["train"]["trainer"]["per_device_train_batch_size"])
-        * int(params["train"]["trainer"]["gradient_accumulation_steps"])
+        * int(belle.trainer["per_device_train_batch_size"])
+        * int(belle.trainer["gradient_accumulation_steps"])
     )
     records = training_records(per_step * max(steps, resume_steps))
     questions = eval_questions(arguments.questions)
 
-    def prepared(name: str, shape: Shape, **overrides: Any) -> tuple[Path, dict]:
+    def prepared(
+        name: str, shape: Shape, **overrides: Any
+    ) -> tuple[Path, TrainSettings]:
         config = train_config(
-            params,
+            belle,
             folders[shape.label],
+            runs,
             processes=processes,
             on_gpu=on_gpu,
             **overrides,
         )
-        run_dir = launcher.prepare_run_dir(runs, name, records, records.head(0), config)
+        run_dir = launcher.prepare_run_dir(name, records, records.head(0), config)
         return run_dir, config
 
     report = Report()
     killed_at: dict[str, int] = {}
     # Each run folder is prepared (tokenised) once its model folder exists.
-    runs_ready: dict[str, tuple[Path, dict]] = {}
+    runs_ready: dict[str, tuple[Path, TrainSettings]] = {}
 
     def prepare_runs() -> None:
         runs_ready["resume"] = prepared(

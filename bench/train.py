@@ -17,6 +17,7 @@ Printed side by side: padding waste (padding share of the batch tensors), real
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import random
 import time
@@ -30,11 +31,10 @@ from torch.utils.data import DataLoader, RandomSampler, Sampler
 from transformers import PreTrainedTokenizerBase
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from belle_kedro.common.config import build
 from belle_kedro.pipelines.train.models import build_tiny_bloom, load_tokenizer
-from belle_kedro.pipelines.train.sft import (
-    SFTCollator,
-    SFTDataset,
-)
+from belle_kedro.pipelines.train.settings import TinyBloomSettings, TrainSettings
+from belle_kedro.pipelines.train.sft import SFTCollator, SFTDataset
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_FILE = (
@@ -56,6 +56,14 @@ TOPICS = (
     "茶叶",
     "星空",
 )
+
+
+def declared_settings() -> TrainSettings:
+    """conf/base's ``train`` block as typed settings (what a default run trains with)."""
+    block = yaml.safe_load(
+        (ROOT / "conf" / "base" / "parameters_train.yml").read_text(encoding="utf-8")
+    )["train"]
+    return build(TrainSettings, block, "train")
 
 
 def synthetic_records(count: int, seed: int) -> pd.DataFrame:
@@ -105,7 +113,7 @@ def run_arm(
     *,
     dataset: SFTDataset,
     tokenizer: PreTrainedTokenizerBase,
-    model_config: dict[str, int],
+    model_config: TinyBloomSettings,
     batch_size: int,
     seed: int,
     threads: int,
@@ -154,19 +162,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    declared = yaml.safe_load(
-        (ROOT / "conf" / "base" / "parameters_train.yml").read_text(encoding="utf-8")
-    )["train"]["model"]
-    tokenizer = load_tokenizer({**declared, "tokenizer": args.tokenizer})
+    declared = declared_settings().model
+    tokenizer = load_tokenizer(dataclasses.replace(declared, tokenizer=args.tokenizer))
     records, source = load_records(args.records, args.seed)
     dataset = SFTDataset.from_records(
         records, tokenizer, args.max_length, batch_size=1000
     )
-    model_config = {
-        "n_layer": args.layers,
-        "hidden_size": args.hidden_size,
-        "n_head": 4,
-    }
+    model_config = dataclasses.replace(
+        declared.tiny_bloom, n_layer=args.layers, hidden_size=args.hidden_size
+    )
     print(
         f"data: {len(dataset)} records from {source} ({dataset.dropped} dropped), "
         f"tokenizer {args.tokenizer} ({len(tokenizer)} ids), max_length {args.max_length}, "

@@ -33,6 +33,7 @@ resident pages of memory-mapped cache files (the goal: <= 1 GiB).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -42,7 +43,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -52,6 +52,7 @@ from belle_kedro.common.template import IGNORE_INDEX, build_prompt  # noqa: E402
 from belle_kedro.pipelines.train import token_cache  # noqa: E402
 from belle_kedro.pipelines.train.models import load_tokenizer  # noqa: E402
 from bench.synthetic import distinct_records, load_shared_pool  # noqa: E402
+from bench.train import declared_settings  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "zh_instructions"
 VARIANT_SHARES = {"small": 0.1, "medium": 0.3, "large": 0.5, "xlarge": 1.0}
@@ -61,17 +62,9 @@ RSS_GOAL_BYTES = 1 << 30
 
 
 def smollm2_tokenizer() -> Any:
-    declared = yaml.safe_load(
-        (ROOT / "conf" / "base" / "parameters_train.yml").read_text(encoding="utf-8")
-    )["train"]
-    return load_tokenizer({**declared["model"], "tokenizer": "smollm2_gguf"})
-
-
-def declared_batch_size() -> int:
-    declared = yaml.safe_load(
-        (ROOT / "conf" / "base" / "parameters_train.yml").read_text(encoding="utf-8")
-    )["train"]
-    return int(declared["token_cache"]["batch_size"])
+    """SmolLM2's tokenizer, loaded as conf/base's model settings would with it named."""
+    model = declared_settings().model
+    return load_tokenizer(dataclasses.replace(model, tokenizer="smollm2_gguf"))
 
 
 def today_examples(
@@ -161,7 +154,9 @@ def main() -> None:
         help="records today's path is timed and measured on (at most --size)",
     )
     parser.add_argument("--max-length", type=int, default=1024)
-    parser.add_argument("--batch-size", type=int, default=declared_batch_size())
+    parser.add_argument(
+        "--batch-size", type=int, default=declared_settings().token_cache.batch_size
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--probe", choices=["today", "cache"], help=argparse.SUPPRESS)
     parser.add_argument("--records", help=argparse.SUPPRESS)

@@ -17,10 +17,11 @@ import mlflow
 import torch
 
 from belle_kedro.common.template import IGNORE_INDEX, encode_example
-from belle_kedro.pipelines.train.model_registry import log_and_register
+from belle_kedro.pipelines.train.model_registry import TrainedFrom, log_and_register
 from belle_kedro.pipelines.train.models import build_tiny_bloom, load_smollm2_tokenizer
+from belle_kedro.pipelines.train.settings import TinyBloomSettings
 
-TINY = {"n_layer": 1, "hidden_size": 16, "n_head": 2}
+TINY = TinyBloomSettings(n_layer=1, hidden_size=16, n_head=2)
 REGISTERED_MODEL = "belle-eval-test"
 
 
@@ -52,7 +53,7 @@ def memorising_bloom(
     max_steps: int = 300,
     target_loss: float = 0.002,
     learning_rate: float = 5e-2,
-    tiny: Mapping[str, int] = TINY,
+    tiny: TinyBloomSettings = TINY,
 ) -> Any:
     """A tiny BLOOM that has memorised each ``answer + EOS`` after its exact ``prompt`` text.
 
@@ -108,10 +109,9 @@ def register_variants(
                 model,
                 tokenizer,
                 registered_model_name=REGISTERED_MODEL,
-                variant=variant,
-                train_size=int(size),
-                data_digest=f"test-{variant}",
+                source=TrainedFrom(
+                    variant, int(size), f"test-{variant}", f"test-{variant}"
+                ),
                 keep_adapter=False,
-                fingerprint=f"test-{variant}",
             )
     return records

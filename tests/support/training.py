@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from belle_kedro.common.config import build
+from belle_kedro.pipelines.train.settings import TrainSettings
 from tests.support.project import base_parameters, merged
 
 TINY_CHANGES: dict[str, Any] = {
@@ -34,3 +36,13 @@ def tiny_config(**trainer_changes: Any) -> dict[str, Any]:
 def with_changes(config: Mapping[str, Any], **changes: Any) -> dict[str, Any]:
     """``config`` with nested ``changes`` merged in."""
     return merged(config, changes)
+
+
+def settings_of(config: Mapping[str, Any]) -> TrainSettings:
+    """The typed settings of a raw ``train`` block, as a node builds them."""
+    return build(TrainSettings, config, "train")
+
+
+def tiny_settings(**trainer_changes: Any) -> TrainSettings:
+    """:func:`tiny_config` as typed settings."""
+    return settings_of(tiny_config(**trainer_changes))

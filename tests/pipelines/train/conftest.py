@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
 from belle_kedro.pipelines.train.models import load_tokenizer
-from tests.support.training import tiny_config
+from tests.support.training import tiny_settings
 
 
 @pytest.fixture(autouse=True)
@@ -20,15 +21,15 @@ def _in_the_tests_own_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 def smollm2_tokenizer(tmp_path_factory):
     """SmolLM2's BPE tokenizer converted from the shipped GGUF (a real merges-based BPE)."""
     return load_tokenizer(
-        {
-            **tiny_config()["model"],
-            "tokenizer": "smollm2_gguf",
-            "tokenizer_cache_dir": str(tmp_path_factory.mktemp("tok")),
-        }
+        dataclasses.replace(
+            tiny_settings().model,
+            tokenizer="smollm2_gguf",
+            tokenizer_cache_dir=str(tmp_path_factory.mktemp("tok")),
+        )
     )
 
 
 @pytest.fixture(scope="session")
 def byte_tokenizer():
     """conf/base's UTF-8 byte tokenizer."""
-    return load_tokenizer(tiny_config()["model"])
+    return load_tokenizer(tiny_settings().model)

@@ -12,10 +12,17 @@ from mlflow.tracking import MlflowClient
 
 from belle_kedro.pipelines.train import launcher, token_cache, trainer
 from belle_kedro.pipelines.train.models import load_tokenizer
+from belle_kedro.pipelines.train.settings import TrainSettings
 from belle_kedro.pipelines.train.sft import SFTDataset
+from belle_kedro.pipelines.train.trainer import MlflowTarget
 from tests.support.project import REPO_ROOT, base_parameters
 from tests.support.records import make_records
-from tests.support.training import tiny_config, with_changes
+from tests.support.training import (
+    settings_of,
+    tiny_config,
+    tiny_settings,
+    with_changes,
+)
 
 
 def two_process_run(
@@ -30,8 +37,8 @@ def two_process_run(
     )
     with mlflow.start_run() as run:
         run_dir = launcher.prepare_run_dir(
-            tmp_path, "small", make_records(32), make_records(8, seed=1), config,
-            mlflow_run={"tracking_uri": mlflow_store, "run_id": run.info.run_id},
+            "small", make_records(32), make_records(8, seed=1), settings_of(config),
+            mlflow_run=MlflowTarget(mlflow_store, run.info.run_id),
         )  # fmt: skip
         result = launcher.launch(run_dir)
     return result, run.info.run_id, run_dir
@@ -51,7 +58,7 @@ def test_two_process_torchrun_ddp_over_gloo_trains_and_logs_from_rank_zero(
     losses = [entry["loss"] for entry in result["log_history"] if "loss" in entry]
     assert losses[-1] < losses[0]
     # Both processes' batches are counted: every token of the epoch is seen once.
-    tokenizer = load_tokenizer(tiny_config()["model"])
+    tokenizer = load_tokenizer(tiny_settings().model)
     assert (
         result["train_tokens"]
         == SFTDataset.from_records(
@@ -66,7 +73,7 @@ def test_two_process_torchrun_ddp_over_gloo_trains_and_logs_from_rank_zero(
         4,
     ]  # rank 0 only, once per step
     assert (run_dir / trainer.MODEL_DIR / "config.json").is_file()
-    model, _ = trainer.load_trained(run_dir, tiny_config())
+    model, _ = trainer.load_trained(run_dir, tiny_settings())
     assert model.config.n_layer == 1
 
 
@@ -80,42 +87,36 @@ def test_two_process_deepspeed_zero2_on_cpu(tmp_path, mlflow_store):
     assert result["global_step"] == 4
     losses = [entry["loss"] for entry in result["log_history"] if "loss" in entry]
     assert losses[-1] < losses[0]
-    model, _ = trainer.load_trained(run_dir, tiny_config())
+    model, _ = trainer.load_trained(run_dir, tiny_settings())
     assert model.config.model_type == "bloom"
 
 
-def declared(**changes) -> dict:
-    """The declared ``train.launcher`` block with ``changes``."""
-    return {**base_parameters("train")["launcher"], **changes}
+def declared(deepspeed: str | None = None, **changes) -> TrainSettings:
+    """The declared train settings with ``train.launcher`` changes (and ``deepspeed``)."""
+    return settings_of(
+        with_changes(base_parameters("train"), deepspeed=deepspeed, launcher=changes)
+    )
 
 
 def test_a_changed_config_gets_a_fresh_run_folder(tmp_path):
     train, holdout = make_records(8), make_records(2, seed=1)
-    first = launcher.prepare_run_dir(tmp_path, "small", train, holdout, tiny_config())
+    first = launcher.prepare_run_dir("small", train, holdout, tiny_settings())
     second = launcher.prepare_run_dir(
-        tmp_path, "small", train, holdout, tiny_config(learning_rate=1e-4)
+        "small", train, holdout, tiny_settings(learning_rate=1e-4)
     )
     relaunched = launcher.prepare_run_dir(
-        tmp_path,
         "small",
         train,
         holdout,
-        with_changes(tiny_config(), launcher={"nproc_per_node": 4}),
+        settings_of(with_changes(tiny_config(), launcher={"nproc_per_node": 4})),
     )
     assert first != second
     assert relaunched == first  # how it is launched does not change what it computes
 
 
 def test_launcher_command_hands_off_to_torchrun_or_deepspeed(tmp_path: Path):
-    assert (
-        launcher.launcher_command(
-            tmp_path, declared(nproc_per_node=1), uses_deepspeed=False
-        )
-        is None
-    )
-    single = launcher.launcher_command(
-        tmp_path, declared(nproc_per_node=2), uses_deepspeed=False
-    )
+    assert launcher.launcher_command(tmp_path, declared(nproc_per_node=1)) is None
+    single = launcher.launcher_command(tmp_path, declared(nproc_per_node=2))
     assert single == [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
         "-m", "belle_kedro.pipelines.train.trainer", str(tmp_path),
@@ -129,13 +130,13 @@ def test_launcher_command_hands_off_to_torchrun_or_deepspeed(tmp_path: Path):
             master_addr="10.0.0.1",
             master_port=29400,
         ),
-        False,
     )
     assert multi[multi.index("--rdzv_endpoint") + 1] == "10.0.0.1:29400"
     assert "--standalone" not in multi
     # DeepSpeed always goes through a launcher, even on one device.
     deepspeed = launcher.launcher_command(
-        tmp_path, declared(command="deepspeed", nproc_per_node=1), uses_deepspeed=True
+        tmp_path,
+        declared(deepspeed="zero2.json", command="deepspeed", nproc_per_node=1),
     )
     assert deepspeed[1:4] == ["-m", "deepspeed.launcher.runner", "--num_gpus"]
     assert deepspeed[-3:] == [
@@ -155,12 +156,12 @@ def test_records_with_a_non_text_field_are_counted_and_left_out(tmp_path):
     train.at[2, "input"] = 42
     train.at[3, "input"] = None  # missing input is fine: no input
     run_dir = launcher.prepare_run_dir(
-        tmp_path, "small", train, make_records(2, seed=1), tiny_config()
+        "small", train, make_records(2, seed=1), tiny_settings()
     )
     job = json.loads((run_dir / trainer.JOB_FILE).read_text(encoding="utf-8"))
     assert job["bad_records"] == {"train": 2, "eval": 0}
     # The four good records reach the ranks, in order, through the token cache.
-    tokenizer = load_tokenizer(tiny_config()["model"])
+    tokenizer = load_tokenizer(tiny_settings().model)
     written = token_cache.open_view(
         run_dir / trainer.TRAIN_TOKENS,
         token_cache.cache_fingerprint(tokenizer, 256)["id"],
@@ -176,7 +177,7 @@ def test_records_with_a_non_text_field_are_counted_and_left_out(tmp_path):
 
 def test_a_run_without_held_out_records_prepares(tmp_path):
     run_dir = launcher.prepare_run_dir(
-        tmp_path, "small", make_records(4), make_records(1).head(0), tiny_config()
+        "small", make_records(4), make_records(1).head(0), tiny_settings()
     )
     job = json.loads((run_dir / trainer.JOB_FILE).read_text(encoding="utf-8"))
     assert job["bad_records"] == {"train": 0, "eval": 0}
@@ -184,13 +185,12 @@ def test_a_run_without_held_out_records_prepares(tmp_path):
 
 def test_a_resumed_folder_remembers_the_runs_that_trained_it_before(tmp_path):
     train, holdout = make_records(8), make_records(2, seed=1)
-    store = {"tracking_uri": "sqlite:///x.db"}
     for run_id in ("first", "second", "second", "third"):  # kill, rerun, ...
         run_dir = launcher.prepare_run_dir(
-            tmp_path, "small", train, holdout, tiny_config(),
-            mlflow_run={**store, "run_id": run_id},
+            "small", train, holdout, tiny_settings(),
+            mlflow_run=MlflowTarget("sqlite:///x.db", run_id),
         )  # fmt: skip
-    job = launcher.read_job(run_dir)
-    assert job["mlflow"]["run_id"] == "third"
+    job = trainer.read_job(run_dir)
+    assert job.mlflow is not None and job.mlflow.run_id == "third"
     # Each earlier run once, in order; the current one is not among them.
-    assert job["earlier_mlflow_runs"] == ["first", "second"]
+    assert job.earlier_mlflow_runs == ("first", "second")

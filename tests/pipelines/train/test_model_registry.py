@@ -17,17 +17,19 @@ from belle_kedro.pipelines.evaluate.answering import (
 )
 from belle_kedro.pipelines.train import model_registry as registry
 from belle_kedro.pipelines.train.models import load_model_and_tokenizer
-from tests.support.training import tiny_config, with_changes
+from tests.support.training import settings_of, tiny_config, with_changes
 
 
 def tiny_model(method: str = "full", seed: int = 0):
     lora = {"r": 4, "lora_alpha": 8, "lora_dropout": 0.0}
     return load_model_and_tokenizer(
-        with_changes(
-            tiny_config(),
-            seed=seed,
-            model={"tiny_bloom": {"n_layer": 1, "hidden_size": 32, "n_head": 2}},
-            finetuning={"method": method, "lora": lora},
+        settings_of(
+            with_changes(
+                tiny_config(),
+                seed=seed,
+                model={"tiny_bloom": {"n_layer": 1, "hidden_size": 32, "n_head": 2}},
+                finetuning={"method": method, "lora": lora},
+            )
         )
     )
 
@@ -42,21 +44,15 @@ def test_versions_are_registered_tagged_and_load_back_and_answer(mlflow_store):
             model,
             tokenizer,
             registered_model_name="belle-test",
-            variant="small",
-            train_size=24,
-            data_digest="d" * 64,
+            source=registry.TrainedFrom("small", 24, "d" * 64, "fp-small"),
             keep_adapter=False,
-            fingerprint="fp-small",
         )
         second = registry.log_and_register(
             model,
             tokenizer,
             registered_model_name="belle-test",
-            variant="medium",
-            train_size=48,
-            data_digest="e" * 64,
+            source=registry.TrainedFrom("medium", 48, "e" * 64, "fp-medium"),
             keep_adapter=False,
-            fingerprint="fp-medium",
         )
     assert first == {
         "registered_model_name": "belle-test",
@@ -77,15 +73,10 @@ def test_versions_are_registered_tagged_and_load_back_and_answer(mlflow_store):
     }
     assert version.run_id == run.info.run_id
     # A rerun of the same run folder finds its version instead of registering another.
-    identity = {"variant": "small", "train_size": 24, "data_digest": "d" * 64}
-    assert (
-        registry.find_registered("belle-test", fingerprint="fp-small", **identity)
-        == first
-    )
-    assert (
-        registry.find_registered("belle-test", fingerprint="fp-other", **identity)
-        is None
-    )
+    small = registry.TrainedFrom("small", 24, "d" * 64, "fp-small")
+    assert registry.find_registered("belle-test", small) == first
+    other_folder = registry.TrainedFrom("small", 24, "d" * 64, "fp-other")
+    assert registry.find_registered("belle-test", other_folder) is None
 
     info = mlflow.models.get_model_info(first["model_uri"])
     assert info.metadata["prompt_template"] == build_prompt(
@@ -152,11 +143,8 @@ def test_lora_on_a_local_base_is_merged_before_logging(mlflow_store):
             model,
             tokenizer,
             registered_model_name="belle-lora",
-            variant="small",
-            train_size=8,
-            data_digest="f" * 64,
+            source=registry.TrainedFrom("small", 8, "f" * 64, "fp-lora"),
             keep_adapter=False,
-            fingerprint="fp-lora",
         )
     loaded, _ = load_registered_model(
         record["model_uri"], device="cpu", dtype="float32"
@@ -174,11 +162,8 @@ def test_logging_needs_the_variant_run(mlflow_store):
             model,
             tokenizer,
             registered_model_name="x",
-            variant="v",
-            train_size=1,
-            data_digest="0",
+            source=registry.TrainedFrom("v", 1, "0", "fp"),
             keep_adapter=False,
-            fingerprint="fp",
         )
 
 

@@ -5,12 +5,9 @@ from __future__ import annotations
 from matplotlib.figure import Figure
 
 from belle_kedro.common.records import records_digest
-from belle_kedro.pipelines.train.nodes import (
-    describe_training_data,
-    flatten_params,
-    holdout_sample,
-    summarise_training,
-)
+from belle_kedro.pipelines.train.launcher import holdout_sample
+from belle_kedro.pipelines.train.nodes import describe_training_data, summarise_training
+from belle_kedro.pipelines.train.tracking import flatten_params
 from tests.support.records import make_records
 
 

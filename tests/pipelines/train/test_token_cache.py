@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 from typing import Any
@@ -17,7 +18,7 @@ from belle_kedro.pipelines.train.sft import SFTDataset
 from belle_kedro.pipelines.train.token_cache import TokenFile
 from tests.support.project import base_parameters
 from tests.support.records import make_records
-from tests.support.training import tiny_config
+from tests.support.training import tiny_settings
 
 
 def per_record_examples(
@@ -222,18 +223,16 @@ def test_nested_variants_tokenise_each_record_once(tmp_path, byte_tokenizer):
 
 
 def test_the_run_folder_hands_the_ranks_views_not_records(tmp_path, byte_tokenizer):
-    config = tiny_config()
+    config = tiny_settings()
     train, holdout = make_records(16), make_records(4, seed=1)
-    run_dir = launcher.prepare_run_dir(
-        tmp_path / "runs", "small", train, holdout, config
-    )
-    job = launcher.read_job(run_dir)
-    assert job["tokenized_records"] == {"train": 16, "eval": 4}
+    run_dir = launcher.prepare_run_dir("small", train, holdout, config)
+    job = trainer.read_job(run_dir)
+    assert job.tokenized_records == {"train": 16, "eval": 4}
     described = json.loads((run_dir / f"{trainer.TRAIN_TOKENS}.json").read_text())
-    root = (tmp_path / config["token_cache"]["root"]).resolve()
+    root = (tmp_path / config.token_cache.root).resolve()
     assert all(path.startswith(str(root)) for path in described["shards"])
     # A second variant with the same records (another fingerprint) tokenises nothing.
     other = launcher.prepare_run_dir(
-        tmp_path / "runs", "medium", train, holdout, {**config, "seed": 1}
+        "medium", train, holdout, dataclasses.replace(config, seed=1)
     )
-    assert launcher.read_job(other)["tokenized_records"] == {"train": 0, "eval": 0}
+    assert trainer.read_job(other).tokenized_records == {"train": 0, "eval": 0}

@@ -13,7 +13,12 @@ from belle_kedro.pipelines.train.models import load_model_and_tokenizer
 from belle_kedro.pipelines.train.sft import SFTCollator, SFTDataset, TokenArrays
 from tests.support.project import base_parameters
 from tests.support.records import make_records
-from tests.support.training import tiny_config, with_changes
+from tests.support.training import (
+    settings_of,
+    tiny_config,
+    tiny_settings,
+    with_changes,
+)
 
 
 class SimulatedCrash(RuntimeError):
@@ -42,7 +47,7 @@ class RecordSteps(TrainerCallback):
 @pytest.mark.slow
 def test_a_real_tiny_run_lowers_the_loss(tmp_path):
     run_dir = launcher.prepare_run_dir(
-        tmp_path, "small", make_records(48), make_records(8, seed=1), tiny_config()
+        "small", make_records(48), make_records(8, seed=1), tiny_settings()
     )
     result = launcher.launch(run_dir)
 
@@ -57,15 +62,15 @@ def test_a_real_tiny_run_lowers_the_loss(tmp_path):
     assert result["train_tokens"] > 0 and 0 <= result["padding_waste"] < 0.2
     assert (run_dir / trainer.MODEL_DIR / "config.json").is_file()
     assert not (run_dir / trainer.CHECKPOINT_DIR).exists()  # cleaned once finished
-    model, tokenizer = trainer.load_trained(run_dir, tiny_config())
+    model, tokenizer = trainer.load_trained(run_dir, tiny_settings())
     assert model.config.model_type == "bloom" and tokenizer.eos_token_id is not None
 
 
 @pytest.mark.slow
 def test_a_crashed_run_resumes_from_its_last_checkpoint(tmp_path):
     train, holdout = make_records(48), make_records(8, seed=1)
-    config = tiny_config(eval_strategy="no")
-    run_dir = launcher.prepare_run_dir(tmp_path, "small", train, holdout, config)
+    config = tiny_settings(eval_strategy="no")
+    run_dir = launcher.prepare_run_dir("small", train, holdout, config)
     with pytest.raises(SimulatedCrash):
         trainer.run_training(run_dir, callbacks=[CrashAtStep(6)])
     assert sorted(
@@ -73,9 +78,7 @@ def test_a_crashed_run_resumes_from_its_last_checkpoint(tmp_path):
     ) == ["checkpoint-3", "checkpoint-6"]
 
     # Rerunning the same data and config reuses the run folder and continues at step 7.
-    assert (
-        launcher.prepare_run_dir(tmp_path, "small", train, holdout, config) == run_dir
-    )
+    assert launcher.prepare_run_dir("small", train, holdout, config) == run_dir
     steps = RecordSteps()
     result = trainer.run_training(run_dir, callbacks=[steps])
     assert result["resumed_from_step"] == 6
@@ -85,16 +88,12 @@ def test_a_crashed_run_resumes_from_its_last_checkpoint(tmp_path):
     assert logged == list(range(1, 13))  # history before the crash survives the resume
 
     # A finished run is reused as it is, not trained again ...
-    assert (
-        launcher.prepare_run_dir(tmp_path, "small", train, holdout, config) == run_dir
-    )
+    assert launcher.prepare_run_dir("small", train, holdout, config) == run_dir
     reused = launcher.launch(run_dir)
     assert reused["reused"] is True and reused["global_step"] == 12
     # ... unless train.force asks for a fresh run from step 0.
-    forced = with_changes(config, force=True)
-    assert (
-        launcher.prepare_run_dir(tmp_path, "small", train, holdout, forced) == run_dir
-    )
+    forced = settings_of(with_changes(tiny_config(eval_strategy="no"), force=True))
+    assert launcher.prepare_run_dir("small", train, holdout, forced) == run_dir
     assert not (run_dir / trainer.RESULT_FILE).exists()
 
 
@@ -114,8 +113,8 @@ def test_a_crashed_run_resumes_from_its_last_checkpoint(tmp_path):
 )
 def test_a_torn_checkpoint_is_set_aside_and_the_one_before_resumed(tmp_path, tear):
     train, holdout = make_records(48), make_records(8, seed=1)
-    config = tiny_config(eval_strategy="no")
-    run_dir = launcher.prepare_run_dir(tmp_path, "small", train, holdout, config)
+    config = tiny_settings(eval_strategy="no")
+    run_dir = launcher.prepare_run_dir("small", train, holdout, config)
     with pytest.raises(SimulatedCrash):
         trainer.run_training(run_dir, callbacks=[CrashAtStep(6)])
     # A kill while checkpoint-6 was being written.
@@ -161,7 +160,7 @@ def test_the_length_grouped_sampler_reads_lengths_not_examples(tmp_path, monkeyp
         raise AssertionError("the sampler read an example to measure it")
 
     monkeypatch.setattr(SFTDataset, "__getitem__", no_reading)
-    config = tiny_config()
+    config = tiny_settings()
     model, _ = load_model_and_tokenizer(config)
     sft = trainer.SFTTrainer(
         model=model,
@@ -176,12 +175,13 @@ def test_the_length_grouped_sampler_reads_lengths_not_examples(tmp_path, monkeyp
 
 
 def epoch_padding_waste(tmp_path, config: dict, dataset: SFTDataset) -> float:
+    settings = settings_of(config)
     """Padding share of one epoch of the Trainer's own training batches."""
-    model, _ = load_model_and_tokenizer(config)
+    model, _ = load_model_and_tokenizer(settings)
     collator = SFTCollator(pad_token_id=0, pad_to_multiple_of=None)
     sft = trainer.SFTTrainer(
         model=model,
-        args=trainer.training_arguments(tmp_path, config, has_eval=False),
+        args=trainer.training_arguments(tmp_path, settings, has_eval=False),
         train_dataset=dataset,
         data_collator=collator,
         eval_collator=SFTCollator(pad_token_id=0, pad_to_multiple_of=None),

@@ -3,8 +3,8 @@
 Kedro runs in one process; training may need many (GPUs, nodes). The hand-off is a run
 folder (:mod:`.trainer` describes its layout), identical whichever way training runs.
 :func:`prepare_run_dir` tokenises the variant's records here, once, into the token
-cache (:mod:`.token_cache`); the run folder holds views of it that every rank opens
-read-only.
+cache (:mod:`.token_cache`); the run folder holds views of it that every rank reads
+(``os.pread``), never writes.
 :func:`launch` runs :func:`~.trainer.run_training` in-process for one process without
 DeepSpeed, and otherwise starts ``python -m torch.distributed.run ... -m
 belle_kedro.pipelines.train.trainer <run_folder>`` (or the DeepSpeed launcher) as a
@@ -17,6 +17,7 @@ changed config starts afresh.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -24,15 +25,14 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from belle_kedro.common.files import write_atomic
 from belle_kedro.common.records import RECORD_COLUMNS, records_digest
 from belle_kedro.pipelines.train.models import load_tokenizer
+from belle_kedro.pipelines.train.settings import LauncherSettings, TrainSettings
 from belle_kedro.pipelines.train.token_cache import build_view, save_view
 from belle_kedro.pipelines.train.trainer import (
     CHECKPOINT_DIR,
@@ -41,6 +41,9 @@ from belle_kedro.pipelines.train.trainer import (
     MODEL_DIR,
     RESULT_FILE,
     TRAIN_TOKENS,
+    Job,
+    MlflowTarget,
+    read_job,
     run_training,
 )
 
@@ -75,13 +78,26 @@ def split_bad_records(records: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return records.loc[good], int((~good).sum())
 
 
+def holdout_sample(
+    holdout: pd.DataFrame, max_examples: int | None, seed: int
+) -> pd.DataFrame:
+    """At most ``max_examples`` held-out records, a seeded sample (all when None)."""
+    if max_examples is None or len(holdout) <= max_examples:
+        return holdout.reset_index(drop=True)
+    return holdout.sample(n=max_examples, random_state=seed).reset_index(drop=True)
+
+
 def run_fingerprint(
-    train_data: pd.DataFrame, eval_data: pd.DataFrame, train_config: Mapping[str, Any]
+    train_data: pd.DataFrame, eval_data: pd.DataFrame, settings: TrainSettings
 ) -> str:
-    """Short hash of what determines a training run's result (data + config)."""
+    """Short hash of what determines a training run's result (data + config).
+
+    The config is hashed as the YAML block reads (:meth:`TrainSettings.as_dict`), so
+    a run folder keeps its name from one release to the next while the keys do.
+    """
     config = {
         key: value
-        for key, value in train_config.items()
+        for key, value in settings.as_dict().items()
         if key not in _NOT_FINGERPRINTED
     }
     payload = json.dumps(
@@ -97,31 +113,30 @@ def run_fingerprint(
 
 
 def prepare_run_dir(
-    checkpoint_root: str | Path,
     variant: str,
     train_data: pd.DataFrame,
     eval_data: pd.DataFrame,
-    train_config: Mapping[str, Any],
+    settings: TrainSettings,
     *,
-    mlflow_run: Mapping[str, str] | None = None,
+    mlflow_run: MlflowTarget | None = None,
 ) -> Path:
-    """Create (or reuse, to resume) the variant's run folder and write its inputs.
+    """Create (or reuse, to resume) the variant's run folder under ``checkpoint_root``.
 
     A finished run (``result.json`` and ``model/``) is kept as it is, for :func:`launch`
     to reuse, unless ``train.force`` asks to train it again from scratch.
     """
-    config = dict(train_config)
-    deepspeed = config["deepspeed"]
-    if deepspeed:
+    if settings.deepspeed:
         # Absolute, so launcher subprocesses on any working directory find it.
-        config["deepspeed"] = str(Path(deepspeed).resolve())
+        settings = dataclasses.replace(
+            settings, deepspeed=str(Path(settings.deepspeed).resolve())
+        )
     run_dir = (
-        Path(checkpoint_root).resolve()
+        Path(settings.checkpoint_root).resolve()
         / variant
-        / run_fingerprint(train_data, eval_data, config)
+        / run_fingerprint(train_data, eval_data, settings)
     )
     if is_finished(run_dir):
-        if not config["force"]:
+        if not settings.force:
             logger.info("%s: reusing the finished run in %s", variant, run_dir)
             return run_dir
         logger.info(
@@ -140,50 +155,35 @@ def prepare_run_dir(
             bad_train,
             bad_eval,
         )
-    # Tokenised here, once, into the shared token cache; every rank memory-maps it.
-    tokenizer = load_tokenizer(config["model"])
-    max_length = int(config["data"]["max_length"])
-    cache = config["token_cache"]
+    # Tokenised here, once, into the shared token cache; every rank reads it (pread).
+    tokenizer = load_tokenizer(settings.model)
     tokenized = {}
     for stem, records in ((TRAIN_TOKENS, train_data), (EVAL_TOKENS, eval_data)):
         view = build_view(
-            cache["root"],
+            settings.token_cache.root,
             records.loc[:, columns],
             tokenizer,
-            max_length,
-            int(cache["batch_size"]),
+            settings.data.max_length,
+            settings.token_cache.batch_size,
         )
         save_view(view, run_dir / stem)
         tokenized[stem] = view.tokenized
-    job = {
-        "variant": variant,
-        "train": config,
-        "mlflow": dict(mlflow_run) if mlflow_run else None,
-        "bad_records": {"train": bad_train, "eval": bad_eval},
-        # Records this preparation tokenised (the rest came from the token cache).
-        "tokenized_records": {
+    Job(
+        variant=variant,
+        train=settings,
+        mlflow=mlflow_run,
+        bad_records={"train": bad_train, "eval": bad_eval},
+        tokenized_records={
             "train": tokenized[TRAIN_TOKENS],
             "eval": tokenized[EVAL_TOKENS],
         },
-        # MLflow runs that trained this folder before (killed, resumed here).
-        "earlier_mlflow_runs": [
+        earlier_mlflow_runs=tuple(
             run_id
             for run_id in earlier_runs
-            if not mlflow_run or run_id != mlflow_run["run_id"]
-        ],
-    }
-    write_atomic(
-        run_dir / JOB_FILE, json.dumps(job, indent=2, sort_keys=True, default=str)
-    )
+            if not mlflow_run or run_id != mlflow_run.run_id
+        ),
+    ).write(run_dir)
     return run_dir
-
-
-def read_job(run_dir: Path) -> dict[str, Any]:
-    """The run folder's ``job.json``."""
-    job: dict[str, Any] = json.loads((run_dir / JOB_FILE).read_text(encoding="utf-8"))
-    # Folders written before runs were linked have no list of earlier runs.
-    job.setdefault("earlier_mlflow_runs", [])
-    return job
 
 
 def _earlier_mlflow_runs(run_dir: Path) -> list[str]:
@@ -191,9 +191,9 @@ def _earlier_mlflow_runs(run_dir: Path) -> list[str]:
     if not (run_dir / JOB_FILE).is_file():
         return []
     job = read_job(run_dir)
-    earlier = list(job["earlier_mlflow_runs"])
-    if job["mlflow"]:
-        earlier.append(job["mlflow"]["run_id"])
+    earlier = list(job.earlier_mlflow_runs)
+    if job.mlflow:
+        earlier.append(job.mlflow.run_id)
     return earlier
 
 
@@ -202,45 +202,41 @@ def is_finished(run_dir: Path) -> bool:
     return (run_dir / RESULT_FILE).is_file() and (run_dir / MODEL_DIR).is_dir()
 
 
-def launcher_command(
-    run_dir: Path, launcher: Mapping[str, Any], uses_deepspeed: bool
-) -> list[str] | None:
+def launcher_command(run_dir: Path, settings: TrainSettings) -> list[str] | None:
     """The command that trains ``run_dir`` in several processes, or None for in-process."""
-    nproc = int(launcher["nproc_per_node"])
-    nnodes = int(launcher["nnodes"])
-    if nproc <= 1 and nnodes <= 1 and not uses_deepspeed:
+    if not settings.needs_launcher:
         return None
+    launcher: LauncherSettings = settings.launcher
     entry = ["-m", WORKER_MODULE, str(run_dir)]
-    if launcher["command"] == "deepspeed":
+    if launcher.command == "deepspeed":
         command = [
             sys.executable,
             "-m",
             "deepspeed.launcher.runner",
             "--num_gpus",
-            str(nproc),
+            str(launcher.nproc_per_node),
         ]
-        if launcher["hostfile"]:
-            command += ["--hostfile", str(launcher["hostfile"])]
-        if launcher["master_port"]:
-            command += ["--master_port", str(launcher["master_port"])]
+        if launcher.hostfile:
+            command += ["--hostfile", launcher.hostfile]
+        command += ["--master_port", str(launcher.master_port)]
         return [*command, "--module", WORKER_MODULE, str(run_dir)]
     command = [
         sys.executable,
         "-m",
         "torch.distributed.run",
         "--nproc_per_node",
-        str(nproc),
+        str(launcher.nproc_per_node),
     ]
-    if nnodes > 1:
+    if launcher.nnodes > 1:
         command += [
             "--nnodes",
-            str(nnodes),
+            str(launcher.nnodes),
             "--node_rank",
-            str(launcher["node_rank"]),
+            str(launcher.node_rank),
             "--rdzv_backend",
             "c10d",
             "--rdzv_endpoint",
-            f"{launcher['master_addr']}:{launcher['master_port']}",
+            f"{launcher.master_addr}:{launcher.master_port}",
         ]
     else:
         command.append("--standalone")  # picks a free port on this machine
@@ -257,20 +253,17 @@ def launch(run_dir: Path) -> dict[str, Any]:
         result = json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))
         return {**result, "reused": True}
     job = read_job(run_dir)
-    launcher = job["train"]["launcher"]
-    command = launcher_command(
-        run_dir, launcher, uses_deepspeed=bool(job["train"]["deepspeed"])
-    )
+    command = launcher_command(run_dir, job.train)
     if command is None:
         return {**run_training(run_dir), "reused": False}
-    logger.info("Handing %s to the launcher: %s", job["variant"], " ".join(command))
-    if int(launcher["nnodes"]) > 1:
+    logger.info("Handing %s to the launcher: %s", job.variant, " ".join(command))
+    if job.train.launcher.nnodes > 1:
         logger.info("Start the same command on the other nodes with --node_rank 1..N-1")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     completed = subprocess.run(command, env=env, check=False)
     if completed.returncode != 0:
         raise RuntimeError(
-            f"training {job['variant']} failed in the launcher (exit {completed.returncode}); "
+            f"training {job.variant} failed in the launcher (exit {completed.returncode}); "
             f"rerun to resume from the last checkpoint in {run_dir / CHECKPOINT_DIR}"
         )
     result = json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))

@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import mlflow
 from transformers import PreTrainedTokenizerBase
 
 from belle_kedro.common.template import build_prompt
+from belle_kedro.pipelines.train.settings import TrainSettings
+from belle_kedro.pipelines.train.trainer import load_trained
 
 logger = logging.getLogger(__name__)
 
@@ -55,44 +59,52 @@ def _is_peft(model: Any) -> bool:
 FINGERPRINT_TAG = "run_fingerprint"
 
 
-def _version_record(
-    version: Any,
-    registered_model_name: str,
-    variant: str,
-    train_size: int,
-    data_digest: str,
-) -> dict[str, Any]:
-    return {
-        "registered_model_name": registered_model_name,
-        "version": str(version.version),
-        "model_uri": f"models:/{registered_model_name}/{version.version}",
-        "variant": variant,
-        "train_size": int(train_size),
-        "data_digest": data_digest,
-        "run_id": str(version.run_id),
-    }
+@dataclass(frozen=True)
+class TrainedFrom:
+    """What a registered version was trained from: variant, its data, the run folder."""
+
+    variant: str
+    train_size: int
+    data_digest: str
+    fingerprint: str  # the training run folder's name (a hash of data + config)
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """Registry tags of the version; the fingerprint lets a rerun find it."""
+        return {
+            "variant": self.variant,
+            "train_size": str(self.train_size),
+            "data_digest": self.data_digest,
+            FINGERPRINT_TAG: self.fingerprint,
+        }
+
+    def record(self, version: Any, registered_model_name: str) -> dict[str, Any]:
+        """The ``<variant>.model_version`` record that evaluate reads."""
+        return {
+            "registered_model_name": registered_model_name,
+            "version": str(version.version),
+            "model_uri": f"models:/{registered_model_name}/{version.version}",
+            "variant": self.variant,
+            "train_size": self.train_size,
+            "data_digest": self.data_digest,
+            "run_id": str(version.run_id),
+        }
 
 
 def find_registered(
-    registered_model_name: str,
-    *,
-    variant: str,
-    train_size: int,
-    data_digest: str,
-    fingerprint: str,
+    registered_model_name: str, source: TrainedFrom
 ) -> dict[str, Any] | None:
-    """The newest version already registered from the run folder ``fingerprint``, if any."""
+    """The newest version already registered from the run folder ``source`` names, if any."""
     from mlflow.tracking import MlflowClient
 
     versions = MlflowClient().search_model_versions(
-        f"name = '{registered_model_name}' and tags.{FINGERPRINT_TAG} = '{fingerprint}'"
+        f"name = '{registered_model_name}' "
+        f"and tags.{FINGERPRINT_TAG} = '{source.fingerprint}'"
     )
     if not versions:
         return None
     newest = max(versions, key=lambda version: int(version.version))
-    return _version_record(
-        newest, registered_model_name, variant, train_size, data_digest
-    )
+    return source.record(newest, registered_model_name)
 
 
 def log_and_register(
@@ -100,17 +112,14 @@ def log_and_register(
     tokenizer: PreTrainedTokenizerBase,
     *,
     registered_model_name: str,
-    variant: str,
-    train_size: int,
-    data_digest: str,
+    source: TrainedFrom,
     keep_adapter: bool,
-    fingerprint: str,
 ) -> dict[str, Any]:
     """Log the model to the active MLflow run and register it as a new version.
 
     ``keep_adapter`` logs a peft model as its adapter (its base must be a hub id);
-    otherwise LoRA weights are merged in first. ``fingerprint`` (the training run
-    folder's) is tagged on the version so a rerun finds and reuses it. Returns the
+    otherwise LoRA weights are merged in first. ``source`` is tagged on the version
+    (its run folder's fingerprint too, so a rerun finds and reuses it). Returns the
     ``<variant>.model_version`` record that evaluate reads.
     """
     run = mlflow.active_run()
@@ -132,26 +141,43 @@ def log_and_register(
         model_config=SERVING_GENERATION_CONFIG,
         pip_requirements=pip_requirements(with_peft=with_peft),
         metadata={
-            "variant": variant,
-            "train_size": int(train_size),
-            "data_digest": data_digest,
+            "variant": source.variant,
+            "train_size": source.train_size,
+            "data_digest": source.data_digest,
         },
     )
-    tags = {
-        "variant": variant,
-        "train_size": str(int(train_size)),
-        "data_digest": data_digest,
-        FINGERPRINT_TAG: fingerprint,
-    }
     version = mlflow.register_model(
-        model_info.model_uri, registered_model_name, tags=tags
+        model_info.model_uri, registered_model_name, tags=source.tags
     )
     logger.info(
         "Registered %s version %s (variant %s)",
         registered_model_name,
         version.version,
-        variant,
+        source.variant,
     )
-    return _version_record(
-        version, registered_model_name, variant, train_size, data_digest
+    return source.record(version, registered_model_name)
+
+
+def register_trained(
+    run_dir: Path, settings: TrainSettings, source: TrainedFrom
+) -> dict[str, Any]:
+    """Register the model trained in ``run_dir``, or reuse the version it already has.
+
+    A version registered from the same run folder (same data and config) is returned
+    as it is, unless ``train.force`` is set; otherwise ``model/`` is loaded, logged to
+    the active run and registered as a new version of ``registered_model_name``.
+    """
+    name = settings.registered_model_name
+    if not settings.force:
+        existing = find_registered(name, source)
+        if existing is not None:
+            logger.info("%s: reusing %s", source.variant, existing["model_uri"])
+            return existing
+    model, tokenizer = load_trained(run_dir, settings)
+    return log_and_register(
+        model,
+        tokenizer,
+        registered_model_name=name,
+        source=source,
+        keep_adapter=settings.finetuning.keep_adapter,
     )

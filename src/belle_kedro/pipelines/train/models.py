@@ -27,7 +27,6 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +46,13 @@ from belle_kedro.llm.offline_model import (
     load_gguf_tokenizer,
     offline_model_path,
 )
+from belle_kedro.pipelines.train.settings import (
+    DType,
+    LoraSettings,
+    ModelSettings,
+    TinyBloomSettings,
+    TrainSettings,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +60,7 @@ logger = logging.getLogger(__name__)
 SMOLLM2_TOKENIZER = "smollm2_gguf"
 BYTE_TOKENIZER = "bytes"
 
-_DTYPES = {
+_DTYPES: dict[DType, torch.dtype] = {
     "float32": torch.float32,
     "fp32": torch.float32,
     "bfloat16": torch.bfloat16,
@@ -64,14 +70,9 @@ _DTYPES = {
 }
 
 
-def torch_dtype(name: str) -> torch.dtype:
+def torch_dtype(name: DType) -> torch.dtype:
     """``"bf16"``/``"bfloat16"``/... -> a torch dtype."""
-    try:
-        return _DTYPES[name.lower()]
-    except KeyError:
-        raise ValueError(
-            f"unknown dtype {name!r} (train.model.dtype); use one of {sorted(_DTYPES)}"
-        ) from None
+    return _DTYPES[name]
 
 
 def _atomic_save(save: Any, destination: Path) -> None:
@@ -116,41 +117,38 @@ def load_smollm2_tokenizer(cache_dir: str | Path) -> PreTrainedTokenizerBase:
     return _finish_tokenizer(AutoTokenizer.from_pretrained(cached))
 
 
-def _gguf_file(model_config: Mapping[str, Any]) -> Path:
-    name = model_config["name_or_path"]
-    return Path(name) if name else offline_model_path()
+def _gguf_file(model: ModelSettings) -> Path:
+    return Path(model.name_or_path) if model.name_or_path else offline_model_path()
 
 
-def load_tokenizer(model_config: Mapping[str, Any]) -> PreTrainedTokenizerBase:
-    """The tokenizer ``train.model.tokenizer`` names (null: the model's own)."""
-    name = model_config["tokenizer"]
+def load_tokenizer(model: ModelSettings) -> PreTrainedTokenizerBase:
+    """The tokenizer ``train.model.tokenizer`` names (null: the model's own).
+
+    A tiny_bloom model has no tokenizer of its own; its settings refuse a null one.
+    """
+    name = model.tokenizer
     if name == BYTE_TOKENIZER:
         return _finish_tokenizer(ByT5Tokenizer())
     if name == SMOLLM2_TOKENIZER:
-        return load_smollm2_tokenizer(model_config["tokenizer_cache_dir"])
-    if name is None and model_config["source"] == "gguf":
-        return _finish_tokenizer(load_gguf_tokenizer(_gguf_file(model_config)))
-    if name is None and model_config["source"] == "tiny_bloom":
-        raise ValueError(
-            "train.model.tokenizer must name a tokenizer for a tiny_bloom model "
-            f"(it has none of its own): {BYTE_TOKENIZER}, {SMOLLM2_TOKENIZER} or a hub id"
-        )
+        return load_smollm2_tokenizer(model.tokenizer_cache_dir)
+    if name is None and model.source == "gguf":
+        return _finish_tokenizer(load_gguf_tokenizer(_gguf_file(model)))
     return _finish_tokenizer(
         AutoTokenizer.from_pretrained(
-            name or model_config["name_or_path"], revision=model_config["revision"]
+            name or model.name_or_path, revision=model.revision
         )
     )
 
 
 def build_tiny_bloom(
-    tokenizer: PreTrainedTokenizerBase, tiny: Mapping[str, Any], seed: int
+    tokenizer: PreTrainedTokenizerBase, tiny: TinyBloomSettings, seed: int
 ) -> BloomForCausalLM:
     """A randomly initialised BLOOM sized by ``tiny`` (``n_layer``, ``hidden_size``, ``n_head``)."""
     config = BloomConfig(
         vocab_size=len(tokenizer),
-        hidden_size=int(tiny["hidden_size"]),
-        n_layer=int(tiny["n_layer"]),
-        n_head=int(tiny["n_head"]),
+        hidden_size=tiny.hidden_size,
+        n_layer=tiny.n_layer,
+        n_head=tiny.n_head,
         bos_token_id=tokenizer.bos_token_id
         if tokenizer.bos_token_id is not None
         else tokenizer.eos_token_id,
@@ -167,57 +165,42 @@ def build_tiny_bloom(
 
 
 def load_base_model(
-    model_config: Mapping[str, Any], tokenizer: PreTrainedTokenizerBase, seed: int
+    model: ModelSettings, tokenizer: PreTrainedTokenizerBase, seed: int
 ) -> PreTrainedModel:
     """The model ``train.model`` names, before any LoRA is applied."""
-    source = model_config["source"]
-    dtype = torch_dtype(model_config["dtype"])
-    if source == "tiny_bloom":
-        model = build_tiny_bloom(tokenizer, model_config["tiny_bloom"], seed)
-        return model.to(dtype)  # type: ignore[arg-type]
-    if source == "gguf":
-        return load_gguf_model(_gguf_file(model_config), dtype=dtype)
-    if source == "pretrained":
-        return AutoModelForCausalLM.from_pretrained(
-            model_config["name_or_path"],
-            dtype=dtype,
-            revision=model_config["revision"],
-        )
-    raise ValueError(
-        f"train.model.source must be tiny_bloom, pretrained or gguf, not {source!r}"
+    dtype = torch_dtype(model.dtype)
+    if model.source == "tiny_bloom":
+        tiny = build_tiny_bloom(tokenizer, model.tiny_bloom, seed)
+        return tiny.to(dtype)  # type: ignore[arg-type]
+    if model.source == "gguf":
+        return load_gguf_model(_gguf_file(model), dtype=dtype)
+    assert model.name_or_path, "ModelSettings.check requires it for pretrained"
+    return AutoModelForCausalLM.from_pretrained(
+        model.name_or_path, dtype=dtype, revision=model.revision
     )
 
 
-def apply_lora(model: PreTrainedModel, lora: Mapping[str, Any]) -> Any:
+def apply_lora(model: PreTrainedModel, lora: LoraSettings) -> Any:
     """Wrap ``model`` in a peft LoRA adapter configured by ``train.finetuning.lora``."""
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
         task_type="CAUSAL_LM",
-        r=int(lora["r"]),
-        lora_alpha=int(lora["lora_alpha"]),
-        lora_dropout=float(lora["lora_dropout"]),
-        target_modules=list(lora["target_modules"]),
+        r=lora.r,
+        lora_alpha=lora.lora_alpha,
+        lora_dropout=lora.lora_dropout,
+        target_modules=list(lora.target_modules),
         bias="none",
     )
     return get_peft_model(model, config)
 
 
 def load_model_and_tokenizer(
-    train_config: Mapping[str, Any],
+    settings: TrainSettings,
 ) -> tuple[Any, PreTrainedTokenizerBase]:
     """Model (LoRA-wrapped when ``finetuning.method`` is ``lora``) and tokenizer for SFT."""
-    model_config = train_config["model"]
-    tokenizer = load_tokenizer(model_config)
-    model: Any = load_base_model(
-        model_config, tokenizer, seed=int(train_config["seed"])
-    )
-    finetuning = train_config["finetuning"]
-    method = finetuning["method"]
-    if method == "lora":
-        model = apply_lora(model, finetuning["lora"])
-    elif method != "full":
-        raise ValueError(
-            f"train.finetuning.method must be full or lora, not {method!r}"
-        )
+    tokenizer = load_tokenizer(settings.model)
+    model: Any = load_base_model(settings.model, tokenizer, seed=settings.seed)
+    if settings.finetuning.method == "lora":
+        model = apply_lora(model, settings.finetuning.lora)
     return model, tokenizer

@@ -22,7 +22,7 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -33,10 +33,20 @@ from transformers import PreTrainedTokenizerBase
 from belle_kedro.common.records import as_text_records
 from belle_kedro.common.template import IGNORE_INDEX, build_prompt, encode_halves
 
-if TYPE_CHECKING:
-    from belle_kedro.pipelines.train.token_cache import TokenFile
-
 TOKEN_DTYPE = np.int32
+
+
+class TokenSlices(Protocol):
+    """Token ids read by contiguous slice, like an array but maybe from disk on demand.
+
+    :class:`~belle_kedro.pipelines.train.token_cache.TokenFile` is one (a cache
+    shard's ids, read with ``os.pread``); defined here so this module needs no import
+    of the cache that builds on it.
+    """
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, span: slice) -> np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -45,10 +55,10 @@ class TokenArrays:
 
     The first ``prompt_lengths[i]`` of them are the prompt (masked in the labels).
     The arrays may be in memory or read from a token cache (``tokens`` then is a
-    :class:`~belle_kedro.pipelines.train.token_cache.TokenFile`, sliced the same way).
+    :class:`TokenSlices` reading the cache file, sliced the same way).
     """
 
-    tokens: np.ndarray | TokenFile  # int32
+    tokens: np.ndarray | TokenSlices  # int32
     offsets: np.ndarray  # int64, one more than there are records
     prompt_lengths: np.ndarray  # int32, at most the record's (truncated) length
 

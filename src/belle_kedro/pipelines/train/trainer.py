@@ -4,7 +4,7 @@ Every training process (one in-process, or each torchrun/DeepSpeed rank) calls
 :func:`run_training` on the same run folder, which :mod:`.launcher` prepares::
 
     <checkpoint_root>/<variant>/<fingerprint>/
-        job.json        resolved ``params:train`` + variant + MLflow run to log to
+        job.json        the validated ``train`` settings + variant + MLflow run to log to
         train_tokens.json/.npy  the variant's training records: rows of the token cache
         eval_tokens.json/.npy   held-out records for the eval loss, the same way
         checkpoints/    Trainer checkpoints every ``trainer.save_steps`` steps
@@ -18,6 +18,7 @@ writes ``model/`` and ``result.json``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -28,7 +29,8 @@ import struct
 import sys
 import time
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +46,10 @@ from transformers import (
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from belle_kedro.common.config import build
 from belle_kedro.common.files import write_atomic
 from belle_kedro.pipelines.train.models import load_base_model, load_model_and_tokenizer
+from belle_kedro.pipelines.train.settings import TrainSettings
 from belle_kedro.pipelines.train.sft import SFTCollator, SFTDataset, padding_waste
 from belle_kedro.pipelines.train.token_cache import cache_fingerprint, open_view
 
@@ -145,8 +149,9 @@ class SFTTrainer(Trainer):
         super().__init__(*args, **kwargs)
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
-        # Lengths from the token cache's offsets: transformers would otherwise read
-        # every example once to measure it.
+        # transformers' own group_by_length takes lengths from a datasets.Dataset
+        # column only; for any other dataset it reads every example once to measure
+        # it (2M preads at BELLE's scale). The token cache's offsets already hold them.
         dataset = self.train_dataset if train_dataset is None else train_dataset
         if self.args.train_sampling_strategy == "group_by_length" and isinstance(
             dataset, SFTDataset
@@ -258,6 +263,49 @@ def resumable_checkpoint(run_dir: Path) -> Path | None:
     return None
 
 
+@dataclass(frozen=True)
+class MlflowTarget:
+    """The MLflow run a job logs to, by id (launcher subprocesses have no active run)."""
+
+    tracking_uri: str
+    run_id: str
+
+
+@dataclass(frozen=True)
+class Job:
+    """A run folder's ``job.json``: what every process of the run reads first."""
+
+    variant: str
+    train: TrainSettings  # validated again by each process that reads the file
+    mlflow: MlflowTarget | None
+    # Records left out for a non-text field, by "train" / "eval".
+    bad_records: dict[str, int]
+    # Records this preparation tokenised (the rest came from the token cache).
+    tokenized_records: dict[str, int]
+    # MLflow runs that trained this folder before (killed, resumed here), oldest first.
+    earlier_mlflow_runs: tuple[str, ...]
+
+    def write(self, run_dir: Path) -> None:
+        """Write ``run_dir/job.json`` atomically."""
+        values = {**dataclasses.asdict(self), "train": self.train.as_dict()}
+        values["earlier_mlflow_runs"] = list(self.earlier_mlflow_runs)
+        write_atomic(run_dir / JOB_FILE, json.dumps(values, indent=2, sort_keys=True))
+
+
+def read_job(run_dir: Path) -> Job:
+    """The run folder's ``job.json``, its train settings checked as a node checks them."""
+    values = json.loads((run_dir / JOB_FILE).read_text(encoding="utf-8"))
+    return Job(
+        variant=str(values["variant"]),
+        train=build(TrainSettings, values["train"], "train"),
+        mlflow=MlflowTarget(**values["mlflow"]) if values["mlflow"] else None,
+        bad_records=dict(values["bad_records"]),
+        tokenized_records=dict(values["tokenized_records"]),
+        # Folders written before runs were linked have no list of earlier runs.
+        earlier_mlflow_runs=tuple(values.get("earlier_mlflow_runs", ())),
+    )
+
+
 def _is_rank_zero() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
@@ -267,10 +315,10 @@ def _world_size() -> int:
 
 
 def training_arguments(
-    run_dir: Path, config: Mapping[str, Any], has_eval: bool
+    run_dir: Path, settings: TrainSettings, has_eval: bool
 ) -> TrainingArguments:
     """``train.trainer`` as TrainingArguments, checkpointing into ``run_dir``."""
-    trainer_params = dict(config["trainer"])
+    trainer_params = dict(settings.trainer)
     if not has_eval:
         trainer_params["eval_strategy"] = "no"
     on_cpu = not torch.cuda.is_available()
@@ -279,10 +327,10 @@ def training_arguments(
         report_to="none",  # MlflowStepLogger logs to the variant's child run instead
         remove_unused_columns=False,
         save_strategy="steps",
-        seed=int(config["seed"]),
+        seed=settings.seed,
         use_cpu=on_cpu,
         ddp_backend="gloo" if on_cpu and _world_size() > 1 else None,
-        deepspeed=config["deepspeed"],
+        deepspeed=settings.deepspeed,
         **trainer_params,
     )
 
@@ -295,13 +343,12 @@ def run_training(
     Rank 0 writes ``model/`` and ``result.json``; every rank returns the result.
     """
     run_dir = Path(run_dir)
-    job = json.loads((run_dir / JOB_FILE).read_text(encoding="utf-8"))
-    config = job["train"]
-    data_config = config["data"]
-    max_length = int(data_config["max_length"])
+    job = read_job(run_dir)
+    settings = job.train
+    max_length = settings.data.max_length
 
-    model, tokenizer = load_model_and_tokenizer(config)
-    # Tokenised once by the Kedro process; every rank only memory-maps the cache.
+    model, tokenizer = load_model_and_tokenizer(settings)
+    # Tokenised once by the Kedro process; every rank only reads the cache (pread).
     fingerprint_id = cache_fingerprint(tokenizer, max_length)["id"]
     train_dataset = open_view(run_dir / TRAIN_TOKENS, fingerprint_id)
     eval_dataset = open_view(run_dir / EVAL_TOKENS, fingerprint_id)
@@ -311,15 +358,15 @@ def run_training(
         )
 
     train_collator = SFTCollator(
-        tokenizer.pad_token_id, data_config["pad_to_multiple_of"]
+        tokenizer.pad_token_id, settings.data.pad_to_multiple_of
     )
-    args = training_arguments(run_dir, config, has_eval=len(eval_dataset) > 0)
+    args = training_arguments(run_dir, settings, has_eval=len(eval_dataset) > 0)
     all_callbacks = list(callbacks)
-    if job["mlflow"]:
+    if job.mlflow:
         all_callbacks.append(
             MlflowStepLogger(
-                job["mlflow"]["tracking_uri"],
-                job["mlflow"]["run_id"],
+                job.mlflow.tracking_uri,
+                job.mlflow.run_id,
                 train_collator,
                 args.world_size,
             )
@@ -331,14 +378,14 @@ def run_training(
         eval_dataset=eval_dataset if len(eval_dataset) else None,
         data_collator=train_collator,
         eval_collator=SFTCollator(
-            tokenizer.pad_token_id, data_config["pad_to_multiple_of"]
+            tokenizer.pad_token_id, settings.data.pad_to_multiple_of
         ),
         processing_class=tokenizer,
         callbacks=all_callbacks,
     )
     last_checkpoint = resumable_checkpoint(run_dir)
     if last_checkpoint:
-        logger.info("Resuming %s from %s", job["variant"], last_checkpoint)
+        logger.info("Resuming %s from %s", job.variant, last_checkpoint)
     output = trainer.train(
         resume_from_checkpoint=str(last_checkpoint) if last_checkpoint else None
     )
@@ -359,7 +406,7 @@ def run_training(
     if len(eval_dataset):
         eval_loss = float(trainer.evaluate()["eval_loss"])
     result = {
-        "variant": job["variant"],
+        "variant": job.variant,
         "global_step": int(trainer.state.global_step),
         "resumed_from_step": _checkpoint_step(last_checkpoint)
         if last_checkpoint
@@ -374,7 +421,7 @@ def run_training(
         "train_examples": len(train_dataset),
         # Records a worker could not learn from, counted rather than crashing it:
         # a non-text field (left out by the launcher), or a prompt that fills max_length.
-        "bad_records": int(job["bad_records"]["train"]),
+        "bad_records": job.bad_records["train"],
         "dropped_examples": train_dataset.dropped,
         "eval_examples": len(eval_dataset),
         "world_size": int(args.world_size),
@@ -399,19 +446,15 @@ def run_training(
 
 
 def load_trained(
-    run_dir: Path, train_config: Mapping[str, Any]
+    run_dir: Path, settings: TrainSettings
 ) -> tuple[Any, PreTrainedTokenizerBase]:
     """The trained model (base + adapter for LoRA) and tokenizer from ``run_dir/model``."""
     model_dir = run_dir / MODEL_DIR
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    if train_config["finetuning"]["method"] == "lora":
+    if settings.finetuning.method == "lora":
         from peft import PeftModel
 
-        base = load_base_model(
-            train_config["model"],
-            tokenizer,
-            seed=int(train_config["seed"]),
-        )
+        base = load_base_model(settings.model, tokenizer, seed=settings.seed)
         return PeftModel.from_pretrained(base, model_dir), tokenizer
     return AutoModelForCausalLM.from_pretrained(model_dir), tokenizer
 
