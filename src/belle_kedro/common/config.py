@@ -51,22 +51,26 @@ class Settings:
         """Cross-field rules; raise :class:`InvalidSetting` naming the key."""
 
 
+_SCALAR_NAMES = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    type(None): "null",
+}
+
+
 def _type_name(hint: Any) -> str:
     origin = get_origin(hint)
     if origin is Literal:
         return "one of " + ", ".join(repr(value) for value in get_args(hint))
     if origin in (Union, types.UnionType):
         return " or ".join(_type_name(arg) for arg in get_args(hint))
-    if hint is type(None):
-        return "null"
-    if dataclasses.is_dataclass(hint):
-        return "a mapping"
     if origin in (tuple, list):
         return "a list"
-    if origin in (dict, Mapping):
+    if dataclasses.is_dataclass(hint) or origin in (dict, Mapping):
         return "a mapping"
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-    return names.get(hint, getattr(hint, "__name__", str(hint)))
+    return _SCALAR_NAMES.get(hint, getattr(hint, "__name__", str(hint)))
 
 
 def _wrong(where: str, hint: Any, value: Any) -> ParameterError:
@@ -75,66 +79,70 @@ def _wrong(where: str, hint: Any, value: Any) -> ParameterError:
     )
 
 
+def _is_scalar(value: Any, hint: Any) -> bool:
+    """Whether ``value`` is of the scalar type ``hint`` (YAML's bool is no number)."""
+    if hint is bool or hint is str or hint is type(None):
+        return isinstance(value, hint)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    raise TypeError(f"unsupported settings annotation {hint!r}")
+
+
+def _convert_union(value: Any, hint: Any, where: str) -> Any:
+    options = [option for option in get_args(hint) if option is not type(None)]
+    if value is not None and len(options) == 1:
+        # ``X | None``: X's own error names the inner key (``published.label``).
+        return _convert(value, options[0], where)
+    for option in get_args(hint):
+        try:
+            return _convert(value, option, where)
+        except ParameterError:
+            continue
+    raise _wrong(where, hint, value)
+
+
+def _convert_sequence(value: Any, hint: Any, where: str) -> Any:
+    if not isinstance(value, list | tuple):
+        raise _wrong(where, hint, value)
+    args = get_args(hint)
+    item = args[0] if args else Any
+    items = [_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+    return tuple(items) if get_origin(hint) is tuple else items
+
+
+def _convert_mapping(value: Any, hint: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise _wrong(where, hint, value)
+    args = get_args(hint)
+    item = args[1] if len(args) == 2 else Any
+    return {str(k): _convert(v, item, f"{where}.{k}") for k, v in value.items()}
+
+
 def _convert(value: Any, hint: Any, where: str) -> Any:
     """``value`` checked against (and shaped by) the annotation ``hint``."""
     origin = get_origin(hint)
     if hint is Any:
-        return value
-    if origin in (Union, types.UnionType):
-        options = get_args(hint)
-        if value is None:
-            if type(None) in options:
-                return None
-            raise _wrong(where, hint, value)
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                return _convert(value, option, where)
-            except ParameterError:
-                continue
-        raise _wrong(where, hint, value)
-    if origin is Literal:
+        converted = value
+    elif origin in (Union, types.UnionType):
+        converted = _convert_union(value, hint, where)
+    elif origin is Literal:
         # 1 == True in Python: the type must match too.
-        if any(value == arg and type(value) is type(arg) for arg in get_args(hint)):
-            return value
-        raise _wrong(where, hint, value)
-    if dataclasses.is_dataclass(hint) and isinstance(hint, type):
-        return build(hint, value, where)
-    if origin in (tuple, list):
-        if not isinstance(value, list | tuple):
+        if not any(value == a and type(value) is type(a) for a in get_args(hint)):
             raise _wrong(where, hint, value)
-        args = get_args(hint)
-        item = args[0] if args else Any
-        items = [_convert(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if origin in (dict, Mapping) or hint in (dict, Mapping):
-        if not isinstance(value, Mapping):
-            raise _wrong(where, hint, value)
-        args = get_args(hint)
-        item = args[1] if len(args) == 2 else Any
-        return {str(k): _convert(v, item, f"{where}.{k}") for k, v in value.items()}
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
+        converted = value
+    elif dataclasses.is_dataclass(hint) and isinstance(hint, type):
+        converted = build(hint, value, where)
+    elif origin in (tuple, list):
+        converted = _convert_sequence(value, hint, where)
+    elif origin in (dict, Mapping) or hint in (dict, Mapping):
+        converted = _convert_mapping(value, hint, where)
+    elif _is_scalar(value, hint):
+        converted = float(value) if hint is float else value
+    else:
         raise _wrong(where, hint, value)
-    if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise _wrong(where, hint, value)
-    if hint is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        raise _wrong(where, hint, value)
-    if hint is str:
-        if isinstance(value, str):
-            return value
-        raise _wrong(where, hint, value)
-    if hint is type(None):
-        if value is None:
-            return None
-        raise _wrong(where, hint, value)
-    raise TypeError(f"settings field {where}: unsupported annotation {hint!r}")
+    return converted
 
 
 def _hints(cls: type) -> dict[str, Any]:
@@ -184,7 +192,7 @@ def describe(cls: type, where: str = "") -> list[tuple[str, str, str]]:
     """``(dotted key, type, help)`` for every field of ``cls``, nested classes expanded."""
     rows: list[tuple[str, str, str]] = []
     hints = _hints(cls)
-    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+    for field in dataclasses.fields(cls):
         key = f"{where}.{field.name}" if where else field.name
         hint = hints[field.name]
         rows.append((key, _type_name(hint), str(field.metadata.get("help", ""))))
