@@ -84,6 +84,7 @@ import torch
 from kedro.config import OmegaConfigLoader
 from transformers import BloomConfig, BloomForCausalLM, ByT5Tokenizer
 
+from belle_kedro.common.config import build as build_settings
 from belle_kedro.common.template import build_prompt
 from belle_kedro.datasets.eval_set import load_eval_set
 from belle_kedro.datasets.seed_tasks import load_seed_tasks
@@ -92,6 +93,7 @@ from belle_kedro.pipelines.evaluate.answering import (
     model_device,
     place_model,
 )
+from belle_kedro.pipelines.evaluate.settings import GenerationSettings
 from belle_kedro.pipelines.train import launcher, trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -471,13 +473,13 @@ def evaluate(
     run_dir: Path,
     config: Mapping[str, Any],
     questions: pd.DataFrame,
-    generation: Mapping[str, Any],
+    generation: GenerationSettings,
     *,
     expect_adapter: bool,
 ) -> str:
     """The evaluate stage's answers and reference NLLs for ``questions``, on the GPU if any."""
     model, tokenizer = trainer.load_trained(run_dir, config)
-    model = place_model(model, generation["device"], generation["dtype"])
+    model = place_model(model, generation.device, generation.dtype)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
@@ -515,7 +517,7 @@ def evaluate(
         f"{len(scored)} reference NLLs (mean {sum(t for t, _ in scored) / tokens:.2f} "
         f"nats/token over {tokens:,} tokens) in {elapsed:.0f} s on "
         f"{'a PeftModel' if is_adapter else 'the merged model'} on {device} in "
-        f"{generation['dtype']}, peak GPU memory {gb(peak)}"
+        f"{generation.dtype}, peak GPU memory {gb(peak)}"
     )
 
 
@@ -538,11 +540,15 @@ def main() -> int:
     backend = "nccl" if on_gpu else "gloo"
     device_name, peak = peak_flops()
     params = belle_parameters()
-    generation = {
-        **params["evaluate"]["generation"],
-        "max_new_tokens": arguments.max_new_tokens or (8 if dry else 64),
-        "dtype": "bfloat16" if on_gpu else "float32",
-    }
+    generation = build_settings(
+        GenerationSettings,
+        {
+            **params["evaluate"]["generation"],
+            "max_new_tokens": arguments.max_new_tokens or (8 if dry else 64),
+            "dtype": "bfloat16" if on_gpu else "float32",
+        },
+        "evaluate.generation",
+    )
     workdir = arguments.workdir or Path(tempfile.mkdtemp(prefix="gpu_check."))
     workdir.mkdir(parents=True, exist_ok=True)
     runs = workdir / "runs"
