@@ -94,6 +94,7 @@ from belle_kedro.pipelines.evaluate.answering import (
     model_device,
     place_model,
 )
+from belle_kedro.pipelines.evaluate.settings import GenerationSettings
 from belle_kedro.pipelines.train import launcher, trainer
 from belle_kedro.pipelines.train.settings import TrainSettings
 
@@ -476,13 +477,13 @@ def evaluate(
     run_dir: Path,
     config: TrainSettings,
     questions: pd.DataFrame,
-    generation: Mapping[str, Any],
+    generation: GenerationSettings,
     *,
     expect_adapter: bool,
 ) -> str:
     """The evaluate stage's answers and reference NLLs for ``questions``, on the GPU if any."""
     model, tokenizer = trainer.load_trained(run_dir, config)
-    model = place_model(model, generation["device"], generation["dtype"])
+    model = place_model(model, generation.device, generation.dtype)
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
@@ -520,7 +521,7 @@ def evaluate(
         f"{len(scored)} reference NLLs (mean {sum(t for t, _ in scored) / tokens:.2f} "
         f"nats/token over {tokens:,} tokens) in {elapsed:.0f} s on "
         f"{'a PeftModel' if is_adapter else 'the merged model'} on {device} in "
-        f"{generation['dtype']}, peak GPU memory {gb(peak)}"
+        f"{generation.dtype}, peak GPU memory {gb(peak)}"
     )
 
 
@@ -544,11 +545,15 @@ def main() -> int:
     device_name, peak = peak_flops()
     params = belle_parameters()
     belle = build_settings(TrainSettings, params["train"], "train")
-    generation = {
-        **params["evaluate"]["generation"],
-        "max_new_tokens": arguments.max_new_tokens or (8 if dry else 64),
-        "dtype": "bfloat16" if on_gpu else "float32",
-    }
+    generation = build_settings(
+        GenerationSettings,
+        {
+            **params["evaluate"]["generation"],
+            "max_new_tokens": arguments.max_new_tokens or (8 if dry else 64),
+            "dtype": "bfloat16" if on_gpu else "float32",
+        },
+        "evaluate.generation",
+    )
     workdir = arguments.workdir or Path(tempfile.mkdtemp(prefix="gpu_check."))
     workdir.mkdir(parents=True, exist_ok=True)
     runs = workdir / "runs"

@@ -1,4 +1,4 @@
-"""Fixtures for evaluate: a temp Kedro project whose registry holds one tiny model per variant."""
+"""Fixtures for evaluate: score rows, and a temp Kedro project with one registered model per variant."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import yaml
 
+from tests.pipelines.evaluate.rows import four_classes
 from tests.support.models import register_variants, smollm2_tokenizer, use_store
 
 
@@ -34,3 +36,9 @@ def registered_project(
         for variant, record in records.items():
             catalog.save(f"{variant}.model_version", record)
     return kedro_project, records
+
+
+@pytest.fixture
+def scores() -> pd.DataFrame:
+    """Two variants' score rows over four classes (see ``rows.four_classes``)."""
+    return four_classes()

@@ -131,17 +131,3 @@ def test_ours_template_is_the_default_and_differs() -> None:
     judge = merged(yaml.safe_load(text)["evaluate"]["judge"], {"samples": 1})
     (request,) = build_judge_requests(frame, {"math": "打分。得分:"}, judge, "m")
     assert request.prompt == "打分。得分:\n\n问题：1+1\n标准回答：2\n模型回答：2"
-
-
-def test_published_scores_are_shown_only_on_belles_eval_set(tmp_path: Path) -> None:
-    from belle_kedro.datasets.eval_set import eval_set_digest
-    from belle_kedro.pipelines.evaluate.nodes import _published
-
-    ours = load_eval_set(write_jsonl(tmp_path / "eval_set.json", EVAL_LINES))
-    text = (REPO_ROOT / "conf" / "belle" / "parameters_evaluate.yml").read_text("utf-8")
-    report = yaml.safe_load(text)["evaluate"]["report"]
-    shown, why = _published(report, ours)
-    assert shown == {} and "not shown" in why and eval_set_digest(ours)[:12] in why
-    as_belle = merged(report, {"published": {"eval_set_digest": eval_set_digest(ours)}})
-    shown, label = _published(as_belle, ours)
-    assert shown[200000] == 0.676 and label.startswith("BELLE published")

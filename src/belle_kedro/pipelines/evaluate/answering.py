@@ -17,10 +17,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import mlflow
+import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from belle_kedro.common.template import IGNORE_INDEX, encode_example
+from belle_kedro.common.template import IGNORE_INDEX, build_prompt, encode_example
+from belle_kedro.pipelines.evaluate.settings import GenerationSettings
 
 # At or below this temperature sampling is indistinguishable from argmax, so decode
 # greedily (BELLE's evals used 0.001) and make answers exactly reproducible.
@@ -195,26 +197,26 @@ def answer_in_length_order(
     tokenizer: Any,
     prompts: Sequence[str],
     references: Sequence[str],
-    generation: Mapping[str, Any],
+    generation: GenerationSettings,
     *,
     progress: str,
 ) -> tuple[list[str], list[tuple[float, int]]]:
     """Answers and reference NLLs for every prompt, computed in length order.
 
-    ``generation`` is ``params:evaluate.generation``; its seed fixes any sampling.
+    ``generation.seed`` fixes any sampling.
     """
     order = sorted(
         range(len(prompts)), key=lambda i: len(prompts[i]) + len(references[i])
     )
-    torch.manual_seed(int(generation["seed"]))
+    torch.manual_seed(generation.seed)
     sorted_answers = generate_answers(
         model,
         tokenizer,
         [prompts[i] for i in order],
-        max_new_tokens=int(generation["max_new_tokens"]),
-        batch_size=int(generation["batch_size"]),
-        temperature=float(generation["temperature"]),
-        top_p=float(generation["top_p"]),
+        max_new_tokens=generation.max_new_tokens,
+        batch_size=generation.batch_size,
+        temperature=generation.temperature,
+        top_p=generation.top_p,
         progress=progress,
     )
     sorted_nll = reference_nll(
@@ -222,7 +224,7 @@ def answer_in_length_order(
         tokenizer,
         [prompts[i] for i in order],
         [references[i] for i in order],
-        batch_size=int(generation["batch_size"]),
+        batch_size=generation.batch_size,
     )
     answers: list[str] = [""] * len(prompts)
     nll: list[tuple[float, int]] = [(math.nan, 0)] * len(prompts)
@@ -230,3 +232,40 @@ def answer_in_length_order(
         answers[i] = sorted_answers[position]
         nll[i] = sorted_nll[position]
     return answers, nll
+
+
+def answer_questions(
+    questions: pd.DataFrame,
+    model_version: Mapping[str, Any],
+    generation: GenerationSettings,
+) -> pd.DataFrame:
+    """The registered model's answers through the shared template, plus its NLL on each std answer.
+
+    Loads ``model_version["model_uri"]`` from the MLflow registry once, and uses it to
+    answer (greedy when the temperature is ~0) and to score the standard answers. The
+    rows are ``questions`` with the answer, the NLL and the model's identity added.
+    """
+    model, tokenizer = load_registered_model(
+        str(model_version["model_uri"]),
+        device=generation.device,
+        dtype=generation.dtype,
+    )
+    answers, nll = answer_in_length_order(
+        model,
+        tokenizer,
+        [build_prompt(question) for question in questions["question"]],
+        questions["std_answer"].tolist(),
+        generation,
+        progress=f"answer {model_version['variant']}",
+    )
+    result = questions.copy()
+    result["answer"] = answers
+    result["reference_nll"] = [value for value, _ in nll]
+    result["reference_tokens"] = [tokens for _, tokens in nll]
+    result["variant"] = str(model_version["variant"])
+    result["train_size"] = int(model_version["train_size"])
+    result["registered_model_name"] = str(model_version["registered_model_name"])
+    result["model_version"] = str(model_version["version"])
+    result["model_uri"] = str(model_version["model_uri"])
+    result["temperature"] = generation.temperature
+    return result

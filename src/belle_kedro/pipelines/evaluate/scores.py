@@ -12,14 +12,15 @@ import math
 import re
 import unicodedata
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import pandas as pd
 
 from belle_kedro.common.text import rouge_l, similarity_key
+from belle_kedro.pipelines.evaluate.settings import ScoringSettings
 
-# The offline metrics a table can be built on when the judge is off (all in [0, 1]).
+# The offline metrics a table can be built on when the judge is off (all in [0, 1]);
+# the keys are settings.OfflineScore, the choices of evaluate.scoring.offline_score.
 OFFLINE_SCORES = {
     "rouge_l": "character ROUGE-L F1 of the answer against the standard answer",
     "char_f1": "character-bag F1 of the answer against the standard answer",
@@ -94,7 +95,7 @@ def pooled_perplexity(nll_sums: Sequence[float], token_counts: Sequence[int]) ->
 
 
 def score_rows(
-    answers: pd.DataFrame, judgements: pd.DataFrame, scoring: Mapping[str, Any]
+    answers: pd.DataFrame, judgements: pd.DataFrame, scoring: ScoringSettings
 ) -> pd.DataFrame:
     """Offline metrics per answer, the judge's score, and the ``score`` the tables use.
 
@@ -102,7 +103,7 @@ def score_rows(
     ``scoring.offline_score`` (NaN where it is undefined, e.g. no standard answer);
     ``score_source`` says which, in words, for the report.
     """
-    number_classes = set(scoring["number_match_classes"])
+    number_classes = set(scoring.number_match_classes)
     offline = pd.DataFrame(
         [
             reference_metrics(answer, std_answer, number_match=cls in number_classes)
@@ -141,11 +142,7 @@ def score_rows(
             "(replies without a readable `得分` are left out, never counted as 0)"
         )
     else:
-        metric = str(scoring["offline_score"])
-        if metric not in OFFLINE_SCORES:
-            raise ValueError(
-                f"evaluate.scoring.offline_score must be one of {sorted(OFFLINE_SCORES)}, not {metric!r}"
-            )
+        metric = scoring.offline_score
         scored["score"] = scored[metric]
         scored["score_metric"] = f"offline {metric}"
         scored["score_source"] = (
