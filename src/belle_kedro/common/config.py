@@ -65,7 +65,12 @@ def _type_name(hint: Any) -> str:
         return "a list"
     if origin in (dict, Mapping):
         return "a mapping"
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    names = {
+        bool: "true or false",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+    }
     return names.get(hint, getattr(hint, "__name__", str(hint)))
 
 
@@ -148,6 +153,10 @@ def build(cls: type[S], values: Any, where: str) -> S:
     """
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a settings dataclass")
+    # A block whose sub-block names are open (a registry's) builds itself.
+    custom = getattr(cls, "from_parameters", None)
+    if custom is not None:
+        return typing.cast(S, custom(values, where))
     if not isinstance(values, Mapping):
         raise ParameterError(
             f"{where} must be a mapping of settings, got {values!r} "
