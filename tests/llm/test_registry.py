@@ -19,7 +19,9 @@ from tests.support.project import declared
 OPENAI = {"backend": "openai", "model": "m", "openai": {"api_key_env": "MY_KEY"}}
 
 
-def test_openai_key_from_credentials_wins_over_env(monkeypatch: pytest.MonkeyPatch):
+def test_openai_key_from_credentials_wins_over_env(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("MY_KEY", "from-env")
     settings = llm_settings(**OPENAI)
     backend = open_client(settings, {"api_key": "from-credentials"}, "g.llm").backend
@@ -30,7 +32,7 @@ def test_openai_key_from_credentials_wins_over_env(monkeypatch: pytest.MonkeyPat
     assert "from-" not in repr(backend)
 
 
-def test_missing_key_names_the_env_var(monkeypatch: pytest.MonkeyPatch):
+def test_missing_key_names_the_env_var(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(ValueError, match="OPENAI_API_KEY"):
         open_client(llm_settings(backend="openai", model="m"), {}, "generate.llm")
@@ -39,12 +41,12 @@ def test_missing_key_names_the_env_var(monkeypatch: pytest.MonkeyPatch):
 @pytest.mark.parametrize(
     "where", [{"api_key": "sk-x"}, {"openai": {"api_key": "sk-x"}}]
 )
-def test_a_key_in_parameters_is_refused(where: dict):
+def test_a_key_in_parameters_is_refused(where: dict) -> None:
     with pytest.raises(ParameterError, match="must not be a parameter"):
         llm_settings(backend="openai", **where)
 
 
-def test_unknown_backend_api_and_sub_block_are_refused_naming_the_key():
+def test_unknown_backend_api_and_sub_block_are_refused_naming_the_key() -> None:
     with pytest.raises(
         ParameterError, match=r"g.llm.backend: unknown LLM backend 'magic'"
     ):
@@ -57,7 +59,7 @@ def test_unknown_backend_api_and_sub_block_are_refused_naming_the_key():
         build(LLMSettings, declared("generate", "llm", api="batch"), "g.llm")
 
 
-def test_every_sub_block_is_checked_against_its_own_class_chosen_or_not():
+def test_every_sub_block_is_checked_against_its_own_class_chosen_or_not() -> None:
     # The local backend is chosen; a misspelled openai key is still an error.
     block = declared("generate", "llm", openai={"time_out_s": 3})
     with pytest.raises(
@@ -80,7 +82,7 @@ def test_every_sub_block_is_checked_against_its_own_class_chosen_or_not():
         build(LLMSettings, chosen_absent, "g.llm")
 
 
-def test_batch_opens_the_backend_speaking_the_batch_body():
+def test_batch_opens_the_backend_speaking_the_batch_body() -> None:
     settings = llm_settings(
         backend="openai",
         api="batch",
@@ -92,7 +94,7 @@ def test_batch_opens_the_backend_speaking_the_batch_body():
     assert client.prices(TokenPrices(1.0, 1.0)).prompt_per_1k == 0.5
 
 
-def test_local_default_is_the_smollm2_gguf_from_the_wheel():
+def test_local_default_is_the_smollm2_gguf_from_the_wheel() -> None:
     backend = open_client(llm_settings(), {}, "generate.llm").backend
     assert isinstance(backend, LocalBackend)
     assert backend.model_path == offline_model_path()
@@ -103,7 +105,7 @@ def test_local_default_is_the_smollm2_gguf_from_the_wheel():
     assert backend.retry_policy.max_retries == 0
 
 
-def test_local_missing_gguf_fails_clearly(tmp_path: Path):
+def test_local_missing_gguf_fails_clearly(tmp_path: Path) -> None:
     from belle_kedro.llm.local_backend import load_causal_lm
 
     with pytest.raises(FileNotFoundError, match="GGUF model file not found"):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from belle_kedro.common.config import Settings, build, setting
-from belle_kedro.llm.base import LLMRequest, LLMResponse, RetryPolicy
+from belle_kedro.llm.base import ApiKind, LLMRequest, LLMResponse, RetryPolicy
 from belle_kedro.llm.client import open_client
 from belle_kedro.llm.journal import ResponseJournal
 from belle_kedro.llm.registry import register
@@ -23,8 +24,10 @@ class EchoSettings(Settings):
 
 
 class EchoBackend:
-    def __init__(self, settings: EchoSettings, model, api, credentials, where):
-        self.model, self.api, self.shout = model, api, settings.shout
+    def __init__(
+        self, settings: EchoSettings, model: str | None, api: ApiKind, *_: Any
+    ):
+        self.model, self.api, self.shout = model or "echo", api, settings.shout
         self.retry_policy = RetryPolicy(0, 0.0, 0.0)
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
@@ -47,7 +50,7 @@ echo: {shout: true}
 
 def test_a_registered_backend_is_configured_by_yaml_and_used_by_the_runner(
     tmp_path: Path,
-):
+) -> None:
     settings = build(LLMSettings, yaml.safe_load(BLOCK), "generate.llm")
     client = open_client(settings, {}, "generate.llm")
     journal = ResponseJournal(tmp_path / "journal.jsonl")
