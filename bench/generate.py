@@ -47,12 +47,14 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from belle_kedro.common.config import build  # noqa: E402
 from belle_kedro.datasets.seed_tasks import load_seed_tasks  # noqa: E402
-from belle_kedro.llm.factory import build_backend  # noqa: E402
+from belle_kedro.llm.client import open_client  # noqa: E402
 from belle_kedro.llm.journal import ResponseJournal  # noqa: E402
 from belle_kedro.llm.runner import journal_record  # noqa: E402
 from belle_kedro.pipelines.generate.nodes import parse_responses, request_responses  # noqa: E402
 from belle_kedro.pipelines.generate.self_instruct import build_request, parse_tasks  # noqa: E402
+from belle_kedro.pipelines.generate.settings import GenerateSettings  # noqa: E402
 from bench import machine  # noqa: E402
 from tests.support.loopback import belle_reply  # noqa: E402
 from tests.support.openai_server import FakeOpenAIServer  # noqa: E402
@@ -74,15 +76,10 @@ def params_for(
     params = yaml.safe_load(
         (ROOT / "conf/base/parameters_generate.yml").read_text("utf-8")
     )["generate"]
-    params["llm"] = {  # base keys kept: the backend config names every key
-        **params["llm"],
-        "backend": "openai",
-        "api": api,
-        "model": "bench",
-        "base_url": base_url,
-        "timeout_s": 30,
-        "max_retries": 3,
-    }
+    params["llm"] |= {"backend": "openai", "api": api, "model": "bench"}
+    openai = params["llm"]["openai"]
+    openai |= {"base_url": base_url, "timeout_s": 30, "max_retries": 3}
+    openai["batch"] |= {"poll_interval_s": polls_s, "poll_max_interval_s": polls_s}
     params.update(
         num_instructions_to_generate=requests * TASKS_PER_ANSWER,
         max_requests=requests,
@@ -90,7 +87,6 @@ def params_for(
         tasks_per_request=TASKS_PER_ANSWER,
         price_per_1k_tokens=PRICES,
     )
-    params["batch"] |= {"poll_interval_s": polls_s, "poll_max_interval_s": polls_s}
     return params
 
 
@@ -99,7 +95,8 @@ def sequential(
 ) -> float:
     """BELLE's way: one request, wait, parse, next. Returns instructions/s."""
     params = params_for(base_url, count, 1)
-    backend = build_backend(params["llm"], {"api_key": "bench"}, "generate.llm")
+    settings = build(GenerateSettings, params, "generate")
+    backend = open_client(settings.llm, {"api_key": "bench"}, "generate.llm").backend
     journal = ResponseJournal(workdir / "sequential.jsonl")
 
     async def loop() -> int:
@@ -112,7 +109,7 @@ def sequential(
                 few_shot_k=3,
                 num_tasks=TASKS_PER_ANSWER,
                 template=prompts["chat"],
-                sampling=params["sampling"],
+                sampling=settings.sampling,
                 model=backend.model,
             )
             response = await backend.complete(request)

@@ -22,11 +22,9 @@ from kedro.framework.startup import bootstrap_project
 
 from belle_kedro.common.config import ParameterError, build
 from belle_kedro.common.parameters import load_parameters
-from belle_kedro.hooks.parameters import (
-    STAGE_SETTINGS,
-    settings_class,
-    undeclared_keys,
-)
+from belle_kedro.hooks.parameters import STAGE_SETTINGS, check_stages, settings_class
+from belle_kedro.llm.registry import lookup, registered_names
+from belle_kedro.llm.settings import BackendChoice, LLMSettings
 from tests.support.project import REPO_ROOT
 
 ENVS = ("base", "openai", "belle", "zh_instructions")
@@ -60,6 +58,13 @@ def _nested(
     cls: type, values: Mapping[str, Any], path: tuple[str, ...]
 ) -> Iterator[tuple[type, tuple[str, ...]]]:
     """``cls`` and every settings class inside it, with its path in the block."""
+    if cls is LLMSettings:
+        # A registry's block: the backend choice, then one block per backend.
+        yield from _nested(BackendChoice, values, path)
+        for name in registered_names():
+            if name in values:
+                yield from _nested(lookup(name).settings, values[name], (*path, name))
+        return
     yield cls, path
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
@@ -143,26 +148,9 @@ def _write_env(project: Path, env: str, name: str, content: dict) -> None:
     (folder / name).write_text(yaml.safe_dump(content), encoding="utf-8")
 
 
-def test_undeclared_keys_are_named_dotted_and_open_blocks_take_any_key() -> None:
-    declared = {
-        "generate": {"llm": {"timeout_s": 1}, "sampling": {"temperature": 1.0}},
-        "evaluate": {"report": {"published": None}},
-    }
-    values = {
-        "generate": {
-            "llm": {"timeout_s": 2, "time_out_s": 3},
-            "sampling": {"presence_penalty": 0.5},
-            "extra": 1,
-        },
-        "evaluate": {"report": {"published": {"label": "x", "overall": {1: 0.5}}}},
-    }
-    assert sorted(undeclared_keys(values, declared)) == [
-        "generate.extra",
-        "generate.llm.time_out_s",
-    ]
-    assert list(undeclared_keys({"generate": {"llm": 5}}, declared)) == [
-        "generate.llm (must be a mapping)"
-    ]
+def test_a_block_of_no_stage_is_refused() -> None:
+    with pytest.raises(ParameterError, match="unknown parameter block.*genrate"):
+        check_stages({**load_parameters(REPO_ROOT / "conf", "base"), "genrate": {}})
 
 
 def test_a_misspelled_key_in_an_env_stops_the_session(kedro_project: Path) -> None:

@@ -14,7 +14,6 @@ from belle_kedro.llm.batch import (
     NOT_SUBMITTED,
     BatchLedger,
     BatchReport,
-    BatchSettings,
     collect_batch_responses,
     parse_output_line,
     split_into_files,
@@ -22,6 +21,7 @@ from belle_kedro.llm.batch import (
 from belle_kedro.llm.journal import ResponseJournal
 from belle_kedro.llm.openai_backend import OpenAIBackend
 from belle_kedro.llm.runner import RequestLimits, TokenPrices, collect_responses
+from belle_kedro.llm.settings import BatchSettings
 from tests.support.openai_server import CHAT_PATH, FakeOpenAIServer
 
 POLICY = RetryPolicy(max_retries=2, backoff_base_s=0.01, backoff_max_s=0.02)

@@ -7,15 +7,13 @@ from pathlib import Path
 import pytest
 
 from belle_kedro.llm.base import LLMRequest
-from belle_kedro.llm.factory import build_backend
 from belle_kedro.llm.journal import ResponseJournal
-from tests.support.llm import collect
-from tests.support.project import backend_params
+from tests.support.llm import collect, local_backend
 
 
 @pytest.mark.slow
 def test_smollm2_answers_chat_and_completion_deterministically(tmp_path: Path):
-    chat = build_backend(backend_params(api="chat"), {}, "generate.llm")
+    chat = local_backend("chat")
     params = {"max_tokens": 6, "temperature": 0.7, "top_p": 0.9, "seed": 11}
     requests = [
         LLMRequest("c0", "Name a colour.", system="Be brief.", params=params),
@@ -30,7 +28,7 @@ def test_smollm2_answers_chat_and_completion_deterministically(tmp_path: Path):
     assert out["c0"].usage["prompt_tokens"] > 5
     assert out["c0"].finish_reason in {"stop", "length"}
 
-    completion = build_backend(backend_params(api="completion"), {}, "generate.llm")
+    completion = local_backend("completion")
     completion._loaded = (
         chat._loaded
     )  # share the 20 s load; the api only changes the prompt

@@ -11,28 +11,19 @@ from pathlib import Path
 import pytest
 
 from belle_kedro.llm.base import LLMRequest
-from belle_kedro.llm.factory import build_backend
 from belle_kedro.llm.journal import ResponseJournal
 from belle_kedro.llm.runner import TokenBucket
-from tests.support.llm import collect
+from tests.support.llm import collect, openai_backend
 from tests.support.openai_server import (
     CHAT_PATH,
     COMPLETION_PATH,
     FakeOpenAIServer,
     Reply,
 )
-from tests.support.project import backend_params
-
-FAST_RETRIES = {"max_retries": 4, "backoff_base_s": 0.01, "backoff_max_s": 0.05}
 
 
-def _backend(server: FakeOpenAIServer, **overrides):
-    config = backend_params(
-        backend="openai", api="chat", model="fake", base_url=server.base_url
-    )
-    return build_backend(
-        {**config, **FAST_RETRIES, **overrides}, {"api_key": "test-key"}, "test.llm"
-    )
+def _backend(server: FakeOpenAIServer, api: str = "chat", **openai):
+    return openai_backend(server.base_url, api, **openai)  # type: ignore[arg-type]
 
 
 def _requests(count: int, prefix: str = "r") -> list[LLMRequest]:

@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from belle_kedro.llm.base import LLMRequest
-from belle_kedro.llm.factory import build_backend
 from belle_kedro.llm.journal import ResponseJournal
 from belle_kedro.llm.runner import (
     NOT_SENT_OVER_BUDGET,
@@ -16,8 +15,8 @@ from belle_kedro.llm.runner import (
     collect_responses,
     run_sync,
 )
+from tests.support.llm import openai_backend
 from tests.support.openai_server import FakeOpenAIServer, Reply
-from tests.support.project import backend_params
 
 # $1 per 1K tokens either way, and every answer reports 10 + 5 tokens: $0.015 each.
 PRICES = TokenPrices(prompt_per_1k=1.0, completion_per_1k=1.0)
@@ -44,10 +43,7 @@ def _collect(
     max_in_flight: int = 1,
     count: int = 20,
 ):
-    config = backend_params(
-        backend="openai", api="chat", model="fake", base_url=server.base_url
-    )
-    backend = build_backend({**config, "max_retries": 0}, {"api_key": "k"}, "t.llm")
+    backend = openai_backend(server.base_url, max_retries=0)
     limits = RequestLimits(max_in_flight, None, None, max_cost_usd, PRICES)
     return run_sync(collect_responses(backend, _requests(count), journal, limits))
 

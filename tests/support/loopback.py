@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from tests.support.openai_server import Reply, prompt_text
-from tests.support.project import make_project
+from tests.support.project import make_project, merged
 
 LOOPBACK_ENV = "loopback"
 JOURNAL = Path("data/01_raw/raw_responses.jsonl")
@@ -68,7 +68,7 @@ def belle_reply(body: dict, endpoint: str, tasks: int = 3) -> Reply:
     return Reply(text="###".join(blocks))
 
 
-# generate.batch for tests: small files (several batches per plan) and fast polls.
+# generate.llm.openai.batch for tests: small files (several batches per plan) and fast polls.
 TEST_BATCH = {
     "body": "chat",
     "max_requests_per_file": 4,
@@ -92,24 +92,29 @@ def write_loopback_env(
         (project / "conf" / "base" / "parameters_generate.yml").read_text("utf-8")
     )
     generate = params["generate"]
-    generate["llm"] = {
-        "backend": "openai",
-        "api": api,
-        "model": "loopback-model",
-        "base_url": base_url,
-        "api_key_env": "BELLE_TEST_KEY",
-        "timeout_s": 5,
-        "max_retries": 3,
-        "backoff_base_s": 0.01,
-        "backoff_max_s": 0.05,
-    }
+    generate["llm"] = merged(
+        generate["llm"],
+        {
+            "backend": "openai",
+            "api": api,
+            "model": "loopback-model",
+            "openai": {
+                "base_url": base_url,
+                "api_key_env": "BELLE_TEST_KEY",
+                "timeout_s": 5,
+                "max_retries": 3,
+                "backoff_base_s": 0.01,
+                "backoff_max_s": 0.05,
+                "batch": dict(TEST_BATCH),
+            },
+        },
+    )
     generate.update(
         num_instructions_to_generate=12,
         max_requests=10,
         max_in_flight=4,
         tasks_per_request=3,
         price_per_1k_tokens={"prompt": 0.5, "completion": 1.5},
-        batch=dict(TEST_BATCH),
     )
     generate.update(overrides)
     env_dir = project / "conf" / LOOPBACK_ENV

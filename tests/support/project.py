@@ -74,8 +74,3 @@ def merged(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any
 def declared(pipeline: str, block: str, **changes: Any) -> dict[str, Any]:
     """The declared ``<pipeline>.<block>`` parameters with nested ``changes`` merged in."""
     return merged(base_parameters(pipeline)[block], changes)
-
-
-def backend_params(**changes: Any) -> dict[str, Any]:
-    """The declared ``generate.llm`` block with ``changes`` applied (every key present)."""
-    return declared("generate", "llm", **changes)

@@ -156,6 +156,10 @@ def build(cls: type[S], values: Any, where: str) -> S:
     """
     if not dataclasses.is_dataclass(cls):
         raise TypeError(f"{cls!r} is not a settings dataclass")
+    # A block whose sub-block names are open (a registry's) builds itself.
+    custom = getattr(cls, "from_parameters", None)
+    if custom is not None:
+        return typing.cast(S, custom(values, where))
     if not isinstance(values, Mapping):
         raise ParameterError(
             f"{where} must be a mapping of settings, got {values!r} "

@@ -1,7 +1,9 @@
 """The one small interface every LLM backend speaks (generate and the judge share it).
 
-The evaluate pipeline's judge uses exactly these types plus the concurrent, resumable
-runner in :mod:`belle_kedro.llm.runner`.
+Generate and the evaluate judge both reach a backend through
+:func:`belle_kedro.llm.client.open_client`, which sends these requests through the
+concurrent runner (:mod:`belle_kedro.llm.runner`) or the Batch API
+(:mod:`belle_kedro.llm.batch`).
 
 A backend does one attempt per ``complete`` call and reports failures by raising
 ``LLMError``; the runner owns retries, so every retry is observable and honours

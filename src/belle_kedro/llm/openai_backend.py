@@ -10,12 +10,18 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import os
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import openai
 
+from belle_kedro.common.config import setting
 from belle_kedro.llm.base import ApiKind, LLMError, LLMRequest, LLMResponse, RetryPolicy
+from belle_kedro.llm.registry import register
+from belle_kedro.llm.settings import BatchSettings, RetrySettings
 
 # Sampling arguments the SDK's create() takes by name; anything else goes in extra_body.
 _NAMED_PARAMS = frozenset(
@@ -30,7 +36,23 @@ _NAMED_PARAMS = frozenset(
         "n",
     }
 )
-_RETRYABLE_STATUS = frozenset({408, 409, 429})
+# Worth another attempt besides 5xx (requests and the Batch API's files/batches calls).
+RETRYABLE_STATUS = frozenset({408, 409, 429})
+
+
+def retryable_status(status: int) -> bool:
+    """Whether an HTTP status is worth another attempt."""
+    return status in RETRYABLE_STATUS or status >= 500
+
+
+@dataclass(frozen=True)
+class OpenAISettings(RetrySettings):
+    """The ``openai`` sub-block: any OpenAI-compatible server (OpenAI, vLLM, Ollama)."""
+
+    base_url: str | None = setting("an OpenAI-compatible server; null = api.openai.com")
+    api_key_env: str = setting("env var read when credentials.yml has no api_key")
+    timeout_s: float = setting("per request")
+    batch: BatchSettings = setting("the Batch API, used when api: batch")
 
 
 def _retry_after_s(headers: Any) -> float | None:
@@ -198,10 +220,9 @@ class OpenAIBackend:
             raise LLMError(f"connection error: {error}", retryable=True) from None
         except openai.APIStatusError as error:
             status = error.status_code
-            retryable = status in _RETRYABLE_STATUS or status >= 500
             raise LLMError(
                 f"HTTP {status}",
-                retryable=retryable,
+                retryable=retryable_status(status),
                 retry_after_s=_retry_after_s(error.response.headers),
             ) from None
         return response_from_body(
@@ -213,3 +234,41 @@ class OpenAIBackend:
         if self._client is not None and self._client_loop is asyncio.get_running_loop():
             await self._client.close()
         self._client = None
+
+
+def resolve_api_key(
+    settings: OpenAISettings, credentials: Mapping[str, Any], where: str
+) -> str:
+    """The key from credentials (``api_key``), else from the env var ``api_key_env`` names."""
+    key = credentials.get("api_key") or os.environ.get(settings.api_key_env)
+    if not key:
+        raise ValueError(
+            f"no API key for backend 'openai' ({where}): set the environment variable "
+            f"{settings.api_key_env} or 'api_key' under the credentials section in "
+            "conf/local/credentials.yml (servers without auth, such as Ollama, accept "
+            "any non-empty string)"
+        )
+    return str(key)
+
+
+def open_openai(
+    settings: OpenAISettings,
+    model: str | None,
+    api: ApiKind,
+    credentials: Mapping[str, Any],
+    where: str,
+) -> OpenAIBackend:
+    """The backend for an ``openai`` sub-block; the key from credentials or the env."""
+    if not model:
+        raise ValueError(f"backend 'openai' needs a model ({where}.model)")
+    return OpenAIBackend(
+        model=model,
+        api_key=resolve_api_key(settings, credentials, where),
+        api=api,
+        base_url=settings.base_url,
+        timeout_s=settings.timeout_s,
+        retry_policy=settings.retry_policy,
+    )
+
+
+register("openai", OpenAISettings, open_openai, batch=lambda settings: settings.batch)

@@ -1,6 +1,7 @@
 """Send many requests concurrently, retry what can be retried, journal every answer.
 
-:func:`collect_responses` is the only way generate and the evaluate judge talk to a model:
+:func:`collect_responses` is the ``chat`` / ``completion`` transport of
+:class:`belle_kedro.llm.client.LLMClient` (generate and the evaluate judge):
 
 * at most ``max_in_flight`` requests are outstanding at once (a fixed pool of workers);
 * optional requests/minute and tokens/minute budgets (token buckets);

@@ -15,9 +15,13 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from belle_kedro.common.config import build
 from belle_kedro.datasets.eval_set import load_eval_set
 from belle_kedro.datasets.judge_prompts import load_judge_prompts
-from belle_kedro.pipelines.evaluate.judge import build_judge_requests, class_prompts_for
+from belle_kedro.pipelines.evaluate import judge as judging
+from belle_kedro.pipelines.evaluate.judge import class_prompts_for
+from belle_kedro.pipelines.evaluate.judge_settings import JudgeSettings
+from tests.support.llm import judge_templates
 from tests.support.project import REPO_ROOT, merged
 
 # Lines in the shape of BELLE's eval_prompt.json (our own wording), spelled as BELLE
@@ -75,6 +79,15 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
         encoding="utf-8",
     )
     return path
+
+
+def build_judge_requests(answers, class_prompts, judge: dict, judge_model: str):
+    """The requests the judge node builds: the block's template file, its settings."""
+    settings = build(JudgeSettings, judge, "evaluate.judge")
+    template = judging.load_template(judge_templates(), settings.template)
+    return judging.build_judge_requests(
+        answers, class_prompts, template, settings, judge_model
+    )
 
 
 def belle_judge_params() -> dict:

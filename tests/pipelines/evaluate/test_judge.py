@@ -1,4 +1,4 @@
-"""Judge prompt assembly (``ours``), cache keys and sample statistics."""
+"""Judge prompt assembly (the ``ours`` template file), cache keys and sample statistics."""
 
 from __future__ import annotations
 
@@ -8,15 +8,17 @@ import pytest
 
 from belle_kedro.pipelines.evaluate.judge import (
     average_samples,
-    build_judge_prompt,
     judge_request_id,
+    load_template,
     sample_ids,
 )
+from tests.support.llm import judge_templates
+
+OURS = load_template(judge_templates(), "ours")
 
 
 def test_judge_prompt_has_class_prompt_question_std_answer_then_answer() -> None:
-    prompt = build_judge_prompt(
-        "ours",
+    prompt = OURS.format_input(
         "请给回答打分。",
         cls="math",
         question="1+1等于几？",
@@ -32,8 +34,7 @@ def test_judge_prompt_has_class_prompt_question_std_answer_then_answer() -> None
 
 
 def test_judge_prompt_drops_an_empty_std_answer() -> None:
-    prompt = build_judge_prompt(
-        "ours",
+    prompt = OURS.format_input(
         "请打分。",
         cls="generation",
         question="写一首诗",
@@ -70,7 +71,14 @@ def test_average_leaves_unparsed_samples_out() -> None:
 
 
 def test_unknown_template_is_a_clear_error() -> None:
-    with pytest.raises(ValueError, match="evaluate.judge.template"):
-        build_judge_prompt(
-            "mt-bench", "p", cls="math", question="q", std_answer="a", answer="b"
-        )
+    with pytest.raises(
+        ValueError, match=r"evaluate.judge.template 'mt-bench'.*belle, ours"
+    ):
+        load_template(judge_templates(), "mt-bench")
+
+
+def test_a_template_field_in_an_answer_is_sent_as_written() -> None:
+    prompt = OURS.format_input(
+        "打分。", cls="code", question="{answer}?", std_answer="{x}", answer="{}"
+    )
+    assert prompt == "打分。\n\n问题：{answer}?\n标准回答：{x}\n模型回答：{}"

@@ -25,7 +25,11 @@ JUDGE = declared(
     "evaluate",
     "judge",
     enabled=True,
-    backend={"backend": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1"},
+    backend={
+        "backend": "openai",
+        "model": "m",
+        "openai": {"base_url": "http://127.0.0.1:9/v1"},
+    },
 )
 SCORING = declared("evaluate", "scoring", offline_score="rouge_l")
 
@@ -73,7 +77,14 @@ def test_select_questions_is_seeded_and_capped_per_class() -> None:
 def test_offline_score_when_the_judge_is_off() -> None:
     scored = score_answers(
         _answers(),
-        judge_answers(_answers(), {}, None, {}, {**JUDGE, "enabled": False}),
+        judge_answers(
+            _answers(),
+            {},
+            {},
+            journal=None,
+            credentials={},
+            judge_params={**JUDGE, "enabled": False},
+        ),
         SCORING,
     )
     assert scored["score"].tolist()[:2] == pytest.approx([2 * 1 / (3 + 4), 1.0])
@@ -112,9 +123,10 @@ def test_a_class_without_a_judge_prompt_fails_before_any_request() -> None:
         judge_answers(
             _answers(),
             {"math": "得分", "open qa": "得分"},
-            None,
-            {"api_key": "k"},
-            JUDGE,
+            {},
+            journal=None,
+            credentials={"api_key": "k"},
+            judge_params=JUDGE,
         )
 
 

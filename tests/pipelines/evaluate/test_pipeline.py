@@ -133,8 +133,7 @@ def test_loopback_judge_scores_flow_into_the_table_and_reruns_pay_nothing(
                     "backend": {
                         "backend": "openai",
                         "model": "loopback-judge",
-                        "base_url": server.base_url,
-                        "max_retries": 3,
+                        "openai": {"base_url": server.base_url, "max_retries": 3},
                     },
                 },
             }

@@ -1,6 +1,7 @@
 """The LLM judge: prompt templates, requests, score reading, cache keys and sample statistics.
 
-Two request templates, chosen by ``evaluate.judge.template``:
+The request layout is a template file, ``conf/base/prompts/judge/<name>.yml``, chosen by
+``evaluate.judge.template`` and filled by :meth:`JudgeTemplate.format_input`:
 
 * ``belle``: BELLE's request byte for byte, as its ``eval/ChatGPT_Score.html`` page
   builds it: one user message ``{prompt} {question} 标准回答:{std_answer}  模型回答：'
@@ -34,25 +35,24 @@ import logging
 import math
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from belle_kedro.common.config import Settings, build, setting
 from belle_kedro.datasets.judge_prompts import prompt_for_class
-from belle_kedro.llm.base import LLMBackend, LLMRequest, LLMResponse
+from belle_kedro.llm.base import LLMRequest, LLMResponse
+from belle_kedro.llm.client import LLMClient
 from belle_kedro.llm.journal import ResponseJournal
-from belle_kedro.llm.runner import RequestLimits, collect_responses, run_sync
+from belle_kedro.llm.runner import run_sync
+from belle_kedro.pipelines.evaluate.judge_settings import JudgeSettings
 
 logger = logging.getLogger(__name__)
 
 JUDGE_ID_PREFIX = "judge-"
-JUDGE_TEMPLATES = ("belle", "ours")
-# BELLE's page leaves the standard answer out for these classes (after class names
-# are normalised, see belle_kedro.datasets.eval_set.normalize_class).
-BELLE_OPEN_CLASSES = ("generation", "brainstorming", "rewrite")
 JUDGE_COLUMNS = [
     "question_id",
     "judge_model",
@@ -181,35 +181,55 @@ def _scaled(value: float, raw: str, tail: str) -> ScoreReading:
     return ScoreReading(value / scale)
 
 
-def build_judge_prompt(
-    template: str,
-    class_prompt: str,
-    *,
-    cls: str,
-    question: str,
-    std_answer: str,
-    answer: str,
-) -> str:
-    """The judge's user message in ``template`` (``belle`` or ``ours``)."""
-    if template == "belle":
-        if cls in BELLE_OPEN_CLASSES:
-            return (
-                f"{class_prompt} {question}  模型回答： '{answer}'。"
-                "请针对模型回答给出得分，顺便给出理由："
-            )
-        return (
-            f"{class_prompt} {question} 标准回答:{std_answer}  模型回答：' {answer}'。"
-            "请针对模型回答给出得分，顺便给出理由："
+@dataclass(frozen=True)
+class JudgeTemplate(Settings):
+    """A judge request layout: one file in ``conf/base/prompts/judge/``."""
+
+    with_reference: str = setting(
+        "the user message with {class_prompt} {question} {std_answer} {answer}"
+    )
+    without_reference: str = setting("the same without {std_answer}")
+    omit_reference_for: tuple[str, ...] = setting(
+        "classes sent without the standard answer"
+    )
+    omit_empty_reference: bool = setting("a blank standard answer is left out too")
+    strip_fields: bool = setting("strip whitespace around every field")
+
+    def format_input(
+        self,
+        class_prompt: str,
+        *,
+        cls: str,
+        question: str,
+        std_answer: str,
+        answer: str,
+    ) -> str:
+        """The judge's user message for one answer."""
+        fields = {
+            "class_prompt": class_prompt,
+            "question": question,
+            "std_answer": std_answer,
+            "answer": answer,
+        }
+        if self.strip_fields:
+            fields = {name: value.strip() for name, value in fields.items()}
+        omitted = cls in self.omit_reference_for or (
+            self.omit_empty_reference and not std_answer.strip()
         )
-    if template != "ours":
+        layout = self.without_reference if omitted else self.with_reference
+        return layout.format(**fields)
+
+
+def load_template(
+    templates: Mapping[str, Callable[[], Any]], name: str
+) -> JudgeTemplate:
+    """Template ``name`` from the ``judge_templates`` partitions (file name = name)."""
+    if name not in templates:
         raise ValueError(
-            f"evaluate.judge.template must be one of {list(JUDGE_TEMPLATES)}, not {template!r}"
+            f"evaluate.judge.template {name!r}: no conf/base/prompts/judge/{name}.yml; "
+            f"templates there: {', '.join(sorted(templates))}"
         )
-    parts = [class_prompt.strip(), "", f"问题：{question.strip()}"]
-    if std_answer and std_answer.strip():
-        parts.append(f"标准回答：{std_answer.strip()}")
-    parts.append(f"模型回答：{answer.strip()}")
-    return "\n".join(parts)
+    return build(JudgeTemplate, templates[name](), f"prompts/judge/{name}.yml")
 
 
 def judge_request_id(
@@ -287,18 +307,18 @@ def class_prompts_for(
 def build_judge_requests(
     answers: pd.DataFrame,
     class_prompts: Mapping[str, str],
-    judge: Mapping[str, Any],
+    template: JudgeTemplate,
+    settings: JudgeSettings,
     judge_model: str,
 ) -> list[LLMRequest]:
     """One request per (answer, sample); ids from judge model + prompt hash + sample index."""
-    params = dict(judge["request_params"])
+    params = dict(settings.request_params)
     requests = []
     rows = answers[
         ["question_id", "variant", "class", "question", "std_answer", "answer"]
     ].to_dict("records")
     for row in rows:
-        prompt = build_judge_prompt(
-            str(judge["template"]),
+        prompt = template.format_input(
             class_prompts[row["class"]],
             cls=row["class"],
             question=row["question"],
@@ -306,13 +326,13 @@ def build_judge_requests(
             answer=row["answer"],
         )
         for sample, request_id in enumerate(
-            sample_ids(judge_model, prompt, int(judge["samples"]), params)
+            sample_ids(judge_model, prompt, settings.samples, params)
         ):
             requests.append(
                 LLMRequest(
                     request_id=request_id,
                     prompt=prompt,
-                    system=judge["system"],
+                    system=settings.system,
                     params=params,
                     meta={
                         "question_id": row["question_id"],
@@ -371,31 +391,35 @@ def judgement_rows(
 def collect_judgements(
     answers: pd.DataFrame,
     class_prompts: Mapping[str, str],
-    backend: LLMBackend,
+    template: JudgeTemplate,
+    *,
+    client: LLMClient,
     journal: ResponseJournal,
-    judge: Mapping[str, Any],
+    settings: JudgeSettings,
 ) -> pd.DataFrame:
-    """Judge ``answers`` with ``backend``, journaling every reply; one row per answer.
+    """Judge ``answers`` through ``client``, journaling every reply; one row per answer.
 
-    Requests go through :func:`~belle_kedro.llm.runner.collect_responses` with the
-    variant's journal, so an interrupted run resumes and a re-run with the same judge,
-    prompts and answers sends nothing.
+    The client's transport (chat, completion or the Batch API) writes every answer to
+    the variant's journal, so an interrupted run resumes and a re-run with the same
+    judge, prompts and answers sends nothing.
     """
     variant = str(answers["variant"].iloc[0]) if len(answers) else "unknown"
-    requests = build_judge_requests(answers, class_prompts, judge, backend.model)
+    requests = build_judge_requests(
+        answers, class_prompts, template, settings, client.model
+    )
 
     async def judge_all() -> dict[str, LLMResponse]:
         # One event loop for the requests and the close, so pooled connections are
         # released by the loop that opened them.
         try:
-            return await collect_responses(
-                backend, requests, journal, RequestLimits.of(judge), f"judge {variant}"
+            return await client.collect(
+                requests, journal, settings.request_limits, f"judge {variant}"
             )
         finally:
-            await backend.aclose()
+            await client.aclose()
             journal.close()
 
-    table = judgement_rows(requests, run_sync(judge_all()), backend.model)
+    table = judgement_rows(requests, run_sync(judge_all()), client.model)
     unparsed = int((table["judge_samples"] - table["judge_parsed_samples"]).sum())
     if unparsed:
         logger.warning(

@@ -15,14 +15,14 @@ to the MLflow registry; the others are pure.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import pandas as pd
 
 from belle_kedro.common.config import build
 from belle_kedro.common.tracking import as_metrics
-from belle_kedro.llm.factory import build_backend
+from belle_kedro.llm.client import open_client
 from belle_kedro.llm.journal import ResponseJournal
 from belle_kedro.pipelines.evaluate import (
     answering,
@@ -34,6 +34,7 @@ from belle_kedro.pipelines.evaluate import (
     summaries,
 )
 from belle_kedro.pipelines.evaluate import champion as champions
+from belle_kedro.pipelines.evaluate.judge_settings import JudgeSettings
 from belle_kedro.pipelines.evaluate.published import published_scores
 from belle_kedro.pipelines.evaluate.settings import (
     ChampionSettings,
@@ -68,6 +69,8 @@ def answer_questions(
 def judge_answers(
     answers: pd.DataFrame,
     judge_prompts: Mapping[str, str],
+    judge_templates: Mapping[str, Callable[[], Any]],
+    *,
     journal: ResponseJournal,
     credentials: Mapping[str, Any],
     judge_params: Mapping[str, Any],
@@ -77,17 +80,21 @@ def judge_answers(
     Switched off (``enabled: false``) this returns no rows and the table falls back to
     the offline score; ``max_answers`` judges only the first N answers.
     """
-    if not judge_params["enabled"]:
+    settings = build(JudgeSettings, judge_params, "evaluate.judge")
+    if not settings.enabled:
         return judge.empty_judgements()
-    max_answers = judge_params["max_answers"]
-    selected = answers.head(int(max_answers)) if max_answers else answers
+    selected = answers.head(settings.max_answers) if settings.max_answers else answers
     # Checked before the backend loads or anything is paid for.
     class_prompts = judge.class_prompts_for(selected, judge_prompts)
-    backend = build_backend(
-        judge_params["backend"], credentials, "evaluate.judge.backend"
-    )
+    template = judge.load_template(judge_templates, settings.template)
+    client = open_client(settings.backend, credentials, "evaluate.judge.backend")
     return judge.collect_judgements(
-        selected, class_prompts, backend, journal, judge_params
+        selected,
+        class_prompts,
+        template,
+        client=client,
+        journal=journal,
+        settings=settings,
     )
 
 

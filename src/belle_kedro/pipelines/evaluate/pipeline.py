@@ -20,7 +20,12 @@ from belle_kedro.pipelines.evaluate.nodes import (
 )
 
 # Shared by every variant, so kept out of the namespaces.
-SHARED_INPUTS = {"eval_questions", "judge_prompts", "judge_credentials"}
+SHARED_INPUTS = {
+    "eval_questions",
+    "judge_prompts",
+    "judge_templates",
+    "judge_credentials",
+}
 SHARED_PARAMETERS = {
     "params:evaluate.generation",
     "params:evaluate.judge",
@@ -39,13 +44,14 @@ def _variant_template() -> Pipeline:
             ),
             Node(
                 judge_answers,
-                [
-                    "answers",
-                    "judge_prompts",
-                    "judge_journal",
-                    "judge_credentials",
-                    "params:evaluate.judge",
-                ],
+                {
+                    "answers": "answers",
+                    "judge_prompts": "judge_prompts",
+                    "judge_templates": "judge_templates",
+                    "journal": "judge_journal",
+                    "credentials": "judge_credentials",
+                    "judge_params": "params:evaluate.judge",
+                },
                 "judgements",
                 name="judge_answers",
             ),

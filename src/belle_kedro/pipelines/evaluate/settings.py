@@ -8,9 +8,10 @@ hand the typed object to the domain modules beside them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from belle_kedro.common.config import InvalidSetting, Settings, setting
+from belle_kedro.pipelines.evaluate.judge_settings import JudgeSettings
 
 # The offline scores a table can be built on (described in scores.OFFLINE_SCORES).
 OfflineScore = Literal["rouge_l", "char_f1", "number_match", "reference_token_prob"]
@@ -121,9 +122,7 @@ class EvaluateSettings(Settings):
 
     questions: QuestionsSettings = setting("which questions are answered")
     generation: GenerationSettings = setting("how the models answer")
-    judge: dict[str, Any] = setting(
-        "the LLM judge (evaluate.judge)"
-    )  # JudgeSettings: wired by the lead
+    judge: JudgeSettings = setting("the LLM judge, its backend and its template")
     scoring: ScoringSettings = setting("offline metrics and score")
     report: ReportSettings = setting("bootstrap, macro and published scores")
     champion: ChampionSettings = setting("champion rule and alias")
