@@ -53,7 +53,9 @@ def test_unknown_backend_api_and_sub_block_are_refused_naming_the_key() -> None:
         build(LLMSettings, declared("generate", "llm", backend="magic"), "g.llm")
     with pytest.raises(ParameterError, match=r"g.llm.api must be one of"):
         build(LLMSettings, declared("generate", "llm", api="embeddings"), "g.llm")
-    with pytest.raises(ParameterError, match=r"g.llm.vllm: not a registered backend"):
+    with pytest.raises(
+        ParameterError, match=r"unknown parameter\(s\) g.llm.vllm: .*registered"
+    ):
         build(LLMSettings, declared("generate", "llm", vllm={}), "g.llm")
     with pytest.raises(ParameterError, match=r"g.llm.api 'batch' needs a backend"):
         build(LLMSettings, declared("generate", "llm", api="batch"), "g.llm")

@@ -3,7 +3,7 @@
 Each runs inside the variant's MLflow child run (``VariantChildRunHook``), so what they
 log lands there. Each builds the typed ``train`` settings from its block and hands them
 to the modules beside it: :mod:`.launcher` (the run folder, in-process or
-torchrun/DeepSpeed training), :mod:`.model_registry` and :mod:`.tracking`.
+torchrun/DeepSpeed training), :mod:`.model_registry` and :mod:`belle_kedro.pipelines.train.tracking`.
 """
 
 from __future__ import annotations
