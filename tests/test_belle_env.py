@@ -70,11 +70,13 @@ def test_every_pipeline_and_dataset_resolves_and_the_recipe_is_belles(kedro_proj
 
 
 # Only what the CPU forces: the model, DeepSpeed/GPU launch, sizes, and the paid judge.
+CPU_VARIANT_SIZES = {"small": 16, "medium": 24, "large": 32, "xlarge": 40}
+CPU_MIX_IN_SIZE = 4
 CPU_OVERRIDES = {
     "split": {
         "holdout_size": 16,
-        "variant_sizes": {"small": 16, "medium": 24, "large": 32, "xlarge": 40},
-        "mix_in": {"size": 4},
+        "variant_sizes": CPU_VARIANT_SIZES,
+        "mix_in": {"size": CPU_MIX_IN_SIZE},
     },
     "train": {
         "model": {
@@ -136,20 +138,20 @@ def test_belle_train_and_evaluate_run_on_cpu_with_the_tiny_model(
     client = MlflowClient()
     versions = client.search_model_versions("name = 'belle-7b-sft'")
     assert sorted(version.tags["variant"] for version in versions) == sorted(
-        CPU_OVERRIDES["split"]["variant_sizes"]
+        CPU_VARIANT_SIZES
     )
     experiment = client.get_experiment_by_name("belle_kedro")
+    assert experiment is not None
     runs = client.search_runs([experiment.experiment_id])
     assert all(run.info.status == "FINISHED" for run in runs)
     children = [run for run in runs if "belle.variant" in run.data.tags]
     assert sorted(run.data.tags["belle.variant"] for run in children) == sorted(
-        CPU_OVERRIDES["split"]["variant_sizes"]
+        CPU_VARIANT_SIZES
     )
     for child in children:
         # Every variant mixes in the same English sample (belle's every_variant mode).
         assert int(child.data.params["train_size"]) == (
-            CPU_OVERRIDES["split"]["variant_sizes"][child.data.tags["belle.variant"]]
-            + CPU_OVERRIDES["split"]["mix_in"]["size"]
+            CPU_VARIANT_SIZES[child.data.tags["belle.variant"]] + CPU_MIX_IN_SIZE
         )
         assert "train.train_loss" in child.data.metrics
         # evaluate answered on the resolved device and logged into the same child

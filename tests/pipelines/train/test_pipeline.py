@@ -87,6 +87,7 @@ def test_kedro_run_split_and_train_tracks_parent_children_and_registered_version
 
     client = MlflowClient()
     experiment = client.get_experiment_by_name("belle_kedro")
+    assert experiment is not None
     runs = client.search_runs([experiment.experiment_id])
     parents = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
     assert len(parents) == 1
@@ -140,6 +141,7 @@ def test_kedro_run_split_and_train_tracks_parent_children_and_registered_version
         "train.padding_waste",
     } <= set(small.data.metrics)
     assert small.data.params["train.finetuning.method"] == "full"
+    assert small.inputs is not None
     assert [dataset.dataset.name for dataset in small.inputs.dataset_inputs] == [
         f"{variants[0]}.train_data",
         "holdout",
