@@ -74,7 +74,7 @@ def test_an_installed_wheel_finds_the_variants_and_the_project(
         "from kedro.framework.session import KedroSession\n"
         "from kedro.framework.project import pipelines\n"
         "bootstrap_project('.')\n"
-        "with open_session('.') as s:\n"
+        "with KedroSession.create(project_path='.') as s:\n"
         "    ctx = s.load_context()\n"
         "    spaces = sorted({n.namespace for n in pipelines['train'].nodes})\n"
         "    uri = ctx.config_loader['mlflow']['server']['mlflow_tracking_uri']\n"
