@@ -9,7 +9,6 @@ the project are not imported again, so pushing twice is harmless.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 from pathlib import Path
