@@ -24,7 +24,9 @@ from belle_kedro.pipelines.review.nodes import select_for_review
 from tests.support.project import REPO_ROOT, base_parameters
 
 CLEAN_FIXTURE = REPO_ROOT / "tests" / "fixtures" / "clean_instructions_small.json"
-EXPORT_FIXTURE = REPO_ROOT / "tests" / "fixtures" / "review" / "label_studio_export.json"
+EXPORT_FIXTURE = (
+    REPO_ROOT / "tests" / "fixtures" / "review" / "label_studio_export.json"
+)
 
 # Two reviewers' decisions, by instruction (the sample's records are all distinct by
 # instruction except the exact duplicate, which is looked up among dropped records).
@@ -80,7 +82,9 @@ def clean_fixture_run() -> dict[str, Any]:
 
 def sample_row(sample: pd.DataFrame, stratum: str, instruction: str) -> pd.Series:
     """The one sampled record of ``stratum`` with ``instruction``."""
-    rows = sample[(sample["stratum"] == stratum) & (sample["instruction"] == instruction)]
+    rows = sample[
+        (sample["stratum"] == stratum) & (sample["instruction"] == instruction)
+    ]
     assert len(rows) == 1, (stratum, instruction, len(rows))
     return rows.iloc[0]
 

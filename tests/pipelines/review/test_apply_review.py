@@ -56,7 +56,9 @@ def test_sample_is_reproducible_from_the_seed(fixture_run):
 
 def test_stored_real_export_applies_record_by_record(fixture_run, export):
     reviewed, report, metrics = _apply(fixture_run, export, restore_false_drops=True)
-    decisions = dict(zip(reviewed["instruction"], reviewed["review_decision"], strict=True))
+    decisions = dict(
+        zip(reviewed["instruction"], reviewed["review_decision"], strict=True)
+    )
     assert decisions == {
         "给出三条保持健康作息的建议": "accept",
         "写一首关于秋天的五言绝句": "accept",  # rejected first, edited to accept later
@@ -123,7 +125,9 @@ def test_unreachable_server_names_the_url(monkeypatch):
     params = merged(
         base_parameters("review"), {"label_studio": {"url": "http://127.0.0.1:9"}}
     )
-    with pytest.raises(ReviewServerError, match=r"http://127\.0\.0\.1:9 is unreachable"):
+    with pytest.raises(
+        ReviewServerError, match=r"http://127\.0\.0\.1:9 is unreachable"
+    ):
         pull_annotations(None, params)
 
 

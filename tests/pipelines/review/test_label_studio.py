@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import time
@@ -28,18 +29,18 @@ from kedro.framework.session import KedroSession
 
 from belle_kedro.pipelines.review.push import push
 from belle_kedro.pipelines.review.server import LabelStudio
-from tests.support.project import REPO_ROOT
+from belle_kedro.pipelines.review.tasks import label_config, review_tasks
+from tests.support.project import REPO_ROOT, base_parameters
 from tests.support.review import (
     CLEAN_FIXTURE,
     EDITED_LATER,
     PLAN,
     annotation_result,
+    clean_fixture_run,
     sample_row,
 )
 
-VENV = Path(
-    os.environ.get("BELLE_LABEL_STUDIO_VENV", REPO_ROOT / ".venv-label-studio")
-)
+VENV = Path(os.environ.get("BELLE_LABEL_STUDIO_VENV", REPO_ROOT / ".venv-label-studio"))
 TOKEN = "0123456789abcdef0123456789abcdef01234567"  # a throw-away server's token
 ADMIN = ("admin@example.com", "review-test-password")
 STARTUP_S = 540  # first start migrates a fresh sqlite database (minutes on 2 cores)
@@ -104,7 +105,10 @@ def _annotate(url: str, project: int) -> None:
         "/api/users",
         json={"email": "reviewer2@example.com", "username": "reviewer2"},
     )
-    reviewers = {1: server.request("GET", "/api/current-user/whoami")["id"], 2: second["id"]}
+    reviewers = {
+        1: server.request("GET", "/api/current-user/whoami")["id"],
+        2: second["id"],
+    }
     tasks = {
         (task["data"]["stratum"], task["data"]["instruction"]): task["id"]
         for task in server.export(project)
@@ -159,8 +163,15 @@ def test_review_round_trip_with_a_real_label_studio(
     assert project is not None
     exported = server.export(project)
     assert len(exported) == 16
-    signals = exported[0]["predictions"][0]["result"]
-    assert {item["from_name"] for item in signals} >= {"task_class", "decision", "signals"}
+    [prediction] = server.request(
+        "GET", "/api/predictions", params={"task": exported[0]["id"]}
+    )
+    signals = prediction["result"]
+    assert {item["from_name"] for item in signals} >= {
+        "task_class",
+        "decision",
+        "signals",
+    }
     _annotate(label_studio, project)
 
     (local / "parameters_review.yml").write_text(
@@ -201,16 +212,20 @@ def test_review_round_trip_with_a_real_label_studio(
             "请给出三条保持健康作息的小建议",
         ]
     )
-    assert by_instruction.loc["计算 12 乘以 15 等于多少", "output"] == "12 乘以 15 等于 180。"
+    assert (
+        by_instruction.loc["计算 12 乘以 15 等于多少", "output"]
+        == "12 乘以 15 等于 180。"
+    )
     assert by_instruction.loc["计算 12 乘以 15 等于多少", "review_decision"] == "edit"
     assert by_instruction.loc["写一首关于秋天的五言绝句", "review_decision"] == "accept"
     assert by_instruction.loc["把这句话翻译成英文", "review_decision"] == "unreviewed"
     assert by_instruction.loc["介绍一下长江的地理概况", "reviewed_by"] == "2"
     assert len(sample) == 16
 
-    report_path = next(
-        (kedro_project / "data/08_reporting/review_report.json").iterdir()
-    ) / "review_report.json"
+    report_path = (
+        next((kedro_project / "data/08_reporting/review_report.json").iterdir())
+        / "review_report.json"
+    )
     report = json.loads(report_path.read_text(encoding="utf-8"))
     quality = report["quality"]
     # Hand-computed: kept 4 of 6 accepted, dropped 3 of 8 would be kept.
@@ -228,3 +243,63 @@ def test_review_round_trip_with_a_real_label_studio(
     assert review_run.data.metrics["review.keep_precision.all"] == pytest.approx(0.6667)
     assert review_run.data.metrics["review.false_drops.by_rule.language"] == 1.0
     assert pd.notna(review_run.data.metrics["review.classifier.held_out_accuracy"])
+
+
+@pytest.mark.slow
+def test_a_real_browser_shows_a_task_through_our_labelling_config(
+    label_studio: str, tmp_path: Path
+):
+    """Chromium (Selenium) logs in and opens one task: the screenshot shows the record
+    and the pre-annotated signals. BELLE_REVIEW_SCREENSHOT=path keeps the picture."""
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if chromium is None or driver_path is None:
+        pytest.skip(
+            "chromium and chromedriver are not installed (apt-get install chromium chromium-driver)"
+        )
+    run = clean_fixture_run()
+    selection, sample = run["selection"], run["sample"]
+    server = LabelStudio(label_studio, TOKEN, 30)
+    project = server.ensure_project(
+        "browser check",
+        label_config(tuple(base_parameters("review")["reject_reasons"]),
+                     tuple(selection["classifier"]["classes"])),
+    )  # fmt: skip
+    row = sample_row(sample, "dropped", "请给出三条保持健康作息的小建议")
+    server.import_new(
+        project, review_tasks(sample[sample["record_id"] == row["record_id"]],
+                              tuple(base_parameters("review")["reject_reasons"]))
+    )  # fmt: skip
+    [task] = server.export(project)
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--window-size=1400,1800"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(
+        service=webdriver.ChromeService(executable_path=driver_path), options=options
+    )
+    try:
+        browser.get(f"{label_studio}/user/login")
+        browser.find_element(By.NAME, "email").send_keys(ADMIN[0])
+        browser.find_element(By.NAME, "password").send_keys(ADMIN[1])
+        browser.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        WebDriverWait(browser, 60).until(lambda b: "/user/login" not in b.current_url)
+        browser.get(f"{label_studio}/projects/{project}/data?task={task['id']}")
+        WebDriverWait(browser, 120).until(
+            lambda b: "Automatic signals" in b.find_element(By.TAG_NAME, "body").text
+        )
+        time.sleep(3)  # let the pre-annotation render into the form
+        text = browser.find_element(By.TAG_NAME, "body").text
+        screenshot = Path(
+            os.environ.get("BELLE_REVIEW_SCREENSHOT", tmp_path / "review_task.png")
+        )
+        browser.save_screenshot(str(screenshot))
+    finally:
+        browser.quit()
+    assert "请给出三条保持健康作息的小建议" in text
+    assert "Automatic signals" in text and "Decision" in text
+    assert screenshot.stat().st_size > 10_000
