@@ -24,9 +24,9 @@ def _with_decisions(frame: pd.DataFrame, resolved: Resolved) -> pd.DataFrame:
     frame["review_decision"] = [d.decision if d else "unreviewed" for d in decided]
     frame["review_reason"] = [d.reason if d else "" for d in decided]
     frame["reviewed_by"] = [d.annotator if d else "" for d in decided]
-    for position, decision in enumerate(decided):
+    for label, decision in zip(frame.index, decided, strict=True):
         for name, text in (decision.edits if decision else {}).items():
-            frame.iloc[position, frame.columns.get_loc(name)] = text
+            frame.at[label, name] = text
     return frame
 
 

@@ -25,7 +25,7 @@ def push(env: str | None, url: str | None) -> str:
 
     bootstrap_project(Path.cwd())
     with KedroSession.create(env=env) as session:
-        context = session.load_context()
+        context = session.load_context()  # type: ignore[attr-defined]
         settings = build(
             ReviewSettings, context.params["review"], "review"
         ).label_studio

@@ -85,8 +85,8 @@ def replay_clean(
     drops = []
     for name, rule in clean.rules.in_order():
         if rule.enabled:
-            records, mask = RULES[name](records, **rule.options())
-            mask = mask.fillna(False).astype(bool).to_numpy()
+            records, flags = RULES[name](records, **rule.options())
+            mask = flags.fillna(False).astype(bool).to_numpy()
             drops.append(_dropped(records, mask, name))
             records = records[~mask].reset_index(drop=True)
     near, matching = clean.near_duplicates, clean.matching
