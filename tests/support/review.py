@@ -89,32 +89,19 @@ def sample_row(sample: pd.DataFrame, stratum: str, instruction: str) -> pd.Serie
     return rows.iloc[0]
 
 
+def _control(
+    name: str, to_name: str, kind: str, value: dict[str, Any]
+) -> dict[str, Any]:
+    return {"from_name": name, "to_name": to_name, "type": kind, "value": value}
+
+
 def annotation_result(decision: str, detail: str) -> list[dict[str, Any]]:
     """The form's result for one decision, as Label Studio stores it."""
-    result: list[dict[str, Any]] = [
-        {
-            "from_name": "decision",
-            "to_name": "instruction",
-            "type": "choices",
-            "value": {"choices": [decision]},
-        }
-    ]
+    result = [_control("decision", "instruction", "choices", {"choices": [decision]})]
     if decision == "reject":
         result.append(
-            {
-                "from_name": "reason",
-                "to_name": "instruction",
-                "type": "choices",
-                "value": {"choices": [detail]},
-            }
+            _control("reason", "instruction", "choices", {"choices": [detail]})
         )
     if decision == "edit":
-        result.append(
-            {
-                "from_name": "edit_output",
-                "to_name": "output",
-                "type": "textarea",
-                "value": {"text": [detail]},
-            }
-        )
+        result.append(_control("edit_output", "output", "textarea", {"text": [detail]}))
     return result

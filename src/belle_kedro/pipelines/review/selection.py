@@ -15,13 +15,14 @@ import pandas as pd
 
 from belle_kedro.common.records import RECORD_COLUMNS, record_bytes
 from belle_kedro.pipelines.clean.dedup import (
+    NearDuplicates,
     comparison_keys,
     find_near_duplicates,
     find_reference_matches,
 )
 from belle_kedro.pipelines.clean.passes import _seed_texts
 from belle_kedro.pipelines.clean.rules import RULES, normalise_records
-from belle_kedro.pipelines.clean.settings import CleanSettings
+from belle_kedro.pipelines.clean.settings import CleanSettings, MatchingSettings
 from belle_kedro.pipelines.review.settings import SampleSettings
 
 SIGNAL_COLUMNS = ("stratum", "rule", "partner", "score")
@@ -67,6 +68,25 @@ def _partner_texts(
     ]
 
 
+def _keys(records: pd.DataFrame, include_input: bool) -> list[str]:
+    return comparison_keys(
+        records["instruction"].tolist(),
+        records["input"].tolist() if include_input else None,
+    )
+
+
+def _near_duplicates(
+    keys: list[str], seed_keys: list[str], threshold: float, matching: MatchingSettings
+) -> NearDuplicates:
+    return find_near_duplicates(
+        keys,
+        seed_keys,
+        threshold=threshold,
+        minhash=matching.minhash,
+        workers=matching.workers,
+    )
+
+
 def replay_clean(
     generated: pd.DataFrame,
     seed_tasks: pd.DataFrame,
@@ -95,18 +115,9 @@ def replay_clean(
         seed_instructions, seed_inputs = [], None if seed_inputs is None else []
     borderline = pd.DataFrame({"partner": [""] * len(records), "score": np.nan})
     if near.enabled:
-        keys = comparison_keys(
-            records["instruction"].tolist(),
-            records["input"].tolist() if near.include_input else None,
-        )
+        keys = _keys(records, near.include_input)
         seed_keys = comparison_keys(seed_instructions, seed_inputs)
-        found = find_near_duplicates(
-            keys,
-            seed_keys,
-            threshold=near.threshold,
-            minhash=matching.minhash,
-            workers=matching.workers,
-        )
+        found = _near_duplicates(keys, seed_keys, near.threshold, matching)
         partners = _partner_texts(records, found.duplicate_of, seed_instructions)
         drops.append(
             _matched(records, found.keep, partners, found.score, "near_duplicates")
@@ -115,13 +126,7 @@ def replay_clean(
         keys = [key for key, keep in zip(keys, found.keep, strict=True) if keep]
         if margin > 0:
             # Kept records a slightly lower threshold would drop: the least sure keeps.
-            close = find_near_duplicates(
-                keys,
-                seed_keys,
-                threshold=near.threshold - margin,
-                minhash=matching.minhash,
-                workers=matching.workers,
-            )
+            close = _near_duplicates(keys, seed_keys, near.threshold - margin, matching)
             borderline = pd.DataFrame(
                 {
                     "partner": _partner_texts(
@@ -134,10 +139,7 @@ def replay_clean(
     if decon.enabled and len(records) and len(eval_set):
         questions = eval_set["question"].tolist()
         found = find_reference_matches(
-            comparison_keys(
-                records["instruction"].tolist(),
-                records["input"].tolist() if decon.include_input else None,
-            ),
+            _keys(records, decon.include_input),
             comparison_keys(questions),
             threshold=decon.threshold,
             minhash=matching.minhash,
