@@ -270,8 +270,7 @@ def test_a_real_browser_shows_a_task_through_our_labelling_config(
     )  # fmt: skip
     row = sample_row(sample, "dropped", "请给出三条保持健康作息的小建议")
     server.import_new(
-        project, review_tasks(sample[sample["record_id"] == row["record_id"]],
-                              tuple(base_parameters("review")["reject_reasons"]))
+        project, review_tasks(sample[sample["record_id"] == row["record_id"]])
     )  # fmt: skip
     [task] = server.export(project)
 

@@ -84,7 +84,7 @@ def export_review_tasks(
     settings = _settings(params)
     classes = tuple(selection["classifier"]["classes"])
     return (
-        review_tasks(review_sample, settings.reject_reasons),
+        review_tasks(review_sample),
         label_config(settings.reject_reasons, classes),
     )
 

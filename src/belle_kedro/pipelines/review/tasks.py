@@ -2,8 +2,9 @@
 
 Each task's ``data`` holds the record (instruction, input, output), its id and the
 automatic signals; its one ``prediction`` pre-fills the form with those signals: the
-predicted class, the rules' verdict (accept for kept records, reject for dropped ones,
-with the reason the rule stands for) and a line naming rule, partner and score.
+predicted class, the rules' verdict (accept for kept records, reject for dropped ones;
+a reviewer who keeps a reject picks its reason) and a line naming rule, partner and
+score.
 """
 
 from __future__ import annotations
@@ -79,9 +80,7 @@ def _choice(name: str, to_name: str, value: str) -> dict[str, Any]:
     }
 
 
-def review_tasks(
-    sample: pd.DataFrame, reasons: tuple[str, ...]
-) -> list[dict[str, Any]]:
+def review_tasks(sample: pd.DataFrame) -> list[dict[str, Any]]:
     """One Label Studio task per sampled record, pre-annotated with the signals."""
     tasks = []
     for _, row in sample.iterrows():
@@ -96,8 +95,6 @@ def review_tasks(
                 "value": {"text": [signals_line(row)]},
             },
         ]
-        if rules_verdict == "reject" and row["rule"] in reasons:
-            result.append(_choice(REASON, "instruction", str(row["rule"])))
         tasks.append(
             {
                 "data": {
