@@ -53,8 +53,8 @@ def _use_fixture_clean_instructions(project: Path, records: pd.DataFrame) -> str
     Other pipelines' catalogs are dropped so this test exercises split + train alone
     (kedro-mlflow instantiates every catalog entry when a session starts).
     """
-    for path in (project / "conf" / "base").glob("*_*.yml"):
-        if path.stem.split("_", 1)[1] not in ("split", "train"):
+    for path in (project / "conf" / "base").glob("catalog_*.yml"):
+        if path.stem.removeprefix("catalog_") not in ("split", "train"):
             path.unlink()
     env = "train_test"
     (project / "conf" / env).mkdir()
