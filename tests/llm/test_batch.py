@@ -129,29 +129,55 @@ def _faults(custom_id: str, attempt: int) -> str | None:
     )
 
 
-def test_failed_expired_and_malformed_items_are_submitted_again_on_the_next_run(
+def test_failed_expired_and_malformed_items_are_answered_within_one_run(
     tmp_path: Path,
 ):
     requests = plan(8)
     journal = ResponseJournal(tmp_path / "raw.jsonl")
     with FakeOpenAIServer(batch_faults=_faults) as server:
-        first = BatchReport()
-        answers = run_batch(server, requests, journal, first)
-        failed = {rid for rid, a in answers.items() if not a.ok}
-        submitted_once = dict(server.batch_submissions)
-        second = BatchReport()
-        again = run_batch(server, requests, journal, second)
-    assert failed == {"req-001", "req-004", "req-006"}
-    assert first.items_failed == 2  # the error line and the expired one
-    assert first.lines_malformed == 1 and first.items_without_output == 1
-    assert first.batch_states == {"expired": 1, "completed": 1}
-    assert "batch_expired" in answers["req-004"].error
-    assert set(submitted_once) == {r.request_id for r in requests}
-    assert all(a.ok for a in again.values())
-    assert second.items_submitted == 3 and second.batches_submitted == 1
-    assert {k for k, n in server.batch_submissions.items() if n == 2} == failed
+        report = BatchReport()
+        answers = run_batch(server, requests, journal, report)
+    faulty = {"req-001", "req-004", "req-006"}
+    assert all(a.ok for a in answers.values())
+    assert {rid for rid, a in answers.items() if a.attempts == 2} == faulty
+    assert report.items_failed == 2  # the error line and the expired one
+    assert report.lines_malformed == 1 and report.items_without_output == 1
+    assert report.batch_states == {"expired": 1, "completed": 2}
+    assert report.follow_up_batches == 1 and report.items_resubmitted == 3
+    assert {k for k, n in server.batch_submissions.items() if n == 2} == faulty
+    assert max(server.batch_submissions.values()) == 2
     # Only the malformed answer was billed twice: the server answered it, we could not read it.
     assert server.paid_twice() == ["req-006"]
+    assert journal.done_ids() == {r.request_id for r in requests}
+
+
+def test_an_item_failing_every_try_stops_after_max_retries_and_the_next_run_resumes(
+    tmp_path: Path,
+):
+    requests = plan(6)
+    journal = ResponseJournal(tmp_path / "raw.jsonl")
+    broken = {"req-002": "error", "req-005": "expire"}
+
+    def faults(custom_id: str, attempt: int) -> str | None:
+        return broken.get(custom_id)
+
+    with FakeOpenAIServer(batch_faults=faults) as server:
+        first = BatchReport()
+        answers = run_batch(server, requests, journal, first)
+        tries = dict(server.batch_submissions)
+        broken.clear()  # the outage ends
+        second = BatchReport()
+        again = run_batch(server, requests, journal, second)
+    failed = {rid: a for rid, a in answers.items() if not a.ok}
+    assert set(failed) == {"req-002", "req-005"}
+    # 1 + POLICY.max_retries tries each, and the try count travels with the failure.
+    assert tries["req-002"] == tries["req-005"] == 3 == 1 + POLICY.max_retries
+    assert all(a.attempts == 3 for a in failed.values())
+    assert "batch_expired" in failed["req-005"].error
+    assert first.follow_up_batches == 2 and first.items_resubmitted == 4
+    assert all(a.ok for a in again.values())
+    assert second.items_submitted == 2  # only the two, nothing answered is sent again
+    assert not server.paid_twice()
     assert journal.done_ids() == {r.request_id for r in requests}
 
 

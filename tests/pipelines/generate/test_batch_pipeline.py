@@ -10,7 +10,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
+
+import mlflow
 
 import pandas as pd
 import pytest
@@ -67,7 +70,7 @@ def _first_try_fails(custom_id: str, attempt: int) -> str | None:
 
 
 @pytest.mark.slow
-def test_failed_and_expired_items_go_into_a_new_batch_on_the_next_run(
+def test_failed_and_expired_items_are_answered_within_one_run_and_paid_once(
     generate_project: Path, monkeypatch
 ):
     monkeypatch.setenv("BELLE_TEST_KEY", "test-key")
@@ -76,21 +79,69 @@ def test_failed_and_expired_items_go_into_a_new_batch_on_the_next_run(
         write_loopback_env(generate_project, server.base_url, api="batch")
         shutil.copytree(generate_project, reference)
         run_generate(generate_project)
-        first = latest_summary(generate_project)
-        run_generate(generate_project)
-        second = latest_summary(generate_project)
+        summary = latest_summary(generate_project)
     with FakeOpenAIServer(belle_reply) as clean_server:  # never fails
         write_loopback_env(reference, clean_server.base_url, api="batch")
         run_generate(reference)
-    # Run 1: 3 of every 4 first tries fail, so max_requests (10) ends it short; run 2
-    # asks for requests 0-3 again and only the failed ones go into a new batch.
-    assert (
-        first["batch"]["items_failed"] >= 2 and first["batch"]["lines_malformed"] >= 1
-    )
-    assert not first["target_reached"]
-    assert second["target_reached"] and second["responses_failed"] == 0
+    # 3 of every 4 first tries fail; their follow-up batches answer them in this run.
+    assert summary["target_reached"] and summary["shortfall"] == []
+    assert summary["requests_planned"] == 4 and summary["responses_failed"] == 0
+    assert summary["batch"]["follow_up_batches"] >= 1
+    assert summary["batch"]["items_resubmitted"] == 3
     resubmitted = {k for k, n in server.batch_submissions.items() if n > 1}
-    assert resubmitted and all(_first_try_fails(k, 1) for k in resubmitted)
+    assert resubmitted == {k for k in server.batch_submissions if _first_try_fails(k, 1)}
+    # Paid once, but for the malformed line: the server answered it, we could not read it.
+    assert server.paid_twice() == sorted(
+        k for k in resubmitted if _first_try_fails(k, 1) == "malformed"
+    )
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(generate_project / GENERATED),
+        pd.read_parquet(reference / GENERATED),
+    )
+
+
+@pytest.mark.slow
+def test_items_failing_every_try_end_the_run_non_zero_with_the_true_reason(
+    generate_project: Path, monkeypatch
+):
+    monkeypatch.setenv("BELLE_TEST_KEY", "test-key")
+    reference = generate_project.parent / "reference"
+    outage = {1: "expire", 3: "error"}
+
+    def faults(custom_id: str, attempt: int) -> str | None:
+        return outage.get(int(custom_id.split("-")[2]) % 4)
+
+    with FakeOpenAIServer(belle_reply, batch_faults=faults) as server:
+        write_loopback_env(generate_project, server.base_url, api="batch", max_requests=5)
+        shutil.copytree(generate_project, reference)
+        with pytest.raises(Exception, match="rerun resumes") as raised:
+            run_generate(generate_project)
+        while mlflow.active_run() is not None:  # the failed session's run
+            mlflow.end_run()
+        first = latest_summary(generate_project)
+        tries = dict(server.batch_submissions)
+        outage.clear()
+        paid = Counter(server.batch_paid)
+        run_generate(generate_project)  # after the outage: resumes
+        second = latest_summary(generate_project)
+        paid_again = server.batch_paid - paid
+    with FakeOpenAIServer(belle_reply) as clean_server:
+        write_loopback_env(reference, clean_server.base_url, api="batch", max_requests=5)
+        run_generate(reference)
+    assert type(raised.value).__name__ == "IncompleteRun"
+    assert not first["target_reached"] and not first["shortfall_chosen"]
+    # requests 1 and 3 failed on all 1 + max_retries (3) tries; 0, 2 and 4 answered.
+    assert first["shortfall"][0].startswith(
+        "2 request(s) failed after 4 tries (batch_expired x"
+    )
+    assert "error" in first["shortfall"][0]
+    assert first["shortfall"][1].endswith("batch(es) expired")
+    assert first["shortfall"][2] == "max_requests (5) reached"
+    assert sorted(tries.values()) == [1, 1, 1, 4, 4]
+    assert second["target_reached"] and second["shortfall"] == []
+    # The rerun paid only for the two that never got an answer.
+    assert sorted(paid_again) == sorted(k for k in tries if tries[k] == 4)
+    assert not set(paid_again) & set(paid)
     pd.testing.assert_frame_equal(
         pd.read_parquet(generate_project / GENERATED),
         pd.read_parquet(reference / GENERATED),
