@@ -14,7 +14,6 @@ from collections import Counter
 from pathlib import Path
 
 import mlflow
-
 import pandas as pd
 import pytest
 
@@ -89,7 +88,9 @@ def test_failed_and_expired_items_are_answered_within_one_run_and_paid_once(
     assert summary["batch"]["follow_up_batches"] >= 1
     assert summary["batch"]["items_resubmitted"] == 3
     resubmitted = {k for k, n in server.batch_submissions.items() if n > 1}
-    assert resubmitted == {k for k in server.batch_submissions if _first_try_fails(k, 1)}
+    assert resubmitted == {
+        k for k in server.batch_submissions if _first_try_fails(k, 1)
+    }
     # Paid once, but for the malformed line: the server answered it, we could not read it.
     assert server.paid_twice() == sorted(
         k for k in resubmitted if _first_try_fails(k, 1) == "malformed"
@@ -112,7 +113,9 @@ def test_items_failing_every_try_end_the_run_non_zero_with_the_true_reason(
         return outage.get(int(custom_id.split("-")[2]) % 4)
 
     with FakeOpenAIServer(belle_reply, batch_faults=faults) as server:
-        write_loopback_env(generate_project, server.base_url, api="batch", max_requests=5)
+        write_loopback_env(
+            generate_project, server.base_url, api="batch", max_requests=5
+        )
         shutil.copytree(generate_project, reference)
         with pytest.raises(Exception, match="rerun resumes") as raised:
             run_generate(generate_project)
@@ -126,7 +129,9 @@ def test_items_failing_every_try_end_the_run_non_zero_with_the_true_reason(
         second = latest_summary(generate_project)
         paid_again = server.batch_paid - paid
     with FakeOpenAIServer(belle_reply) as clean_server:
-        write_loopback_env(reference, clean_server.base_url, api="batch", max_requests=5)
+        write_loopback_env(
+            reference, clean_server.base_url, api="batch", max_requests=5
+        )
         run_generate(reference)
     assert type(raised.value).__name__ == "IncompleteRun"
     assert not first["target_reached"] and not first["shortfall_chosen"]
