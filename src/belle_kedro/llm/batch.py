@@ -45,7 +45,7 @@ from openai.types import Batch
 from tqdm.auto import tqdm
 
 from belle_kedro.common.files import write_atomic
-from belle_kedro.llm.base import LLMError, LLMRequest, LLMResponse
+from belle_kedro.llm.base import BATCH_ITEM_PREFIX, LLMError, LLMRequest, LLMResponse
 from belle_kedro.llm.journal import ResponseJournal
 from belle_kedro.llm.openai_backend import (
     OpenAIBackend,
@@ -68,7 +68,7 @@ logger = logging.getLogger(__name__)
 # The error of a request ``submit: false`` wrote to an input file; never journaled.
 NOT_SUBMITTED = "not submitted: batch.submit is false (see its input file)"
 # The error of an item no output or error line answered (an expired or lost item).
-NO_OUTPUT = "batch item failed: no_output: no usable output line (expired or lost)"
+NO_OUTPUT = f"{BATCH_ITEM_PREFIX}no_output: no usable output line (expired or lost)"
 COMPLETION_WINDOW: Literal["24h"] = "24h"  # the only window the Batch API offers
 # A batch in one of these states changes no more; the others are polled.
 TERMINAL_STATES = frozenset({"completed", "failed", "expired", "cancelled"})
@@ -216,7 +216,7 @@ def parse_output_line(
         status = response.get("status_code")
         error = {"code": f"HTTP {status}", **(error if isinstance(error, dict) else {})}
     detail = error if isinstance(error, dict) else {}
-    message = f"batch item failed: {detail.get('code')}: {detail.get('message')}"
+    message = f"{BATCH_ITEM_PREFIX}{detail.get('code')}: {detail.get('message')}"
     return request_id, LLMResponse.failure(request_id, model, message)
 
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from belle_kedro.llm.base import LLMResponse
+from belle_kedro.llm.base import (
+    RESUME_HINT,
+    IncompleteRun,
+    LLMResponse,
+    failure_reason,
+)
 from belle_kedro.llm.batch import NOT_SUBMITTED
 from belle_kedro.llm.client import LLMClient
 from belle_kedro.llm.runner import NOT_SENT_OVER_BUDGET, TokenPrices
@@ -22,27 +26,8 @@ logger = logging.getLogger(__name__)
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
 UNPARSABLE_EXAMPLES = 5
 UNPARSABLE_EXAMPLE_CHARS = 300
-BATCH_ITEM_PREFIX = "batch item failed: "
 # Shortfall reasons a user chose by a setting; any other ends the run non-zero.
 CHOSEN_REASONS = ("spend limit", "max_requests", "batch.submit")
-
-
-class IncompleteRun(RuntimeError):
-    """A run ended below its target for a reason nobody chose (failed or expired items)."""
-
-
-def error_code(error: str) -> str:
-    """The short code of a failure: ``batch_expired``, ``HTTP 500``, ``timeout``..."""
-    return error.removeprefix(BATCH_ITEM_PREFIX).split(":", 1)[0].strip()[:40]
-
-
-def failure_reason(failed: Sequence[LLMResponse]) -> str:
-    """``N request(s) failed after K tries (code xN, ...)`` for requests that failed."""
-    codes = Counter(error_code(r.error or "") for r in failed)
-    tries = sorted({r.attempts for r in failed})
-    after = str(tries[0]) if len(tries) == 1 else f"{tries[0]}-{tries[-1]}"
-    listed = ", ".join(f"{code} x{n}" for code, n in codes.most_common())
-    return f"{len(failed)} request(s) failed after {after} tries ({listed})"
 
 
 def sum_usage(responses: Sequence[LLMResponse]) -> dict[str, int]:
@@ -114,9 +99,7 @@ def check_complete(summary: dict[str, Any]) -> None:
     raise IncompleteRun(
         f"generate: {summary['instructions_parsed']} of "
         f"{summary['instructions_target']} instructions: "
-        f"{'; '.join(summary['shortfall'])}. Every answer received is in the journal; "
-        "a rerun resumes from it, sending only the requests without an answer, so "
-        "nothing is paid twice."
+        f"{'; '.join(summary['shortfall'])}. {RESUME_HINT}"
     )
 
 
