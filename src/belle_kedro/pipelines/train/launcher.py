@@ -160,11 +160,10 @@ def prepare_run_dir(
     tokenized = {}
     for stem, records in ((TRAIN_TOKENS, train_data), (EVAL_TOKENS, eval_data)):
         view = build_view(
-            settings.token_cache.root,
+            settings.token_cache,
             records.loc[:, columns],
             tokenizer,
             settings.data.max_length,
-            settings.token_cache.batch_size,
         )
         save_view(view, run_dir / stem)
         tokenized[stem] = view.tokenized
