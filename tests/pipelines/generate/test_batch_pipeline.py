@@ -19,6 +19,7 @@ import pytest
 
 from belle_kedro.llm.batch import BatchLedger
 from belle_kedro.llm.journal import ResponseJournal
+from tests.support.disk_full import FillingDisk
 from tests.support.loopback import (
     GENERATED,
     JOURNAL,
@@ -210,3 +211,50 @@ def test_sigkill_at_random_moments_then_rerun_equals_an_uninterrupted_batch_run(
     assert not server.paid_twice()  # no request id answered in two batches
     assert max(server.batch_submissions.values()) == 1  # nor submitted twice
     assert sum(server.batch_paid.values()) == paid_by_reference == 20
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("api", ["chat", "batch"])
+def test_a_full_disk_stops_generate_clearly_and_the_rerun_pays_nothing_twice(
+    generate_project: Path, monkeypatch, api
+):
+    monkeypatch.setenv("BELLE_TEST_KEY", "test-key")
+    reference = generate_project.parent / "reference"
+    journal = generate_project / JOURNAL
+    with FakeOpenAIServer(belle_reply) as server:
+        write_loopback_env(generate_project, server.base_url, api=api)
+        shutil.copytree(generate_project, reference)
+        run_generate(reference)
+        paid_by_reference = paid(server, api)
+        server.requests.clear()
+        server.batch_paid.clear()
+        disk = FillingDisk(monkeypatch, journal.parent, fail_at=3)
+        with pytest.raises(Exception, match=f"{journal}: could not append") as raised:
+            run_generate(generate_project)
+        while mlflow.active_run() is not None:  # the failed session's run
+            mlflow.end_run()
+        assert "No space left on device" in str(raised.value)
+        # Every line of the journal is a whole record (none torn by the full disk).
+        lines = journal.read_bytes().split(b"\n")
+        assert (
+            lines[-1] == b""
+            and len(ResponseJournal(journal).records()) == len(lines) - 1
+        )
+        disk.free()
+        run_generate(generate_project)
+        paid_in_all = paid(server, api)
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(generate_project / GENERATED),
+        pd.read_parquet(reference / GENERATED),
+    )
+    # Paid again: at most the answers in flight when the disk filled (4 at once).
+    again = {k: n for k, n in paid_in_all.items() if n > 1}
+    assert len(again) <= 4, again
+    assert set(paid_in_all) == set(paid_by_reference)
+
+
+def paid(server: FakeOpenAIServer, api: str) -> Counter[str]:
+    """Request ids the server answered (so billed), each with how many times."""
+    if api == "batch":
+        return Counter(server.batch_paid)
+    return Counter(r["client_request_id"] for r in server.requests)
