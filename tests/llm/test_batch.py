@@ -11,6 +11,7 @@ import pytest
 
 from belle_kedro.llm.base import LLMRequest, RetryPolicy
 from belle_kedro.llm.batch import (
+    NO_OUTPUT,
     NOT_SUBMITTED,
     BatchLedger,
     BatchReport,
@@ -179,6 +180,40 @@ def test_an_item_failing_every_try_stops_after_max_retries_and_the_next_run_resu
     assert second.items_submitted == 2  # only the two, nothing answered is sent again
     assert not server.paid_twice()
     assert journal.done_ids() == {r.request_id for r in requests}
+
+
+def test_an_item_never_given_a_usable_line_comes_back_as_no_output_after_its_tries(
+    tmp_path: Path,
+):
+    requests = plan(3)
+    journal = ResponseJournal(tmp_path / "raw.jsonl")
+    prices = TokenPrices(prompt_per_1k=1.0, completion_per_1k=1.0)
+    # A spend limit far above the plan: the failed item's hold must be freed, not kept.
+    limits = RequestLimits(
+        max_in_flight=4,
+        requests_per_minute=None,
+        tokens_per_minute=None,
+        max_cost_usd=1000.0,
+        prices=prices,
+    )
+    with FakeOpenAIServer(
+        batch_faults=lambda cid, n: "malformed" if cid == "req-001" else None
+    ) as server:
+        answers = asyncio.run(
+            collect_batch_responses(
+                backend_for(server),
+                requests,
+                journal,
+                limits,
+                settings=settings(),
+                report=BatchReport(),
+            )
+        )
+    lost = answers["req-001"]
+    assert lost.error == NO_OUTPUT and lost.request_id == "req-001"
+    assert lost.model == "m" and lost.attempts == 1 + POLICY.max_retries
+    assert answers["req-000"].ok and answers["req-002"].ok
+    assert "req-001" not in {r["request_id"] for r in journal.records()}
 
 
 def submit_by_hand(
