@@ -11,10 +11,12 @@ import sys
 import time
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from belle_kedro.common.errors import FormatError
 from belle_kedro.llm.journal import ResponseJournal
 from tests.support.loopback import (
     GENERATED,
@@ -170,13 +172,14 @@ def test_a_malformed_seed_file_names_file_line_and_field(
     seeds.write_text("\n".join(lines) + "\n", encoding="utf-8")
     with FakeOpenAIServer(belle_reply) as server:
         write_loopback_env(generate_project, server.base_url)
-        with pytest.raises(Exception) as caught:
+        with pytest.raises(FormatError) as caught:
             run_generate(generate_project)
+        while mlflow.active_run() is not None:  # the failed session's run
+            mlflow.end_run()
         assert not server.requests  # failed before any paid call
-    message = str(caught.value)
-    assert (
-        "zh_seed_tasks.json" in message and "line 3" in message and "output" in message
-    )
+    error = caught.value
+    assert error.path == str(seeds) and error.line == 3
+    assert error.field == "instances[0].output"
 
 
 @pytest.mark.slow
