@@ -216,6 +216,34 @@ def test_an_item_never_given_a_usable_line_comes_back_as_no_output_after_its_tri
     assert "req-001" not in {r["request_id"] for r in journal.records()}
 
 
+def test_files_and_batches_calls_are_retried_and_give_up_after_max_retries(
+    tmp_path: Path,
+):
+    requests = plan(4)
+    journal = ResponseJournal(tmp_path / "raw.jsonl")
+    with FakeOpenAIServer() as server:
+        # Each call fails as often as POLICY allows (2 retries), then succeeds.
+        server.api_faults = {
+            "POST /v1/files": [429, 500],
+            "POST /v1/batches": [503],
+            "GET /v1/batches": [500, 502],
+        }
+        answers = run_batch(server, requests, journal, BatchReport())
+        assert all(a.ok for a in answers.values())
+        # Retried calls created one batch, not one per try.
+        assert len(server.batches) == 1 and max(server.batch_submissions.values()) == 1
+        assert all(not left for left in server.api_faults.values())
+        # One failure more than POLICY allows: the error comes out.
+        server.api_faults = {"POST /v1/files": [500, 500, 500]}
+        with pytest.raises(openai.InternalServerError):
+            run_batch(server, plan(5)[4:], journal, BatchReport())
+        # A client error is not retried.
+        server.api_faults = {"POST /v1/files": [400, 400]}
+        with pytest.raises(openai.BadRequestError):
+            run_batch(server, plan(6)[5:], journal, BatchReport())
+        assert server.api_faults["POST /v1/files"] == [400]
+
+
 def submit_by_hand(
     server: FakeOpenAIServer, requests: list[LLMRequest]
 ) -> tuple[str, str]:
