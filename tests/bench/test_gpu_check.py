@@ -81,7 +81,8 @@ def test_the_cpu_dry_run_passes_every_step(tmp_path):
     assert complete is not None
     newest = complete.group(1).split(", ")[-1]
     assert f"resumed from checkpoint-{newest} to step 6" in figures["resume"]
-    assert "died with it" in figures["train+kill"]
+    # Some rank was found, and every one died (a check that found none proves nothing).
+    assert re.search(r"its [1-9]\d* processes died with it", figures["train+kill"])
     for step in ("evaluate merged", "evaluate LoRA"):
         assert "64 answers" in figures[step] and "64 reference NLLs" in figures[step]
     assert "PeftModel" in figures["evaluate LoRA"]

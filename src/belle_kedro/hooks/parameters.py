@@ -25,6 +25,8 @@ STAGE_SETTINGS = {
     "split": "belle_kedro.pipelines.split.settings:SplitSettings",
     "train": "belle_kedro.pipelines.train.settings:TrainSettings",
     "evaluate": "belle_kedro.pipelines.evaluate.settings:EvaluateSettings",
+    # Not a stage: how runs prove they are alive (conf/base/parameters_tracking.yml).
+    "tracking": "belle_kedro.hooks.liveness:TrackingSettings",
 }
 
 
