@@ -25,12 +25,11 @@ import pandas as pd
 import pytest
 import requests
 import yaml
-from kedro.framework.session import KedroSession
 
 from belle_kedro.pipelines.review.push import push
 from belle_kedro.pipelines.review.server import LabelStudio
 from belle_kedro.pipelines.review.tasks import label_config, review_tasks
-from tests.support.project import REPO_ROOT, base_parameters
+from tests.support.project import REPO_ROOT, base_parameters, open_session
 from tests.support.review import (
     CLEAN_FIXTURE,
     EDITED_LATER,
@@ -148,9 +147,9 @@ def test_review_round_trip_with_a_real_label_studio(
         ),
         encoding="utf-8",
     )
-    with KedroSession.create(project_path=kedro_project) as session:
+    with open_session(kedro_project) as session:
         session.run(pipeline_names=["clean"])
-    with KedroSession.create(project_path=kedro_project) as session:
+    with open_session(kedro_project) as session:
         session.run(pipeline_names=["review_tasks"])
     monkeypatch.setenv("LABEL_STUDIO_API_KEY", TOKEN)
     message = push(None, label_studio)
@@ -186,7 +185,7 @@ def test_review_round_trip_with_a_real_label_studio(
         ),
         encoding="utf-8",
     )
-    with KedroSession.create(project_path=kedro_project) as session:
+    with open_session(kedro_project) as session:
         session.run(pipeline_names=["review"])
         catalog = session.load_context().catalog
         reviewed = catalog.load("reviewed_instructions")
