@@ -46,6 +46,8 @@ def near_duplicate_pass(
     settings: NearDuplicatesSettings,
     matching: MatchingSettings,
     examples: int,
+    *,
+    engine: str,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Drop records whose instruction (optionally + input) has ROUGE-L F >= threshold
     against an earlier kept record or a seed task (Alpaca's rule, order-stable)."""
@@ -78,6 +80,7 @@ def near_duplicate_pass(
         minhash=matching.minhash,
         workers=matching.workers,
         progress="near-duplicate signatures",
+        engine=engine,
     )
     report["candidate_pairs"] = found.candidates
     report["verified_pairs"] = found.verified
@@ -112,6 +115,8 @@ def decontamination_pass(
     settings: DecontaminationSettings,
     matching: MatchingSettings,
     examples: int,
+    *,
+    engine: str,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Drop records whose instruction (+ input) has ROUGE-L F >= threshold against an
     eval-set question; report drops per eval class and the eval set's digest."""
@@ -140,6 +145,7 @@ def decontamination_pass(
         minhash=matching.minhash,
         workers=matching.workers,
         progress="decontamination signatures",
+        engine=engine,
     )
     classes = eval_set["class"].tolist()
     for position in np.flatnonzero(~found.keep).tolist():
