@@ -15,7 +15,12 @@ light-edit copies. Rows:
 - ours vs the Alpaca-style loop (each new instruction scored against every kept one,
   multiprocessing.Pool over all cores) on the same first ``--alpaca-size`` records;
 - the resampled corpus (draws with replacement from the shared pool) through the
-  pipeline, as a second, labelled row.
+  pipeline, as a second, labelled row;
+- peers on the same keys (bench/peers.py, each method in its own process, their
+  documented defaults for Chinese written there): rensa, datasketch and ours, wall and
+  CPU seconds at 10 % and 100 % of ``--size``, peak RSS, drops, and recall/precision of
+  their drops on the first 20K against the brute-force pass. data-juicer is not a row:
+  its install pins numpy, pandas and pyarrow versions of its own (docs/clean.md).
 Needs ../shared/data/zh_instructions (or BELLE_SHARED_DATA); exits cleanly without it.
 """
 
@@ -175,6 +180,48 @@ def pipeline_run(records: list[dict[str, str]], workdir: Path) -> dict:
     }
 
 
+def peer_rows(
+    keys: list[str], exact_20k: np.ndarray, workdir: Path
+) -> list[tuple[str, str, str]]:
+    """One row per peer method: each in its own process at 10 % and 100 % of ``keys``."""
+    rows = []
+    for method in ("rensa", "datasketch", "ours"):
+        runs = []
+        for size in (len(keys) // 10, len(keys)):
+            keys_path = workdir / f"keys_{size}.json"
+            if not keys_path.exists():
+                keys_path.write_text(json.dumps(keys[:size], ensure_ascii=False))
+            out = workdir / f"{method}_{size}.npy"
+            finished = subprocess.run(
+                [
+                    sys.executable,
+                    str(ROOT / "bench/peers.py"),
+                    method,
+                    str(keys_path),
+                    str(out),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            runs.append((json.loads(finished.stdout.splitlines()[-1]), np.load(out)))
+        sample = runs[-1][1][: len(exact_20k)]
+        theirs, truth = ~sample, ~exact_20k
+        (small, _), (full, keep) = runs
+        rows.append(
+            (
+                f"peer `{method}` (bench/peers.py), {len(keys) // 10:,} / {len(keys):,}",
+                f"{small['wall']:.1f} s / {full['wall']:.1f} s wall, {full['cpu']:.0f} CPU s "
+                f"(driver), peak RSS {full['rss_gib']:.2f} GiB; drops {(~keep).sum():,}; "
+                f"first {len(exact_20k):,}: recall {(theirs & truth).sum() / max(1, truth.sum()):.3f} "
+                f"({(theirs & truth).sum():,} of {truth.sum():,}), precision "
+                f"{(theirs & truth).sum() / max(1, theirs.sum()):.3f}",
+                "ours within 2x of rensa's wall at 100 %",
+            )
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -241,6 +288,8 @@ def main() -> None:
             "recall >= 0.99",
         )
     )
+    with tempfile.TemporaryDirectory(prefix="belle_peers_") as workdir:
+        rows.extend(peer_rows(keys, brute, Path(workdir)))
     sample = keys[: args.alpaca_size]
     keep, ours_s = ours(sample)
     with Pool(os.cpu_count()) as workers:
