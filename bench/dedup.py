@@ -30,8 +30,6 @@ import argparse
 import json
 import math
 import os
-import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,7 +48,7 @@ from belle_kedro.common.config import build  # noqa: E402
 from belle_kedro.common.text import rouge_l_f  # noqa: E402
 from belle_kedro.pipelines.clean import dedup  # noqa: E402
 from belle_kedro.pipelines.clean.settings import MinHashSettings  # noqa: E402
-from bench import machine, synthetic  # noqa: E402
+from bench import kedro_run, machine, synthetic  # noqa: E402
 from tests.support.brute_force import exhaustive_near_duplicates  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,70 +112,13 @@ def exact_pass(keys: list[str]) -> np.ndarray:
 def pipeline_run(records: list[dict[str, str]], workdir: Path) -> dict:
     """``records`` through the clean pipeline in a fresh Kedro session (subprocess)."""
     data = synthetic.write_json_lines(records, workdir / "input.jsonl")
-    project = workdir / "project"
-    (project / "src").mkdir(parents=True)
-    for name in ("pyproject.toml", ".telemetry"):
-        if (ROOT / name).exists():
-            shutil.copy2(ROOT / name, project / name)
-    shutil.copytree(
-        ROOT / "conf",
-        project / "conf",
-        ignore=shutil.ignore_patterns("credentials.yml"),
+    return kedro_run.clean_run(
+        {
+            "type": "belle_kedro.datasets.instructions.InstructionFileDataset",
+            "filepath": str(data),
+        },
+        workdir,
     )
-    shutil.copytree(ROOT / "data" / "01_raw", project / "data" / "01_raw")
-    (project / "conf" / "local" / "catalog_clean.yml").write_text(
-        yaml.safe_dump(
-            {
-                "generated_instructions": {
-                    "type": "belle_kedro.datasets.instructions.InstructionFileDataset",
-                    "filepath": str(data),
-                }
-            }
-        )
-    )
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
-        "BELLE_MLFLOW_ARTIFACTS": str(workdir / "mlartifacts"),
-    }
-    run = (
-        "import resource, time; from kedro.framework.startup import bootstrap_project; "
-        "from kedro.framework.session import KedroSession; "
-        f"bootstrap_project({str(project)!r}); t = time.perf_counter(); "
-        f"s = KedroSession.create(project_path={str(project)!r}); s.run(pipeline_names=['clean']); "
-        "print('WALL', time.perf_counter() - t)"
-    )
-    start = time.perf_counter()
-    with (workdir / "kedro_run.log").open("w") as log:
-        finished = subprocess.run(
-            [sys.executable, "-c", run],
-            check=False,
-            cwd=project,
-            env=env,
-            stdout=log,
-            stderr=log,
-        )
-    wall = time.perf_counter() - start
-    if finished.returncode:
-        sys.exit((workdir / "kedro_run.log").read_text()[-3000:])
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    report = json.loads(
-        next(
-            (project / "data/08_reporting/clean_report.json").glob(
-                "*/clean_report.json"
-            )
-        ).read_text()
-    )
-    return {
-        "wall": wall,
-        # The largest finished child so far: the pipeline run is the first child.
-        "rss_gib": peak / 2**20,
-        "in": report["input_records"],
-        "out": report["output_records"],
-        "near": next(
-            s["dropped"] for s in report["steps"] if s["rule"] == "near_duplicates"
-        ),
-    }
 
 
 def peer_rows(
