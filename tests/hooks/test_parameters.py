@@ -179,7 +179,7 @@ def test_a_mis_set_stage_key_in_an_env_stops_the_session(kedro_project: Path) ->
         kedro_project,
         "typo",
         "parameters_clean.yml",
-        {"clean": {"matching": {"minhash": {"permutations": 4}}}},
+        {"clean": {"matching": {"minhash": {"permutations": 3}}}},
     )
     with KedroSession.create(project_path=kedro_project, env="typo") as session:
         with pytest.raises(
