@@ -52,13 +52,9 @@ from bench import kedro_run, machine, synthetic  # noqa: E402
 from tests.support.brute_force import exhaustive_near_duplicates  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(
-    os.environ.get(
-        "BELLE_SHARED_DATA", ROOT.parent / "shared" / "data" / "zh_instructions"
-    )
-)
+SHARED = synthetic.SHARED_DIR
 THRESHOLD = 0.7
-SEED = 20240601
+SEED = synthetic.SEED
 PARAMS = yaml.safe_load((ROOT / "conf/base/parameters_clean.yml").read_text())["clean"]
 MINHASH = build(
     MinHashSettings, PARAMS["matching"]["minhash"], "clean.matching.minhash"
@@ -257,14 +253,12 @@ def main() -> None:
             )
         )
     minutes, seconds = divmod(round(time.perf_counter() - run_start), 60)
-    print(
-        f"\n`{command}` ({machine.describe(load_at_start)}; "
-        f"corpus built in {built:.0f} s, seed {SEED}; "
-        f"{minutes} min {seconds} s in all)\n"
+    machine.print_table(
+        command,
+        load_at_start,
+        f"corpus built in {built:.0f} s, seed {SEED}; {minutes} min {seconds} s in all",
+        rows,
     )
-    print("| what | result | goal |\n|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import resource
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,17 +43,14 @@ def shingles(key: str) -> list[str]:
     return list({key[at : at + SHINGLE] for at in range(len(key) - SHINGLE + 1)})
 
 
-def rensa_keep(keys: list[str]) -> np.ndarray:
-    import rensa
-
-    index = rensa.RMinHashLSH(THRESHOLD, PERMUTATIONS, 16)
-    signatures: dict[int, rensa.RMinHash] = {}
+def _greedy(keys: list[str], signature_of: Any, index: Any) -> np.ndarray:
+    """Drop a key when an earlier KEPT key's signature is a hit (LSH, then Jaccard)."""
+    signatures: dict[int, Any] = {}
     keep = np.ones(len(keys), dtype=bool)
     for position, key in enumerate(keys):
         if not key:
             continue
-        signature = rensa.RMinHash(PERMUTATIONS, 42)
-        signature.update(shingles(key))
+        signature = signature_of(key)
         if any(
             signature.jaccard(signatures[other]) >= THRESHOLD
             for other in index.query(signature)
@@ -62,28 +60,30 @@ def rensa_keep(keys: list[str]) -> np.ndarray:
         index.insert(position, signature)
         signatures[position] = signature
     return keep
+
+
+def rensa_keep(keys: list[str]) -> np.ndarray:
+    import rensa
+
+    def signature_of(key: str) -> rensa.RMinHash:
+        signature = rensa.RMinHash(PERMUTATIONS, 42)
+        signature.update(shingles(key))
+        return signature
+
+    return _greedy(keys, signature_of, rensa.RMinHashLSH(THRESHOLD, PERMUTATIONS, 16))
 
 
 def datasketch_keep(keys: list[str]) -> np.ndarray:
     from datasketch import MinHash, MinHashLSH
 
-    index = MinHashLSH(threshold=THRESHOLD, num_perm=PERMUTATIONS)
-    signatures: dict[int, MinHash] = {}
-    keep = np.ones(len(keys), dtype=bool)
-    for position, key in enumerate(keys):
-        if not key:
-            continue
+    def signature_of(key: str) -> MinHash:
         signature = MinHash(num_perm=PERMUTATIONS)
         signature.update_batch([shingle.encode("utf-8") for shingle in shingles(key)])
-        if any(
-            signature.jaccard(signatures[other]) >= THRESHOLD
-            for other in index.query(signature)
-        ):
-            keep[position] = False
-            continue
-        index.insert(position, signature)
-        signatures[position] = signature
-    return keep
+        return signature
+
+    return _greedy(
+        keys, signature_of, MinHashLSH(threshold=THRESHOLD, num_perm=PERMUTATIONS)
+    )
 
 
 def ours_keep(keys: list[str]) -> np.ndarray:

@@ -31,12 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import kedro_run, machine, synthetic  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(
-    os.environ.get(
-        "BELLE_SHARED_DATA", ROOT.parent / "shared" / "data" / "zh_instructions"
-    )
-)
-SEED = 20240601
+SHARED = synthetic.SHARED_DIR
+SEED = synthetic.SEED
 
 
 def corpus(size: int, workdir: Path) -> Path:
@@ -119,13 +115,9 @@ def main() -> None:
         )
     )
     minutes, seconds = divmod(round(time.perf_counter() - start), 60)
-    print(
-        f"\n`{command}` ({machine.describe(load_at_start)}; seed {SEED}; "
-        f"{minutes} min {seconds} s in all)\n"
+    machine.print_table(
+        command, load_at_start, f"seed {SEED}; {minutes} min {seconds} s in all", rows
     )
-    print("| what | result | goal |\n|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
 
 
 if __name__ == "__main__":

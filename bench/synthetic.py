@@ -19,11 +19,20 @@ from __future__ import annotations
 
 import bisect
 import json
+import os
 import random
 from collections import defaultdict
 from itertools import accumulate
 from pathlib import Path
 
+# The shared data the corpora are built from, and the seed every bench builds with.
+SHARED_DIR = Path(
+    os.environ.get(
+        "BELLE_SHARED_DATA",
+        Path(__file__).resolve().parents[2] / "shared" / "data" / "zh_instructions",
+    )
+)
+SEED = 20240601
 SHARED_FILES = (
     "alpaca_zh_openchinese_v3.json",
     "alpaca_zh_carbonz0.json",
