@@ -48,6 +48,7 @@ def _sample_peaks(
     root: psutil.Process, peaks: dict[str, float], done: threading.Event
 ) -> None:
     """Peak RSS (GiB) of ``root`` and of each descendant, by a short process label."""
+    labels: dict[int, str] = {root.pid: "driver"}  # a pid keeps its first label
     while not done.is_set():
         try:
             processes = [root, *root.children(recursive=True)]
@@ -57,11 +58,12 @@ def _sample_peaks(
         for process in processes:
             try:
                 rss = process.memory_info().rss / 2**30
-                name = " ".join(process.cmdline()[:3])[-60:] or process.name()
+                if process.pid not in labels:
+                    labels[process.pid] = f"{process.pid} {process.name()}"
             except psutil.Error:
                 continue
             total += rss
-            label = "driver" if process.pid == root.pid else f"{process.pid} {name}"
+            label = labels[process.pid]
             peaks[label] = max(peaks.get(label, 0.0), rss)
         peaks["all processes together"] = max(
             peaks.get("all processes together", 0.0), total
