@@ -84,9 +84,7 @@ def near_duplicate_pass(
     )
     report["candidate_pairs"] = found.candidates
     report["verified_pairs"] = found.verified
-    dropped_positions = [
-        position for position in range(len(records)) if not found.keep[position]
-    ]
+    dropped_positions = np.flatnonzero(~found.keep).tolist()
     report["dropped"] = len(dropped_positions)
     report["dropped_as_seed_duplicates"] = int(
         (found.duplicate_of >= len(records)).sum()
