@@ -3,6 +3,7 @@
     python bench/dedup.py                      # every row, 1M records (long)
     python bench/dedup.py --size 20000         # the same rows at a small scale
     python bench/dedup.py --alpaca-size 5000   # time the Alpaca-style loop on 5K only
+    python bench/dedup.py --data-juicer-python /tmp/dj/bin/python   # + data-juicer
 
 Prints one table from one run. The input (bench/synthetic.py) is a mostly distinct
 Chinese corpus: an order-2 character Markov chain fitted on ../shared/data plus 3 %
@@ -19,8 +20,8 @@ light-edit copies. Rows:
 - peers on the same keys (bench/peers.py, each method in its own process, their
   documented defaults for Chinese written there): rensa, datasketch and ours, wall and
   CPU seconds at 10 % and 100 % of ``--size``, peak RSS, drops, and recall/precision of
-  their drops on the first 20K against the brute-force pass. data-juicer is not a row:
-  its install pins numpy, pandas and pyarrow versions of its own (docs/clean.md).
+  their drops on the first 20K against the brute-force pass; data-juicer too when
+  ``--data-juicer-python`` names the Python of a separate venv holding it.
 Needs ../shared/data/zh_instructions (or BELLE_SHARED_DATA); exits cleanly without it.
 """
 
@@ -118,11 +119,16 @@ def pipeline_run(records: list[dict[str, str]], workdir: Path) -> dict:
 
 
 def peer_rows(
-    keys: list[str], exact_20k: np.ndarray, workdir: Path
+    keys: list[str], exact_20k: np.ndarray, workdir: Path, data_juicer: str | None
 ) -> list[tuple[str, str, str]]:
-    """One row per peer method: each in its own process at 10 % and 100 % of ``keys``."""
+    """One row per peer method: each in its own process at 10 % and 100 % of ``keys``.
+
+    ``data_juicer``: the Python of a venv with py-data-juicer (None: no such row).
+    """
     rows = []
-    for method in ("rensa", "datasketch", "ours"):
+    methods = [("rensa", sys.executable), ("datasketch", sys.executable)]
+    methods += [("data_juicer", data_juicer)] if data_juicer else []
+    for method, python in [*methods, ("ours", sys.executable)]:
         runs = []
         for size in (len(keys) // 10, len(keys)):
             keys_path = workdir / f"keys_{size}.json"
@@ -131,7 +137,7 @@ def peer_rows(
             out = workdir / f"{method}_{size}.npy"
             finished = subprocess.run(
                 [
-                    sys.executable,
+                    python,
                     str(ROOT / "bench/peers.py"),
                     method,
                     str(keys_path),
@@ -166,6 +172,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1_000_000)
     parser.add_argument("--alpaca-size", type=int, default=20_000)
     parser.add_argument("--skip-resampled", action="store_true")
+    parser.add_argument(
+        "--data-juicer-python",
+        help="python of a separate venv with py-data-juicer: adds its peer row",
+    )
     args = parser.parse_args()
     if not SHARED.is_dir():
         print(f"skipped: {SHARED} is absent")
@@ -226,7 +236,7 @@ def main() -> None:
         )
     )
     with tempfile.TemporaryDirectory(prefix="belle_peers_") as workdir:
-        rows.extend(peer_rows(keys, brute, Path(workdir)))
+        rows.extend(peer_rows(keys, brute, Path(workdir), args.data_juicer_python))
     sample = keys[: args.alpaca_size]
     keep, ours_s = ours(sample)
     with Pool(os.cpu_count()) as workers:

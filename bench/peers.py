@@ -13,6 +13,10 @@ Settings are each library's documented defaults for Chinese text, as in their RE
 - ``datasketch``: ``MinHash(num_perm=128)`` over the UTF-8 bytes of 3-character
   shingles; ``MinHashLSH(threshold=0.7, num_perm=128)`` (its own band choice); a hit
   counts when the estimated Jaccard reaches 0.7.
+- ``data_juicer`` (in its own venv: it pins its own numpy, pandas and torch):
+  ``DocumentMinhashDeduplicator(tokenization="character", window_size=5,
+  num_permutations=256, jaccard_threshold=0.7)``, bands chosen by data-juicer; it keeps
+  one record of each cluster (union-find), not the earliest kept in greedy order.
 - ``ours``: :func:`belle_kedro.pipelines.clean.dedup.find_near_duplicates` with
   conf/base's ``clean.matching`` (ROUGE-L >= 0.7, every drop verified exactly).
 A key shorter than 3 characters is one shingle (itself).
@@ -103,7 +107,32 @@ def ours_keep(keys: list[str]) -> np.ndarray:
     return find_near_duplicates(keys, threshold=THRESHOLD, minhash=minhash).keep
 
 
-METHODS = {"rensa": rensa_keep, "datasketch": datasketch_keep, "ours": ours_keep}
+def data_juicer_keep(keys: list[str]) -> np.ndarray:
+    """Run in data-juicer's own venv (``--data-juicer-python`` of bench/dedup.py)."""
+    from data_juicer.core.data import NestedDataset
+    from data_juicer.ops.deduplicator import DocumentMinhashDeduplicator
+    from datasets import Dataset
+
+    rows = NestedDataset(
+        Dataset.from_dict({"text": keys, "row": list(range(len(keys)))})
+    )
+    deduplicator = DocumentMinhashDeduplicator(
+        tokenization="character",
+        window_size=5,
+        num_permutations=256,
+        jaccard_threshold=THRESHOLD,
+    )
+    keep = np.zeros(len(keys), dtype=bool)
+    keep[deduplicator.run(rows)["row"]] = True
+    return keep
+
+
+METHODS = {
+    "rensa": rensa_keep,
+    "datasketch": datasketch_keep,
+    "ours": ours_keep,
+    "data_juicer": data_juicer_keep,
+}
 
 
 def main() -> None:
