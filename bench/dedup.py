@@ -3,6 +3,7 @@
     python bench/dedup.py                      # every row, 1M records (long)
     python bench/dedup.py --size 20000         # the same rows at a small scale
     python bench/dedup.py --alpaca-size 5000   # time the Alpaca-style loop on 5K only
+    python bench/dedup.py --data-juicer-python /tmp/dj/bin/python   # + data-juicer
 
 Prints one table from one run. The input (bench/synthetic.py) is a mostly distinct
 Chinese corpus: an order-2 character Markov chain fitted on ../shared/data plus 3 %
@@ -15,7 +16,12 @@ light-edit copies. Rows:
 - ours vs the Alpaca-style loop (each new instruction scored against every kept one,
   multiprocessing.Pool over all cores) on the same first ``--alpaca-size`` records;
 - the resampled corpus (draws with replacement from the shared pool) through the
-  pipeline, as a second, labelled row.
+  pipeline, as a second, labelled row;
+- peers on the same keys (bench/peers.py, each method in its own process, their
+  documented defaults for Chinese written there): rensa, datasketch and ours, wall and
+  CPU seconds at 10 % and 100 % of ``--size``, peak RSS, drops, and recall/precision of
+  their drops on the first 20K against the brute-force pass; data-juicer too when
+  ``--data-juicer-python`` names the Python of a separate venv holding it.
 Needs ../shared/data/zh_instructions (or BELLE_SHARED_DATA); exits cleanly without it.
 """
 
@@ -25,8 +31,6 @@ import argparse
 import json
 import math
 import os
-import resource
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -45,17 +49,13 @@ from belle_kedro.common.config import build  # noqa: E402
 from belle_kedro.common.text import rouge_l_f  # noqa: E402
 from belle_kedro.pipelines.clean import dedup  # noqa: E402
 from belle_kedro.pipelines.clean.settings import MinHashSettings  # noqa: E402
-from bench import machine, synthetic  # noqa: E402
+from bench import kedro_run, machine, synthetic  # noqa: E402
 from tests.support.brute_force import exhaustive_near_duplicates  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(
-    os.environ.get(
-        "BELLE_SHARED_DATA", ROOT.parent / "shared" / "data" / "zh_instructions"
-    )
-)
+SHARED = synthetic.SHARED_DIR
 THRESHOLD = 0.7
-SEED = 20240601
+SEED = synthetic.SEED
 PARAMS = yaml.safe_load((ROOT / "conf/base/parameters_clean.yml").read_text())["clean"]
 MINHASH = build(
     MinHashSettings, PARAMS["matching"]["minhash"], "clean.matching.minhash"
@@ -109,70 +109,60 @@ def exact_pass(keys: list[str]) -> np.ndarray:
 def pipeline_run(records: list[dict[str, str]], workdir: Path) -> dict:
     """``records`` through the clean pipeline in a fresh Kedro session (subprocess)."""
     data = synthetic.write_json_lines(records, workdir / "input.jsonl")
-    project = workdir / "project"
-    (project / "src").mkdir(parents=True)
-    for name in ("pyproject.toml", ".telemetry"):
-        if (ROOT / name).exists():
-            shutil.copy2(ROOT / name, project / name)
-    shutil.copytree(
-        ROOT / "conf",
-        project / "conf",
-        ignore=shutil.ignore_patterns("credentials.yml"),
+    return kedro_run.clean_run(
+        {
+            "type": "belle_kedro.datasets.instructions.InstructionFileDataset",
+            "filepath": str(data),
+        },
+        workdir,
     )
-    shutil.copytree(ROOT / "data" / "01_raw", project / "data" / "01_raw")
-    (project / "conf" / "local" / "catalog_clean.yml").write_text(
-        yaml.safe_dump(
-            {
-                "generated_instructions": {
-                    "type": "belle_kedro.datasets.instructions.InstructionFileDataset",
-                    "filepath": str(data),
-                }
-            }
-        )
-    )
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
-        "BELLE_MLFLOW_ARTIFACTS": str(workdir / "mlartifacts"),
-    }
-    run = (
-        "import resource, time; from kedro.framework.startup import bootstrap_project; "
-        "from kedro.framework.session import KedroSession; "
-        f"bootstrap_project({str(project)!r}); t = time.perf_counter(); "
-        f"s = KedroSession.create(project_path={str(project)!r}); s.run(pipeline_names=['clean']); "
-        "print('WALL', time.perf_counter() - t)"
-    )
-    start = time.perf_counter()
-    with (workdir / "kedro_run.log").open("w") as log:
-        finished = subprocess.run(
-            [sys.executable, "-c", run],
-            check=False,
-            cwd=project,
-            env=env,
-            stdout=log,
-            stderr=log,
-        )
-    wall = time.perf_counter() - start
-    if finished.returncode:
-        sys.exit((workdir / "kedro_run.log").read_text()[-3000:])
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    report = json.loads(
-        next(
-            (project / "data/08_reporting/clean_report.json").glob(
-                "*/clean_report.json"
+
+
+def peer_rows(
+    keys: list[str], exact_20k: np.ndarray, workdir: Path, data_juicer: str | None
+) -> list[tuple[str, str, str]]:
+    """One row per peer method: each in its own process at 10 % and 100 % of ``keys``.
+
+    ``data_juicer``: the Python of a venv with py-data-juicer (None: no such row).
+    """
+    rows = []
+    methods = [("rensa", sys.executable), ("datasketch", sys.executable)]
+    methods += [("data_juicer", data_juicer)] if data_juicer else []
+    for method, python in [*methods, ("ours", sys.executable)]:
+        runs = []
+        for size in (len(keys) // 10, len(keys)):
+            keys_path = workdir / f"keys_{size}.json"
+            if not keys_path.exists():
+                keys_path.write_text(json.dumps(keys[:size], ensure_ascii=False))
+            out = workdir / f"{method}_{size}.npy"
+            finished = subprocess.run(
+                [
+                    python,
+                    str(ROOT / "bench/peers.py"),
+                    method,
+                    str(keys_path),
+                    str(out),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
             )
-        ).read_text()
-    )
-    return {
-        "wall": wall,
-        # The largest finished child so far: the pipeline run is the first child.
-        "rss_gib": peak / 2**20,
-        "in": report["input_records"],
-        "out": report["output_records"],
-        "near": next(
-            s["dropped"] for s in report["steps"] if s["rule"] == "near_duplicates"
-        ),
-    }
+            runs.append((json.loads(finished.stdout.splitlines()[-1]), np.load(out)))
+        sample = runs[-1][1][: len(exact_20k)]
+        theirs, truth = ~sample, ~exact_20k
+        (small, _), (full, keep) = runs
+        rows.append(
+            (
+                f"peer `{method}` (bench/peers.py), {len(keys) // 10:,} / {len(keys):,}",
+                f"{small['wall']:.1f} s / {full['wall']:.1f} s wall, {full['cpu']:.0f} CPU s "
+                f"(driver), peak RSS {full['rss_gib']:.2f} GiB; drops {(~keep).sum():,}; "
+                f"first {len(exact_20k):,}: recall {(theirs & truth).sum() / max(1, truth.sum()):.3f} "
+                f"({(theirs & truth).sum():,} of {truth.sum():,}), precision "
+                f"{(theirs & truth).sum() / max(1, theirs.sum()):.3f}",
+                "ours within 2x of rensa's wall at 100 %",
+            )
+        )
+    return rows
 
 
 def main() -> None:
@@ -182,6 +172,10 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1_000_000)
     parser.add_argument("--alpaca-size", type=int, default=20_000)
     parser.add_argument("--skip-resampled", action="store_true")
+    parser.add_argument(
+        "--data-juicer-python",
+        help="python of a separate venv with py-data-juicer: adds its peer row",
+    )
     args = parser.parse_args()
     if not SHARED.is_dir():
         print(f"skipped: {SHARED} is absent")
@@ -241,6 +235,8 @@ def main() -> None:
             "recall >= 0.99",
         )
     )
+    with tempfile.TemporaryDirectory(prefix="belle_peers_") as workdir:
+        rows.extend(peer_rows(keys, brute, Path(workdir), args.data_juicer_python))
     sample = keys[: args.alpaca_size]
     keep, ours_s = ours(sample)
     with Pool(os.cpu_count()) as workers:
@@ -267,14 +263,12 @@ def main() -> None:
             )
         )
     minutes, seconds = divmod(round(time.perf_counter() - run_start), 60)
-    print(
-        f"\n`{command}` ({machine.describe(load_at_start)}; "
-        f"corpus built in {built:.0f} s, seed {SEED}; "
-        f"{minutes} min {seconds} s in all)\n"
+    machine.print_table(
+        command,
+        load_at_start,
+        f"corpus built in {built:.0f} s, seed {SEED}; {minutes} min {seconds} s in all",
+        rows,
     )
-    print("| what | result | goal |\n|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
 
 
 if __name__ == "__main__":

@@ -19,11 +19,20 @@ from __future__ import annotations
 
 import bisect
 import json
+import os
 import random
 from collections import defaultdict
 from itertools import accumulate
 from pathlib import Path
 
+# The shared data the corpora are built from, and the seed every bench builds with.
+SHARED_DIR = Path(
+    os.environ.get(
+        "BELLE_SHARED_DATA",
+        Path(__file__).resolve().parents[2] / "shared" / "data" / "zh_instructions",
+    )
+)
+SEED = 20240601
 SHARED_FILES = (
     "alpaca_zh_openchinese_v3.json",
     "alpaca_zh_carbonz0.json",
@@ -152,4 +161,36 @@ def write_json_lines(records: list[dict[str, str]], path: Path) -> Path:
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False))
             handle.write("\n")
+    return path
+
+
+def write_distinct_parquet(
+    pool: list[dict[str, str]],
+    size: int,
+    seed: int,
+    path: Path,
+    block: int = 1_000_000,
+) -> Path:
+    """:func:`distinct_records` at any size, written block by block as Parquet.
+
+    Block ``b`` is ``distinct_records(pool, block, seed + b)`` (its light-edit copies
+    repeat records of the same block), so the first block is the 1M corpus of
+    bench/dedup.py and memory holds one block, never ``size`` records. Row groups of
+    100,000 records. Written to a temp name and renamed, so a cut run leaves nothing.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    writer = None
+    for number, start in enumerate(range(0, size, block)):
+        records = distinct_records(pool, min(block, size - start), seed + number)
+        table = pa.Table.from_pylist(records)
+        if writer is None:
+            writer = pq.ParquetWriter(partial, table.schema)
+        writer.write_table(table, row_group_size=100_000)
+    if writer is not None:
+        writer.close()
+    partial.rename(path)
     return path

@@ -178,7 +178,7 @@ def test_a_mis_set_stage_key_in_an_env_stops_the_session(kedro_project: Path) ->
         kedro_project,
         "typo",
         "parameters_clean.yml",
-        {"clean": {"matching": {"minhash": {"permutations": 4}}}},
+        {"clean": {"matching": {"minhash": {"permutations": 3}}}},
     )
     with open_session(kedro_project, env="typo") as session:
         with pytest.raises(

@@ -9,7 +9,9 @@ Accepted shapes, told apart per record so one reader serves every published file
   row per instance.
 
 A file is either one JSON array of records or JSON Lines (one object a line), whatever
-its extension. Every other key is kept as a provenance column; ``source`` is the file
+its extension, or a Parquet file (``.parquet``: string columns ``instruction``,
+``output`` and optionally ``input``, read row group by row group; a missing column, a
+non-string column or invalid UTF-8 raises ``FormatError`` naming the row and field). Every other key is kept as a provenance column; ``source`` is the file
 stem unless a record names its own. A bad record raises ``FormatError`` with the file,
 the 1-based line the record starts on, and the field.
 """
@@ -24,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from kedro.io.core import AbstractDataset, DatasetError
 
 from belle_kedro.common.errors import FormatError
@@ -145,9 +149,76 @@ def _provenance_safe(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def _checked_column(
+    path: Path, column: pa.ChunkedArray, name: str, first_row: int
+) -> None:
+    """FormatError naming the first bad row of a Parquet column that is not valid text."""
+    if pa.types.is_null(column.type):
+        return
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        valid = column.is_valid().to_pylist()
+        row = first_row + (valid.index(True) if True in valid else 0) + 1
+        raise FormatError(
+            path, row, name, f"must be text, not {column.type}", unit="row"
+        )
+    try:
+        column.validate(full=True)
+    except pa.ArrowInvalid:
+        # Only on the error path: find the row by decoding each value.
+        values = column.cast(pa.binary()).to_pylist()
+        for offset, value in enumerate(values):
+            try:
+                (value or b"").decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise FormatError(
+                    path,
+                    first_row + offset + 1,
+                    name,
+                    f"is not UTF-8 text ({error.reason} at byte {error.start})",
+                    unit="row",
+                ) from None
+        raise
+
+
+def _load_parquet(path: Path) -> pd.DataFrame:
+    """Instruction records from a Parquet file, checked row group by row group."""
+    try:
+        reader = pq.ParquetFile(path)
+    except FileNotFoundError:
+        raise FormatError(path, None, None, "file not found") from None
+    except pa.ArrowException as error:
+        raise FormatError(
+            path, None, None, f"is not a Parquet file ({error})"
+        ) from None
+    names = reader.schema_arrow.names
+    for required in ("instruction", "output"):
+        if required not in names:
+            raise FormatError(path, None, required, "is missing (no such column)")
+    frames, first_row = [], 0
+    for group in range(reader.num_row_groups):
+        table = reader.read_row_group(group)
+        for name in RECORD_COLUMNS:
+            if name in table.column_names:
+                _checked_column(path, table.column(name), name, first_row)
+        for name in ("instruction", "output"):
+            nulls = table.column(name).is_null().to_pylist()
+            if True in nulls:
+                row = first_row + nulls.index(True) + 1
+                raise FormatError(path, row, name, "is missing (null)", unit="row")
+        frames.append(table.to_pandas())
+        first_row += table.num_rows
+    frame = pd.concat(frames, ignore_index=True)
+    if "input" not in frame.columns:
+        frame["input"] = ""
+    frame["input"] = frame["input"].fillna("")
+    return frame
+
+
 def load_instruction_file(path: str | Path) -> pd.DataFrame:
-    """One instruction file (JSON array or JSON Lines) as instruction records."""
+    """One instruction file (JSON array, JSON Lines or Parquet) as instruction records."""
     path = Path(path)
+    if path.suffix == ".parquet":
+        return _with_source(_load_parquet(path), path)
     text = read_text(path)
     records = (
         _array_records(text, path)
@@ -157,7 +228,11 @@ def load_instruction_file(path: str | Path) -> pd.DataFrame:
     rows = [row for line, record in records for row in _rows_of(record, path, line)]
     if not rows:
         raise FormatError(path, None, None, "holds no instruction records")
-    frame = pd.DataFrame(rows)
+    return _with_source(pd.DataFrame(rows), path)
+
+
+def _with_source(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """``source`` is the file stem unless a record names its own; provenance made safe."""
     if "source" not in frame.columns:
         frame["source"] = path.stem
     else:

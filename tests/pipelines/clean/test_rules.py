@@ -250,13 +250,13 @@ def test_empty_input_gives_an_empty_output_and_a_report_that_says_so():
         {"instruction": ["写一首诗"], "instances": [[{"input": "", "output": "好"}]]}
     )
     kept, dedup_report = nodes.remove_near_duplicates(
-        kept, seeds, PARAMS["near_duplicates"], PARAMS["matching"], 3
+        kept, seeds, PARAMS["near_duplicates"], PARAMS["matching"], 3, engine="local"
     )
     eval_set = pd.DataFrame(
         {"question": ["写一首诗"], "std_answer": [""], "class": ["generation"]}
     )
     kept, decontamination_report = nodes.decontaminate(
-        kept, eval_set, PARAMS["decontamination"], PARAMS["matching"], 3
+        kept, eval_set, PARAMS["decontamination"], PARAMS["matching"], 3, engine="local"
     )
     report, metrics, tags = clean_report(
         filter_report, dedup_report, decontamination_report, kept

@@ -30,9 +30,8 @@ gives the measured recall against the exact pass.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +40,7 @@ from rapidfuzz.distance import LCSseq
 from tqdm.auto import tqdm
 
 from belle_kedro.common.text import similarity_key
+from belle_kedro.pipelines.clean.engine import BlockRunner, engine_session
 from belle_kedro.pipelines.clean.settings import MinHashSettings
 
 _CHUNK_KEYS = 20_000  # keys per signature task: a few MB of shingles per worker
@@ -48,6 +48,7 @@ _CHUNK_KEYS = 20_000  # keys per signature task: a few MB of shingles per worker
 _BLOCK_ELEMENTS = 8192
 _MIN_MERGE_PAIRS = 4_000_000  # pending candidate pairs worth a merge (32 MB)
 _VERIFY_PAIRS = 2_000_000  # candidate pairs verified per cpdist call (bounded memory)
+_TASK_BANDS = 8  # bands per candidate task on Ray
 _MIX_1 = np.uint64(0xBF58476D1CE4E5B9)  # splitmix64 finaliser constants
 _MIX_2 = np.uint64(0x94D049BB133111EB)
 
@@ -249,23 +250,6 @@ def _band_keys(keys: Sequence[str], settings: MinHashSettings) -> np.ndarray:
     return result
 
 
-def _signature_task(task: tuple[list[str], MinHashSettings]) -> np.ndarray:
-    keys, settings = task
-    return _band_keys(keys, settings)
-
-
-def _map_chunks(
-    chunks: list[tuple[list[str], MinHashSettings]], workers: int
-) -> Iterator[np.ndarray]:
-    """Band keys chunk by chunk, in order; in worker processes when there is more than one."""
-    if workers == 1 or len(chunks) == 1:
-        yield from map(_signature_task, chunks)
-        return
-    # spawn, not fork: the caller may be a Kedro run with MLflow threads alive.
-    with multiprocessing.get_context("spawn").Pool(min(workers, len(chunks))) as pool:
-        yield from pool.imap(_signature_task, chunks)
-
-
 def _candidate_pairs(
     band_keys: np.ndarray, neighbours: int, bound: _UpperBound, threshold: float
 ) -> np.ndarray:
@@ -315,36 +299,56 @@ def _candidate_pairs(
     return _sorted_unique(parts)
 
 
+def _verify_block(
+    pairs: np.ndarray, shared: tuple[np.ndarray, np.ndarray, float, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs of one block whose exact ROUGE-L F reaches the threshold, with scores."""
+    key_array, lengths, threshold, threads = shared
+    earlier, later = np.divmod(pairs, len(key_array))
+    lcs = process.cpdist(
+        key_array[earlier],
+        key_array[later],
+        scorer=LCSseq.similarity,
+        dtype=np.int64,
+        workers=threads,
+    )
+    # The same formula as rouge_l_f.
+    scores = 2.0 * lcs / (lengths[earlier] + lengths[later])
+    hit = scores >= threshold
+    return np.stack([earlier[hit], later[hit]], axis=1), scores[hit]
+
+
 def _verify(
     all_keys: list[str],
     lengths: np.ndarray,
     pairs: np.ndarray,
     threshold: float,
-    workers: int,
+    runner: BlockRunner,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The pairs whose exact ROUGE-L F reaches ``threshold``, with their scores.
 
-    Block by block, so the working memory is a block's, not a copy of every pair.
+    Block by block, so the working memory is a block's, not a copy of every pair. Local
+    blocks run one after the other on every core (cpdist's C threads); Ray blocks run
+    as one single-threaded task each.
     """
-    count = len(all_keys)
     # An object array gathers the pairs' strings by fancy indexing, 7x faster than lists.
     key_array = np.array(all_keys, dtype=object)
+    local = runner.engine == "local"
+    shared = (key_array, lengths, threshold, runner.workers if local else 1)
+    blocks = [
+        pairs[start : start + _VERIFY_PAIRS]
+        for start in range(0, len(pairs), _VERIFY_PAIRS)
+    ]
     hits: list[np.ndarray] = [np.zeros((0, 2), dtype=np.int64)]
     hit_scores: list[np.ndarray] = [np.zeros(0, dtype=np.float64)]
-    for start in range(0, len(pairs), _VERIFY_PAIRS):
-        earlier, later = np.divmod(pairs[start : start + _VERIFY_PAIRS], count)
-        lcs = process.cpdist(
-            key_array[earlier],
-            key_array[later],
-            scorer=LCSseq.similarity,
-            dtype=np.int64,
-            workers=workers,
-        )
-        # The same formula as rouge_l_f.
-        scores = 2.0 * lcs / (lengths[earlier] + lengths[later])
-        hit = scores >= threshold
-        hits.append(np.stack([earlier[hit], later[hit]], axis=1))
-        hit_scores.append(scores[hit])
+    results = (
+        (_verify_block(block, shared) for block in blocks)
+        if local
+        else runner.map(_verify_block, blocks, shared)
+    )
+    for block_hits, block_scores in results:
+        hits.append(block_hits)
+        hit_scores.append(block_scores)
     return np.concatenate(hits), np.concatenate(hit_scores)
 
 
@@ -365,6 +369,7 @@ class _Search:
     minhash: MinHashSettings
     workers: int
     progress: str | None
+    engine: str
 
     @classmethod
     def of(
@@ -373,10 +378,44 @@ class _Search:
         minhash: MinHashSettings,
         workers: int | None,
         progress: str | None,
+        engine: str,
     ) -> _Search:
         _check_threshold(threshold)
         minhash.check()  # built by hand (bench, tests), it has not been checked yet
-        return cls(threshold, minhash, _worker_count(workers), progress)
+        return cls(threshold, minhash, _worker_count(workers), progress, engine)
+
+
+def _candidate_task(
+    band_keys: np.ndarray, shared: tuple[int, _UpperBound, float]
+) -> np.ndarray:
+    neighbours, bound, threshold = shared
+    return _candidate_pairs(band_keys, neighbours, bound, threshold)
+
+
+def _all_candidates(
+    band_keys: np.ndarray, bound: _UpperBound, search: _Search, runner: BlockRunner
+) -> np.ndarray:
+    """Every band's candidate pairs, distinct and sorted.
+
+    Locally one pass over all bands (it merges as it goes); on Ray one task per
+    ``_TASK_BANDS`` bands, merged on the driver as the tasks finish.
+    """
+    shared = (search.minhash.bucket_neighbours, bound, search.threshold)
+    if runner.engine == "local":
+        return _candidate_task(band_keys, shared)
+    groups = [
+        np.ascontiguousarray(band_keys[:, first : first + _TASK_BANDS])
+        for first in range(0, band_keys.shape[1], _TASK_BANDS)
+    ]
+    parts: list[np.ndarray] = [np.empty(0, dtype=np.int64)]
+    waiting = 0  # pairs received since the last merge (the same policy as one pass)
+    for pairs in runner.map(_candidate_task, groups, shared):
+        parts.append(pairs)
+        waiting += len(pairs)
+        if waiting >= max(len(parts[0]), _MIN_MERGE_PAIRS):
+            parts.append(_sorted_unique(parts))
+            waiting = 0
+    return _sorted_unique(parts)
 
 
 def _matching_pairs(
@@ -391,32 +430,33 @@ def _matching_pairs(
     Positions count the references first: they are "earlier" than every record. With
     ``references_only`` only pairs of a reference and a key are verified.
     """
-    threshold, minhash, workers = search.threshold, search.minhash, search.workers
-    progress = search.progress
+    minhash, progress = search.minhash, search.progress
     all_keys = [*reference_keys, *keys]
     chunks = [
-        (all_keys[start : start + _CHUNK_KEYS], minhash)
+        all_keys[start : start + _CHUNK_KEYS]
         for start in range(0, len(all_keys), _CHUNK_KEYS)
     ]
     band_keys = np.zeros((len(all_keys), minhash.bands), np.uint32)
-    with tqdm(
-        total=len(chunks), desc=progress, disable=progress is None, mininterval=2.0
-    ) as bar:
-        for position, signature in enumerate(_map_chunks(chunks, workers)):
-            band_keys[
-                position * _CHUNK_KEYS : position * _CHUNK_KEYS + len(signature)
-            ] = signature
-            bar.update()
-    bound = _UpperBound.of(all_keys)
-    candidates = _candidate_pairs(
-        band_keys, minhash.bucket_neighbours, bound, threshold
-    )
-    del band_keys  # the largest array so far; verification does not need it
-    if references_only:
-        earlier, later = np.divmod(candidates, len(all_keys))
-        references = len(reference_keys)
-        candidates = candidates[(earlier < references) & (later >= references)]
-    verified, scores = _verify(all_keys, bound.lengths, candidates, threshold, workers)
+    with engine_session(search.engine, search.workers) as runner:
+        with tqdm(
+            total=len(chunks), desc=progress, disable=progress is None, mininterval=2.0
+        ) as bar:
+            signatures = runner.map(_band_keys, chunks, minhash)
+            for position, signature in enumerate(signatures):
+                band_keys[
+                    position * _CHUNK_KEYS : position * _CHUNK_KEYS + len(signature)
+                ] = signature
+                bar.update()
+        bound = _UpperBound.of(all_keys)
+        candidates = _all_candidates(band_keys, bound, search, runner)
+        del band_keys  # the largest array so far; verification does not need it
+        if references_only:
+            earlier, later = np.divmod(candidates, len(all_keys))
+            references = len(reference_keys)
+            candidates = candidates[(earlier < references) & (later >= references)]
+        verified, scores = _verify(
+            all_keys, bound.lengths, candidates, search.threshold, runner
+        )
     return verified, scores, len(candidates)
 
 
@@ -428,11 +468,13 @@ def find_near_duplicates(
     minhash: MinHashSettings,
     workers: int | None = None,
     progress: str | None = None,
+    engine: str = "local",
 ) -> NearDuplicates:
     """Alpaca's greedy pass: drop each key that matches an earlier kept key or a reference.
 
     ``keys`` and ``reference_keys`` are comparison keys (:func:`comparison_keys`).
-    ``workers`` processes/threads (``None``: every core); ``progress`` names a tqdm bar.
+    ``workers`` processes/threads (``None``: every core); ``progress`` names a tqdm bar;
+    ``engine`` is ``local`` or ``ray`` (:mod:`belle_kedro.pipelines.clean.engine`).
 
     A repeat of an earlier identical key is always dropped (ROUGE-L 1 against the first
     copy, or against whatever kept record the first copy repeats), so only the first
@@ -449,7 +491,7 @@ def find_near_duplicates(
     inner = _greedy(
         [keys[position] for position in distinct.tolist()],
         reference_keys,
-        _Search.of(threshold, minhash, workers, progress),
+        _Search.of(threshold, minhash, workers, progress, engine),
     )
     keep = np.zeros(count, dtype=bool)
     duplicate_of = np.full(count, -1, dtype=np.int64)
@@ -534,6 +576,7 @@ def find_reference_matches(
     minhash: MinHashSettings,
     workers: int | None = None,
     progress: str | None = None,
+    engine: str = "local",
 ) -> NearDuplicates:
     """Drop each key that matches one of ``reference_keys``; keys never match each other.
 
@@ -541,7 +584,7 @@ def find_reference_matches(
     ``n + k``, the reference with the highest score).
     """
     references = len(reference_keys)
-    search = _Search.of(threshold, minhash, workers, progress)
+    search = _Search.of(threshold, minhash, workers, progress, engine)
     verified, scores, candidates = _matching_pairs(
         reference_keys, keys, search, references_only=True
     )

@@ -1,7 +1,8 @@
 """Nodes of the clean pipeline: normalise, rule filters, near-duplicate removal, report.
 
 Each node builds its settings from the raw ``params:clean.*`` block it receives and
-hands the typed object to the domain modules beside it.
+hands the typed object to the domain modules beside it. The two pair-matching nodes
+take ``clean.engine`` (``local`` or ``ray``, checked when the session starts) by name.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ def remove_near_duplicates(
     settings: Mapping[str, Any],
     matching: Mapping[str, Any],
     examples: int,
+    *,
+    engine: str,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Alpaca's near-duplicate rule against earlier kept records and the seed tasks."""
     return near_duplicate_pass(
@@ -51,6 +54,7 @@ def remove_near_duplicates(
         build(NearDuplicatesSettings, settings, "clean.near_duplicates"),
         build(MatchingSettings, matching, "clean.matching"),
         examples,
+        engine=engine,
     )
 
 
@@ -60,6 +64,8 @@ def decontaminate(
     settings: Mapping[str, Any],
     matching: Mapping[str, Any],
     examples: int,
+    *,
+    engine: str,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Drop records that repeat an eval-set question; report drops per eval class."""
     return decontamination_pass(
@@ -68,4 +74,5 @@ def decontaminate(
         build(DecontaminationSettings, settings, "clean.decontamination"),
         build(MatchingSettings, matching, "clean.matching"),
         examples,
+        engine=engine,
     )

@@ -46,6 +46,8 @@ def near_duplicate_pass(
     settings: NearDuplicatesSettings,
     matching: MatchingSettings,
     examples: int,
+    *,
+    engine: str,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Drop records whose instruction (optionally + input) has ROUGE-L F >= threshold
     against an earlier kept record or a seed task (Alpaca's rule, order-stable)."""
@@ -78,12 +80,11 @@ def near_duplicate_pass(
         minhash=matching.minhash,
         workers=matching.workers,
         progress="near-duplicate signatures",
+        engine=engine,
     )
     report["candidate_pairs"] = found.candidates
     report["verified_pairs"] = found.verified
-    dropped_positions = [
-        position for position in range(len(records)) if not found.keep[position]
-    ]
+    dropped_positions = np.flatnonzero(~found.keep).tolist()
     report["dropped"] = len(dropped_positions)
     report["dropped_as_seed_duplicates"] = int(
         (found.duplicate_of >= len(records)).sum()
@@ -112,6 +113,8 @@ def decontamination_pass(
     settings: DecontaminationSettings,
     matching: MatchingSettings,
     examples: int,
+    *,
+    engine: str,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Drop records whose instruction (+ input) has ROUGE-L F >= threshold against an
     eval-set question; report drops per eval class and the eval set's digest."""
@@ -140,6 +143,7 @@ def decontamination_pass(
         minhash=matching.minhash,
         workers=matching.workers,
         progress="decontamination signatures",
+        engine=engine,
     )
     classes = eval_set["class"].tolist()
     for position in np.flatnonzero(~found.keep).tolist():

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from belle_kedro.common.config import InvalidSetting, Settings, setting
 
@@ -180,6 +180,9 @@ class CleanSettings(Settings):
     """The whole ``clean`` block."""
 
     report_examples: int = setting("dropped records shown per step in clean_report")
+    engine: Literal["local", "ray"] = setting(
+        "where the pair-finding blocks run: local processes, or Ray tasks"
+    )
     rules: RulesSettings = setting("BELLE's rule filters, then ours")
     near_duplicates: NearDuplicatesSettings = setting("Alpaca's near-duplicate pass")
     decontamination: DecontaminationSettings = setting("the eval-set pass")

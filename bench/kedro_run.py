@@ -1,0 +1,129 @@
+"""The clean pipeline in a fresh Kedro session (a subprocess), with its memory measured.
+
+Shared by bench/dedup.py and bench/scale.py: a temp copy of the project whose
+``generated_instructions`` is the catalog entry the caller gives, its own MLflow store,
+and a sampler that records the peak RSS of the run's process and of each process it
+starts (Ray's raylet and workers on the ``ray`` engine, the signature pool locally).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_SECONDS = 0.5
+
+
+def _project(workdir: Path, data_entry: dict[str, Any]) -> Path:
+    project = workdir / "project"
+    (project / "src").mkdir(parents=True)
+    for name in ("pyproject.toml", ".telemetry"):
+        if (ROOT / name).exists():
+            shutil.copy2(ROOT / name, project / name)
+    shutil.copytree(
+        ROOT / "conf",
+        project / "conf",
+        ignore=shutil.ignore_patterns("credentials.yml"),
+    )
+    shutil.copytree(ROOT / "data" / "01_raw", project / "data" / "01_raw")
+    (project / "conf" / "local" / "catalog_clean.yml").write_text(
+        yaml.safe_dump({"generated_instructions": data_entry})
+    )
+    return project
+
+
+def _sample_peaks(
+    root: psutil.Process, peaks: dict[str, float], done: threading.Event
+) -> None:
+    """Peak RSS (GiB) of ``root`` and of each descendant, by a short process label."""
+    labels: dict[int, str] = {root.pid: "driver"}  # a pid keeps its first label
+    while not done.is_set():
+        try:
+            processes = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return
+        total = 0.0
+        for process in processes:
+            try:
+                rss = process.memory_info().rss / 2**30
+                if process.pid not in labels:
+                    labels[process.pid] = f"{process.pid} {process.name()}"
+            except psutil.Error:
+                continue
+            total += rss
+            label = labels[process.pid]
+            peaks[label] = max(peaks.get(label, 0.0), rss)
+        peaks["all processes together"] = max(
+            peaks.get("all processes together", 0.0), total
+        )
+        done.wait(SAMPLE_SECONDS)
+
+
+def clean_run(
+    data_entry: dict[str, Any],
+    workdir: Path,
+    runtime_params: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run ``clean`` over ``data_entry``; wall, peaks, in/out/near-dup counts, the output."""
+    project = _project(workdir, data_entry)
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
+        "BELLE_MLFLOW_ARTIFACTS": str(workdir / "mlartifacts"),
+    }
+    run = (
+        "from kedro.framework.startup import bootstrap_project; "
+        "from kedro.framework.session import KedroSession; "
+        f"bootstrap_project({str(project)!r}); "
+        f"s = KedroSession.create(project_path={str(project)!r}, "
+        f"runtime_params={runtime_params!r}); s.run(pipeline_names=['clean'])"
+    )
+    peaks: dict[str, float] = {}
+    done = threading.Event()
+    start = time.perf_counter()
+    with (workdir / "kedro_run.log").open("w") as log:
+        child = subprocess.Popen(
+            [sys.executable, "-c", run], cwd=project, env=env, stdout=log, stderr=log
+        )
+        sampler = threading.Thread(
+            target=_sample_peaks, args=(psutil.Process(child.pid), peaks, done)
+        )
+        sampler.start()
+        code = child.wait()
+        done.set()
+        sampler.join()
+    wall = time.perf_counter() - start
+    if code:
+        sys.exit((workdir / "kedro_run.log").read_text()[-3000:])
+    report = json.loads(
+        next(
+            (project / "data/08_reporting/clean_report.json").glob(
+                "*/clean_report.json"
+            )
+        ).read_text()
+    )
+    # The exact peak of the largest finished child (the sampler can miss a spike).
+    largest = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+    return {
+        "wall": wall,
+        "rss_gib": max(largest, peaks.get("driver", 0.0)),
+        "peaks": peaks,
+        "in": report["input_records"],
+        "out": report["output_records"],
+        "near": next(
+            s["dropped"] for s in report["steps"] if s["rule"] == "near_duplicates"
+        ),
+        "output": next((project / "data/03_primary").rglob("*.parquet")),
+    }

@@ -1,0 +1,124 @@
+"""Ten million records through ``clean`` on one machine, and the Ray route (a benchmark).
+
+    python bench/scale.py                                   # 1M and 10M local, 1M on Ray
+    python bench/scale.py --sizes 100000 1000000 --ray-size 100000   # quick
+    python bench/scale.py --workdir /data/belle_scale       # keep the corpora elsewhere
+
+Builds each corpus once, reproducibly, from ../shared/data (or BELLE_SHARED_DATA) as
+Parquet in row groups under ``--workdir`` (bench/synthetic.py's distinct corpus, block
+by block: 1M records in memory at most), then runs the clean pipeline over it in a
+fresh Kedro session (``InstructionFileDataset`` over the Parquet file, checked row group
+by row group) and prints one table: wall time, peak RSS, records kept, near-duplicate drops, the growth exponent
+between the two sizes, and the Ray route (``clean.engine: ray``, a local Ray with every
+core) at ``--ray-size`` with each process's peak and whether it kept exactly the local
+route's records. Goals (issue 25): 10M <= 30 min and <= 12 GiB on two cores, growth
+<= n^1.15 from 1M to 10M.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench import kedro_run, machine, synthetic  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = synthetic.SHARED_DIR
+SEED = synthetic.SEED
+
+
+def corpus(size: int, workdir: Path) -> Path:
+    """The ``size``-record distinct corpus as Parquet, built once per size and seed."""
+    path = workdir / f"distinct_{size}_{SEED}.parquet"
+    if not path.exists():
+        synthetic.write_distinct_parquet(
+            synthetic.load_shared_pool(SHARED), size, SEED, path
+        )
+    return path
+
+
+def run(path: Path, engine: str) -> dict:
+    """``clean`` over ``path`` on ``engine`` in a fresh session (its own temp folder)."""
+    with tempfile.TemporaryDirectory(prefix="belle_scale_") as folder:
+        result = kedro_run.clean_run(
+            {
+                "type": "belle_kedro.datasets.instructions.InstructionFileDataset",
+                "filepath": str(path),
+            },
+            Path(folder),
+            {"clean": {"engine": engine}},
+        )
+        # Read the kept records before the temp project goes.
+        result["kept"] = pd.read_parquet(result.pop("output"))
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", type=int, nargs=2, default=[1_000_000, 10_000_000])
+    parser.add_argument("--ray-size", type=int, default=1_000_000)
+    parser.add_argument(
+        "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "belle_scale"
+    )
+    args = parser.parse_args()
+    if not SHARED.is_dir():
+        print(f"skipped: {SHARED} is absent")
+        return
+    command = " ".join(["python bench/scale.py", *sys.argv[1:]])
+    load_at_start = machine.load_average()
+    start = time.perf_counter()
+    rows = []
+    local: dict[int, dict] = {}
+    for size in args.sizes:
+        local[size] = result = run(corpus(size, args.workdir), "local")
+        rows.append(
+            (
+                f"{size:,} distinct records through `clean`, engine local",
+                f"{result['wall']:.0f} s wall, peak RSS {result['rss_gib']:.2f} GiB; "
+                f"kept {result['out']:,} ({result['out'] / result['in']:.1%}); "
+                f"near-dup drops {result['near']:,}",
+                "10M: <= 1800 s, <= 12 GiB",
+            )
+        )
+    small, large = sorted(args.sizes)
+    exponent = math.log(local[large]["wall"] / local[small]["wall"]) / math.log(
+        large / small
+    )
+    rows.append((f"growth {small:,} -> {large:,}", f"n^{exponent:.2f}", "<= n^1.15"))
+    on_ray = run(corpus(args.ray_size, args.workdir), "ray")
+    same = args.ray_size in local and on_ray["kept"].equals(
+        local[args.ray_size]["kept"]
+    )
+    biggest = sorted(on_ray["peaks"].items(), key=lambda item: -item[1])[:6]
+    rows.append(
+        (
+            f"{args.ray_size:,} records, engine ray (local Ray, {os.cpu_count()} CPUs)",
+            f"{on_ray['wall']:.0f} s wall; kept {on_ray['out']:,}"
+            + (
+                f"; same kept records as local: {same}"
+                if args.ray_size in local
+                else ""
+            )
+            + "; peaks: "
+            + ", ".join(f"{label} {gib:.2f} GiB" for label, gib in biggest),
+            "same kept set as local",
+        )
+    )
+    minutes, seconds = divmod(round(time.perf_counter() - start), 60)
+    machine.print_table(
+        command, load_at_start, f"seed {SEED}; {minutes} min {seconds} s in all", rows
+    )
+
+
+if __name__ == "__main__":
+    main()
