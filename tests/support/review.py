@@ -64,10 +64,20 @@ def clean_fixture_run() -> dict[str, Any]:
         normalise_instructions(generated), clean["rules"], 3
     )
     records, _ = remove_near_duplicates(
-        records, seed_tasks, clean["near_duplicates"], clean["matching"], 3
+        records,
+        seed_tasks,
+        clean["near_duplicates"],
+        clean["matching"],
+        3,
+        engine=clean["engine"],
     )
     records, _ = decontaminate(
-        records, eval_set, clean["decontamination"], clean["matching"], 3
+        records,
+        eval_set,
+        clean["decontamination"],
+        clean["matching"],
+        3,
+        engine=clean["engine"],
     )
     sample, selection = select_for_review(
         generated,

@@ -6,7 +6,6 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from belle_kedro.pipelines.clean import dedup
@@ -73,4 +72,4 @@ def test_a_task_that_keeps_failing_raises_in_the_driver(local_ray):
 
     with engine_session("ray", 2) as runner:
         with pytest.raises(ray.exceptions.WorkerCrashedError):
-            list(runner.map(always_dies, [np.int64(1)], None))
+            list(runner.map(always_dies, [1], None))
