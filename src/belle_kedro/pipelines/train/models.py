@@ -155,10 +155,11 @@ def build_tiny_bloom(
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    # Seeded so two runs of the same variant start from the same weights.
+    # Seeded so two runs of the same variant start from the same weights. from_config,
+    # not the constructor: under ZeRO-3 it builds the weights partitioned.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = BloomForCausalLM(config)
+        model = BloomForCausalLM._from_config(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     return model
@@ -195,12 +196,23 @@ def apply_lora(model: PreTrainedModel, lora: LoraSettings) -> Any:
     return get_peft_model(model, config)
 
 
+def load_model(settings: TrainSettings, tokenizer: PreTrainedTokenizerBase) -> Any:
+    """The model to fine-tune (LoRA-wrapped when ``finetuning.method`` is ``lora``).
+
+    Under DeepSpeed ZeRO-3 call it after the run's ``TrainingArguments`` exist: they
+    register the DeepSpeed config that ``from_pretrained``/``from_config`` read to build
+    the weights already partitioned across ranks (``deepspeed.zero.Init``) instead of
+    whole in every rank's host memory.
+    """
+    model: Any = load_base_model(settings.model, tokenizer, seed=settings.seed)
+    if settings.finetuning.method == "lora":
+        model = apply_lora(model, settings.finetuning.lora)
+    return model
+
+
 def load_model_and_tokenizer(
     settings: TrainSettings,
 ) -> tuple[Any, PreTrainedTokenizerBase]:
     """Model (LoRA-wrapped when ``finetuning.method`` is ``lora``) and tokenizer for SFT."""
     tokenizer = load_tokenizer(settings.model)
-    model: Any = load_base_model(settings.model, tokenizer, seed=settings.seed)
-    if settings.finetuning.method == "lora":
-        model = apply_lora(model, settings.finetuning.lora)
-    return model, tokenizer
+    return load_model(settings, tokenizer), tokenizer
