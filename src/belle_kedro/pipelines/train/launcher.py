@@ -61,6 +61,7 @@ _NOT_FINGERPRINTED = (
     "registered_model_name",
     "force",
     "token_cache",
+    "plan",
 )
 
 

@@ -117,7 +117,8 @@ def load_smollm2_tokenizer(cache_dir: str | Path) -> PreTrainedTokenizerBase:
     return _finish_tokenizer(AutoTokenizer.from_pretrained(cached))
 
 
-def _gguf_file(model: ModelSettings) -> Path:
+def gguf_file(model: ModelSettings) -> Path:
+    """The GGUF file ``train.model`` names (null: the shipped SmolLM2)."""
     return Path(model.name_or_path) if model.name_or_path else offline_model_path()
 
 
@@ -132,7 +133,7 @@ def load_tokenizer(model: ModelSettings) -> PreTrainedTokenizerBase:
     if name == SMOLLM2_TOKENIZER:
         return load_smollm2_tokenizer(model.tokenizer_cache_dir)
     if name is None and model.source == "gguf":
-        return _finish_tokenizer(load_gguf_tokenizer(_gguf_file(model)))
+        return _finish_tokenizer(load_gguf_tokenizer(gguf_file(model)))
     return _finish_tokenizer(
         AutoTokenizer.from_pretrained(
             name or model.name_or_path, revision=model.revision
@@ -174,7 +175,7 @@ def load_base_model(
         tiny = build_tiny_bloom(tokenizer, model.tiny_bloom, seed)
         return tiny.to(dtype)  # type: ignore[arg-type]
     if model.source == "gguf":
-        return load_gguf_model(_gguf_file(model), dtype=dtype)
+        return load_gguf_model(gguf_file(model), dtype=dtype)
     assert model.name_or_path, "ModelSettings.check requires it for pretrained"
     return AutoModelForCausalLM.from_pretrained(
         model.name_or_path, dtype=dtype, revision=model.revision
