@@ -17,6 +17,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from belle_kedro.pipelines.train import launcher, trainer
+from belle_kedro.pipelines.train.models import build_tiny_bloom
 from belle_kedro.pipelines.train.trainer import MlflowTarget
 from tests.support.project import REPO_ROOT
 from tests.support.records import make_records
@@ -216,3 +217,14 @@ def test_zero3_builds_the_model_through_transformers_partitioned_path():
     assert completed.returncode == 0, completed.stderr[-3000:]
     seen = json.loads(completed.stdout.strip().splitlines()[-1])
     assert seen == {"zero3_enabled": True, "partitioned": True}
+
+
+def test_a_bf16_model_loads_back_in_bf16_for_registration(tmp_path, byte_tokenizer):
+    """The plan's registration figure: transformers 5 reads a model in its saved dtype
+    (not fp32, which would double a 7B model's 14 GB in host RAM and on disk)."""
+    settings = settings_of(tiny_config())
+    model = build_tiny_bloom(byte_tokenizer, settings.model.tiny_bloom, seed=0)
+    model.to(torch.bfloat16).save_pretrained(tmp_path / trainer.MODEL_DIR)
+    byte_tokenizer.save_pretrained(tmp_path / trainer.MODEL_DIR)
+    loaded, _ = trainer.load_trained(tmp_path, settings)
+    assert {parameter.dtype for parameter in loaded.parameters()} == {torch.bfloat16}

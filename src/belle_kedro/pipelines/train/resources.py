@@ -130,10 +130,10 @@ class ResourcePlan:
             f"one checkpoint: ~{self.checkpoint / GB:.1f} GB; disk in checkpoint_root: "
             f"~{self.disk / GB:.1f} GB (save_total_limit {kept} + 1 being written, "
             f"and the final model, {self.final_model / GB:.1f} GB)",
-            f"afterwards, per variant: registration copies the final model "
-            f"(~{self.final_model / GB:.1f} GB) through a temporary folder into the "
-            "MLflow artifact store, and evaluation loads it through host RAM "
-            "before placing it on the GPU",
+            f"afterwards, per variant: registration reads the final model "
+            f"(~{self.final_model / GB:.1f} GB) into host RAM and writes it twice, to "
+            "a temporary folder and into the MLflow artifact store; evaluation loads "
+            "it from there through host RAM before placing it on the GPU",
         ]
 
 
