@@ -98,7 +98,8 @@ class ResourcePlan:
     gpu_per_rank: float
     host_per_node: float
     checkpoint: float
-    final_model: float
+    final_model: float  # model/: the weights, or LoRA's adapter only
+    registered: float  # what registration logs: model/, or the merged model
     disk: float
 
     def lines(self) -> list[str]:
@@ -130,8 +131,8 @@ class ResourcePlan:
             f"one checkpoint: ~{self.checkpoint / GB:.1f} GB; disk in checkpoint_root: "
             f"~{self.disk / GB:.1f} GB (save_total_limit {kept} + 1 being written, "
             f"and the final model, {self.final_model / GB:.1f} GB)",
-            f"afterwards, per variant: registration reads the final model "
-            f"(~{self.final_model / GB:.1f} GB) into host RAM and writes it twice, to "
+            f"afterwards, per variant: registration reads the trained model into host "
+            f"RAM and writes ~{self.registered / GB:.1f} GB twice, to "
             "a temporary folder and into the MLflow artifact store; evaluation loads "
             "it from there through host RAM before placing it on the GPU",
         ]
@@ -204,7 +205,10 @@ def plan(size: ModelSize, settings: TrainSettings) -> ResourcePlan:
     load = weights if zero.stage >= 3 else weights * launcher.nproc_per_node
     saved_weights = size.weight_bytes * size.trainable
     checkpoint = saved_weights + module_copy + optimizer_on_disk
-    final_model = weights  # LoRA is merged, or logged on its base
+    final_model = saved_weights  # a PeftModel saves its adapter only
+    lora = settings.finetuning.method == "lora"
+    # Registration merges a LoRA adapter into its base unless keep_adapter is set.
+    registered = saved_weights if lora and settings.finetuning.keep_adapter else weights
     limit = settings.trainer.get("save_total_limit")
     # No limit keeps every checkpoint; counted here as one, so the figure is a floor.
     kept = (int(limit) if limit is not None else 1) + 1
@@ -218,6 +222,7 @@ def plan(size: ModelSize, settings: TrainSettings) -> ResourcePlan:
         host_per_node=load + host_state,
         checkpoint=checkpoint,
         final_model=final_model,
+        registered=registered,
         disk=kept * checkpoint + final_model,
     )
 
