@@ -64,9 +64,7 @@ def main() -> None:
     )
     print("|---|---|---|---|---|")
     for label, settings in rows.items():
-        plan = resources.plan(
-            resources.model_size(BLOOMZ_7B1_MT, settings), settings
-        )
+        plan = resources.plan(resources.model_size(BLOOMZ_7B1_MT, settings), settings)
         print(
             f"| {label} | {plan.gpu_per_rank / resources.GB:.1f} GB "
             f"| {plan.host_per_node / resources.GB:.1f} GB "

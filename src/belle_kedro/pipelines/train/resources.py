@@ -152,6 +152,7 @@ def model_config(settings: TrainSettings) -> PretrainedConfig:
     if model.source == "gguf":
         gguf = gguf_file(model)
         return AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    assert model.name_or_path, "ModelSettings.check requires it for pretrained"
     return AutoConfig.from_pretrained(model.name_or_path, revision=model.revision)
 
 
@@ -180,9 +181,9 @@ def plan(size: ModelSize, settings: TrainSettings) -> ResourcePlan:
     weights = size.weight_bytes * size.parameters
     frozen = size.parameters - size.trainable
     if zero.stage == 0:  # torch AdamW: moments in the weights' dtype, nothing split
-        gpu = size.weight_bytes * (size.parameters + 3 * size.trainable)
+        gpu = float(size.weight_bytes * (size.parameters + 3 * size.trainable))
         host_state = 0.0
-        optimizer_on_disk = 2 * size.weight_bytes * size.trainable
+        optimizer_on_disk = float(2 * size.weight_bytes * size.trainable)
         module_copy = 0.0
     else:
         shares = {  # bytes/param of (weights, gradients, optimizer) split across ranks
@@ -199,7 +200,7 @@ def plan(size: ModelSize, settings: TrainSettings) -> ResourcePlan:
         )
         gpu = trained_weights + grads + optimizer + frozen_weights - on_host
         host_state = on_host * launcher.nproc_per_node
-        optimizer_on_disk = OPTIMIZER_BYTES * size.trainable
+        optimizer_on_disk = float(OPTIMIZER_BYTES * size.trainable)
         module_copy = HALF_BYTES * size.trainable
     # Loading: the whole model per rank, or (ZeRO-3) built already partitioned.
     load = weights if zero.stage >= 3 else weights * launcher.nproc_per_node
