@@ -138,6 +138,20 @@ def test_a_rerun_with_another_process_count_stops_naming_the_change(capfd):
 
 
 @pytest.mark.slow
+def test_a_checkpoint_written_before_the_process_count_was_recorded_resumes():
+    run_dir = prepared(32)
+    crash_after_first_checkpoint(run_dir)
+    state_file = (
+        run_dir / trainer.CHECKPOINT_DIR / "checkpoint-3" / "trainer_state.json"
+    )
+    state = json.loads(state_file.read_text(encoding="utf-8"))
+    del state["stateful_callbacks"]["WorldSizeRecord"]
+    state_file.write_text(json.dumps(state), encoding="utf-8")
+    result = launcher.launch(run_dir)
+    assert result["resumed_from_step"] == 3 and result["global_step"] == 8
+
+
+@pytest.mark.slow
 def test_a_kill_during_the_final_cleanup_leaves_a_finished_run(monkeypatch):
     run_dir = prepared(24)
     delete = shutil.rmtree

@@ -93,3 +93,20 @@ def test_the_default_tiny_run_fits():
     plan = resources.announce(settings)
     assert plan.zero.stage == 0 and plan.disk < 1e9
     assert dataclasses.asdict(plan)["model"]["parameters"] > 0
+
+
+def test_a_resumed_runs_checkpoints_count_as_space_it_has(tmp_path):
+    settings = settings_of(tiny_config())
+    plan = resources.plan(
+        resources.model_size(resources.model_config(settings), settings), settings
+    )
+    free = resources.free_bytes(tmp_path)
+    # 100 MB more than is free, as if this run's checkpoints (below: 200 MB, a sparse
+    # file, so the free space stays; the margins absorb other writers) took it.
+    short = dataclasses.replace(plan, disk=free + 100e6)
+    assert resources.disk_shortfall(short, str(tmp_path), tmp_path) is not None
+    checkpoint = tmp_path / "checkpoints" / "checkpoint-6"
+    checkpoint.mkdir(parents=True)
+    with (checkpoint / "optimizer.pt").open("wb") as handle:
+        handle.truncate(200 * 10**6)
+    assert resources.disk_shortfall(short, str(tmp_path), tmp_path) is None

@@ -64,7 +64,7 @@ def fine_tune(
         variant, train_data, eval_data, settings, mlflow_run=target
     )
     if not launcher.is_finished(run_dir):
-        resources.announce(settings)  # before any GPU time is spent
+        resources.announce(settings, run_dir)  # before any GPU time is spent
     result = launcher.launch(run_dir)
     if target is not None:
         tracking.link_earlier_runs(trainer.read_job(run_dir), result["reused"])

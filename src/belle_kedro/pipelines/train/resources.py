@@ -34,6 +34,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, BloomConfig, Pretrain
 
 from belle_kedro.pipelines.train.models import gguf_file, load_tokenizer
 from belle_kedro.pipelines.train.settings import TrainSettings
+from belle_kedro.pipelines.train.trainer import CHECKPOINT_DIR
 
 logger = logging.getLogger(__name__)
 
@@ -236,14 +237,26 @@ def free_bytes(folder: str | Path) -> int:
     return shutil.disk_usage(path).free
 
 
-def disk_shortfall(resource_plan: ResourcePlan, checkpoint_root: str) -> str | None:
-    """Why ``checkpoint_root`` cannot hold the run, or None when it can."""
+def disk_shortfall(
+    resource_plan: ResourcePlan, checkpoint_root: str, run_dir: Path | None = None
+) -> str | None:
+    """Why ``checkpoint_root`` cannot hold the run, or None when it can.
+
+    Checkpoints a resumed run already holds in ``run_dir`` count as space it has.
+    """
+    checkpoints = run_dir / CHECKPOINT_DIR if run_dir else None
+    held = (
+        sum(path.stat().st_size for path in checkpoints.rglob("*") if path.is_file())
+        if checkpoints and checkpoints.is_dir()
+        else 0
+    )
     free = free_bytes(checkpoint_root)
-    if free >= resource_plan.disk:
+    if free + held >= resource_plan.disk:
         return None
     return (
-        f"train.checkpoint_root ({checkpoint_root}) has {free / GB:.1f} GB free, but "
-        f"the run needs ~{resource_plan.disk / GB:.1f} GB (checkpoints of "
+        f"train.checkpoint_root ({checkpoint_root}) has {free / GB:.1f} GB free"
+        + (f" (and {held / GB:.1f} GB of this run's checkpoints)" if held else "")
+        + f", but the run needs ~{resource_plan.disk / GB:.1f} GB (checkpoints of "
         f"~{resource_plan.checkpoint / GB:.1f} GB each and the final model): free "
         "space, lower trainer.save_total_limit, or set train.plan.on_short_disk: warn"
     )
@@ -253,12 +266,15 @@ class ShortOfDisk(RuntimeError):
     """The checkpoint folder's free space is below the run's planned disk."""
 
 
-def announce(settings: TrainSettings) -> ResourcePlan:
-    """Log the run's plan; refuse (or warn, per ``train.plan.on_short_disk``) a short disk."""
+def announce(settings: TrainSettings, run_dir: Path | None = None) -> ResourcePlan:
+    """Log the run's plan; refuse (or warn, per ``train.plan.on_short_disk``) a short disk.
+
+    ``run_dir``: the run folder, whose checkpoints (a resumed run) are already paid for.
+    """
     resource_plan = plan(model_size(model_config(settings), settings), settings)
     for line in resource_plan.lines():
         logger.info("Resource plan: %s", line)
-    shortfall = disk_shortfall(resource_plan, settings.checkpoint_root)
+    shortfall = disk_shortfall(resource_plan, settings.checkpoint_root, run_dir)
     if shortfall and settings.plan.on_short_disk == "refuse":
         raise ShortOfDisk(shortfall)
     if shortfall:

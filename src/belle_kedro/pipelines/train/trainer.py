@@ -272,6 +272,13 @@ class WorldSizeRecord(TrainerCallback, ExportableState):
     def state(self) -> dict[str, Any]:
         return {"args": {"world_size": self.world_size}, "attributes": {}}
 
+    def on_train_begin(
+        self, args: Any, state: Any, control: Any, **kwargs: Any
+    ) -> None:
+        # A state resumed from a checkpoint written before this record existed lacks
+        # its entry, and the Trainer's save looks it up by name.
+        state.stateful_callbacks.setdefault(type(self).__name__, self.state())
+
 
 class WorldSizeChanged(RuntimeError):
     """A checkpoint written by another number of processes than this run has."""
