@@ -197,3 +197,17 @@ def test_a_resumed_folder_remembers_the_runs_that_trained_it_before(tmp_path):
     assert job.mlflow is not None and job.mlflow.run_id == "third"
     # Each earlier run once, in order; the current one is not among them.
     assert job.earlier_mlflow_runs == ("first", "second")
+
+
+def test_a_folder_written_before_train_plan_existed_is_read_and_reused(tmp_path):
+    train, holdout = make_records(8), make_records(2, seed=1)
+    run_dir = launcher.prepare_run_dir("small", train, holdout, tiny_settings())
+    job_file = run_dir / trainer.JOB_FILE
+    job = json.loads(job_file.read_text(encoding="utf-8"))
+    del job["train"]["plan"]
+    job_file.write_text(json.dumps(job), encoding="utf-8")
+    assert (
+        trainer.read_job(run_dir).train.checkpoint_root
+        == tiny_settings().checkpoint_root
+    )
+    assert launcher.prepare_run_dir("small", train, holdout, tiny_settings()) == run_dir

@@ -422,9 +422,12 @@ class Job:
 def read_job(run_dir: Path) -> Job:
     """The run folder's ``job.json``, its train settings checked as a node checks them."""
     values = json.loads((run_dir / JOB_FILE).read_text(encoding="utf-8"))
+    # Folders written before train.plan existed lack it; the plan is the Kedro node's
+    # check before training, which no reader of a job makes, so any valid value does.
+    train = {"plan": {"on_short_disk": "warn"}, **values["train"]}
     return Job(
         variant=str(values["variant"]),
-        train=build(TrainSettings, values["train"], "train"),
+        train=build(TrainSettings, train, "train"),
         mlflow=MlflowTarget(**values["mlflow"]) if values["mlflow"] else None,
         bad_records=dict(values["bad_records"]),
         tokenized_records=dict(values["tokenized_records"]),
