@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from tests.support.project import open_session
 from tests.support.records import make_records
 
 
 @pytest.mark.slow
 def test_every_pipeline_and_dataset_resolves_and_the_recipe_is_belles(kedro_project):
     from kedro.framework.project import pipelines
-    from kedro.framework.session import KedroSession
 
-    with KedroSession.create(project_path=kedro_project, env="belle") as session:
+    with open_session(kedro_project, env="belle") as session:
         context = session.load_context()
         catalog = context.catalog
         params = context.params
@@ -70,11 +70,13 @@ def test_every_pipeline_and_dataset_resolves_and_the_recipe_is_belles(kedro_proj
 
 
 # Only what the CPU forces: the model, DeepSpeed/GPU launch, sizes, and the paid judge.
+CPU_VARIANT_SIZES = {"small": 16, "medium": 24, "large": 32, "xlarge": 40}
+CPU_MIX_IN_SIZE = 4
 CPU_OVERRIDES = {
     "split": {
         "holdout_size": 16,
-        "variant_sizes": {"small": 16, "medium": 24, "large": 32, "xlarge": 40},
-        "mix_in": {"size": 4},
+        "variant_sizes": CPU_VARIANT_SIZES,
+        "mix_in": {"size": CPU_MIX_IN_SIZE},
     },
     "train": {
         "model": {
@@ -112,7 +114,6 @@ CPU_OVERRIDES = {
 def test_belle_train_and_evaluate_run_on_cpu_with_the_tiny_model(
     kedro_project: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    from kedro.framework.session import KedroSession
 
     alpaca = kedro_project / "data" / "01_raw" / "alpaca_test.json"
     english = make_records(8, seed=3)
@@ -123,34 +124,34 @@ def test_belle_train_and_evaluate_run_on_cpu_with_the_tiny_model(
         encoding="utf-8",
     )
     monkeypatch.setenv("ALPACA_EN_JSON", str(alpaca))
-    with KedroSession.create(
-        project_path=kedro_project, env="belle", runtime_params=CPU_OVERRIDES
+    with open_session(
+        kedro_project, env="belle", runtime_params=CPU_OVERRIDES
     ) as session:
         session.load_context().catalog.save(
             "clean_instructions", make_records(140, seed=5)
         )
-    with KedroSession.create(
-        project_path=kedro_project, env="belle", runtime_params=CPU_OVERRIDES
+    with open_session(
+        kedro_project, env="belle", runtime_params=CPU_OVERRIDES
     ) as session:
         session.run(pipeline_names=["split", "train", "evaluate"])
 
     client = MlflowClient()
     versions = client.search_model_versions("name = 'belle-7b-sft'")
     assert sorted(version.tags["variant"] for version in versions) == sorted(
-        CPU_OVERRIDES["split"]["variant_sizes"]
+        CPU_VARIANT_SIZES
     )
     experiment = client.get_experiment_by_name("belle_kedro")
+    assert experiment is not None
     runs = client.search_runs([experiment.experiment_id])
     assert all(run.info.status == "FINISHED" for run in runs)
     children = [run for run in runs if "belle.variant" in run.data.tags]
     assert sorted(run.data.tags["belle.variant"] for run in children) == sorted(
-        CPU_OVERRIDES["split"]["variant_sizes"]
+        CPU_VARIANT_SIZES
     )
     for child in children:
         # Every variant mixes in the same English sample (belle's every_variant mode).
         assert int(child.data.params["train_size"]) == (
-            CPU_OVERRIDES["split"]["variant_sizes"][child.data.tags["belle.variant"]]
-            + CPU_OVERRIDES["split"]["mix_in"]["size"]
+            CPU_VARIANT_SIZES[child.data.tags["belle.variant"]] + CPU_MIX_IN_SIZE
         )
         assert "train.train_loss" in child.data.metrics
         # evaluate answered on the resolved device and logged into the same child
@@ -163,7 +164,6 @@ def test_belle_train_and_evaluate_run_on_cpu_with_the_tiny_model(
 def test_belle_env_reads_belles_eval_files_unchanged_from_their_paths(
     kedro_project: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from kedro.framework.session import KedroSession
 
     from belle_kedro.datasets.eval_set import eval_set_digest, load_eval_set
 
@@ -189,7 +189,7 @@ def test_belle_env_reads_belles_eval_files_unchanged_from_their_paths(
     monkeypatch.setenv("BELLE_EVAL_SET", str(eval_set))
     monkeypatch.setenv("BELLE_EVAL_PROMPT", str(prompts))
 
-    with KedroSession.create(project_path=kedro_project, env="belle") as session:
+    with open_session(kedro_project, env="belle") as session:
         catalog = session.load_context().catalog
         loaded = catalog.load("eval_set")
         judge_prompts = catalog.load("judge_prompts")

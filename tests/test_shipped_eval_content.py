@@ -80,13 +80,14 @@ def test_questions_are_unique_and_chinese(eval_set: pd.DataFrame):
 def test_std_answers_where_the_class_has_one(eval_set: pd.DataFrame):
     has_answer = eval_set["std_answer"].str.strip() != ""
     by_class = has_answer.groupby(eval_set["class"]).agg(["sum", "size"])
+    answered, asked = by_class["sum"], by_class["size"]
 
     for cls in ALWAYS_ANSWERED:
-        assert by_class.loc[cls, "sum"] == by_class.loc[cls, "size"], cls
+        assert answered[cls] == asked[cls], cls
     for cls in OPEN_ENDED:
-        assert by_class.loc[cls, "sum"] == 0, cls
+        assert answered[cls] == 0, cls
     # Rewrites with a single right answer (typo fixes, script conversion) carry one.
-    assert 0 < by_class.loc["rewrite", "sum"] < by_class.loc["rewrite", "size"]
+    assert 0 < answered["rewrite"] < asked["rewrite"]
 
 
 def test_math_answers_end_with_a_parsable_final_number(eval_set: pd.DataFrame):

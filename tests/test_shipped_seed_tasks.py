@@ -47,7 +47,8 @@ def test_schema_and_count(seed_tasks: pd.DataFrame) -> None:
         .all()
     )
     for task in seed_tasks.itertuples(index=False):
-        assert task.instruction.strip(), task.id
+        assert isinstance(task.instruction, str) and task.instruction.strip(), task.id
+        assert isinstance(task.instances, list), task.id
         assert all(instance["output"].strip() for instance in task.instances), task.id
 
 

@@ -12,7 +12,7 @@ def test_records_digest_is_stable_and_content_sensitive():
     records = make_records(10)
     assert records_digest(records) == records_digest(records.copy())
     changed = records.copy()
-    changed.loc[3, "output"] += "。"
+    changed.loc[3, "output"] = str(changed.loc[3, "output"]) + "。"
     assert records_digest(changed) != records_digest(records)
     assert records_digest(records.iloc[::-1]) != records_digest(records)
 

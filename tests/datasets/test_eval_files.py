@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -51,7 +52,9 @@ BELLE_LIKE_PROMPTS = [
 ]
 
 
-def write_jsonl(path: Path, lines: list[str | dict], *, newline: str = "\n") -> Path:
+def write_jsonl(
+    path: Path, lines: Sequence[str | dict], *, newline: str = "\n"
+) -> Path:
     """Write one JSON object (or a raw text line) per line, non-ASCII kept as is."""
     text = newline.join(
         line if isinstance(line, str) else json.dumps(line, ensure_ascii=False)

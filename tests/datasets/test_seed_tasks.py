@@ -68,7 +68,8 @@ def test_belle_shaped_file_loads_unchanged(tmp_path: Path) -> None:
     assert tasks["category"].isna().all()
     assert tasks["is_classification"].tolist() == [False, True]
     assert tasks.loc[1, "instances"] == BELLE_SHAPED_LINES[1]["instances"]
-    assert tasks.loc[0, "instances"][0]["input"] == ""
+    instances = tasks.loc[0, "instances"]
+    assert isinstance(instances, list) and instances[0]["input"] == ""
 
 
 def test_extra_keys_are_ignored_and_category_is_kept(tmp_path: Path) -> None:

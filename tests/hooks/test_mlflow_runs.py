@@ -23,14 +23,21 @@ def nodes_of(namespace: str | None, outputs: list[str]) -> Node:
     return next(iter(pipeline.nodes))
 
 
+def active_run_id() -> str:
+    """The id of MLflow's active run, which the test expects there to be."""
+    run = mlflow.active_run()
+    assert run is not None
+    return run.info.run_id
+
+
 def run_node(hook: VariantChildRunHook, node: Node, log: dict[str, float]) -> str:
     """Drive the hook as Kedro's runner does; returns the run id active while outputs save."""
     hook.before_node_run(node=node)
     mlflow.log_metrics(log)
     hook.after_node_run(node=node)
-    active_during_save = []
+    active_during_save: list[str] = []
     for output in sorted(node.outputs):
-        active_during_save.append(mlflow.active_run().info.run_id)
+        active_during_save.append(active_run_id())
         hook.after_dataset_saved(dataset_name=output, node=node)
     assert len(set(active_during_save)) == 1
     return active_during_save[0]
@@ -50,9 +57,7 @@ def test_each_variant_gets_one_nested_child_reused_across_its_nodes(mlflow_store
         small_train = run_node(
             hook, nodes_of("small", ["trained", "lineage"]), {"train_step": 1}
         )
-        assert (
-            mlflow.active_run().info.run_id == parent.info.run_id
-        )  # closed after the last save
+        assert active_run_id() == parent.info.run_id  # closed after the last save
         medium_train = run_node(
             hook, nodes_of("medium", ["trained"]), {"train_step": 2}
         )
@@ -83,9 +88,9 @@ def test_a_failing_node_marks_its_child_failed(mlflow_store):
     node = nodes_of("large", ["trained"])
     with mlflow.start_run() as parent:
         hook.before_node_run(node=node)
-        child = mlflow.active_run().info.run_id
+        child = active_run_id()
         hook.on_node_error(node=node)
-        assert mlflow.active_run().info.run_id == parent.info.run_id
+        assert active_run_id() == parent.info.run_id
     assert MlflowClient().get_run(child).info.status == "FAILED"
 
 
@@ -117,10 +122,7 @@ def test_leftover_copies_of_the_parent_are_dropped_after_the_run(mlflow_store):
         )  # kedro-mlflow's before_node_run
         run_node(hook, nodes_of(namespace, ["out"]), {"m": 1})
     mlflow.end_run()  # kedro-mlflow's after_pipeline_run ends one copy
-    assert (
-        mlflow.active_run() is not None
-        and mlflow.active_run().info.run_id == parent.info.run_id
-    )
+    assert active_run_id() == parent.info.run_id
     hook.after_pipeline_run()
     assert mlflow.active_run() is None
     assert MlflowClient().get_run(parent.info.run_id).info.status == "FINISHED"
@@ -134,7 +136,7 @@ def test_a_run_opened_by_the_caller_is_left_open(mlflow_store):
         hook.after_context_created(context=None)
         hook.before_pipeline_run(run_params={}, pipeline=None, catalog=None)
         hook.after_pipeline_run()
-        assert mlflow.active_run().info.run_id == callers_run.info.run_id
+        assert active_run_id() == callers_run.info.run_id
 
 
 _KILLED_KEDRO_RUN = """

@@ -17,7 +17,6 @@ from typing import Any, Union
 
 import pytest
 import yaml
-from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
 from belle_kedro.common.config import ParameterError, build
@@ -25,7 +24,7 @@ from belle_kedro.common.parameters import load_parameters
 from belle_kedro.hooks.parameters import STAGE_SETTINGS, check_stages, settings_class
 from belle_kedro.llm.registry import lookup, registered_names
 from belle_kedro.llm.settings import BackendChoice, LLMSettings
-from tests.support.project import REPO_ROOT
+from tests.support.project import REPO_ROOT, open_session
 
 ENVS = ("base", "openai", "belle", "zh_instructions")
 STAGES = sorted(STAGE_SETTINGS)
@@ -160,14 +159,14 @@ def test_a_misspelled_key_in_an_env_stops_the_session(kedro_project: Path) -> No
         "parameters_generate.yml",
         {"generate": {"max_in_fligh": 8}},
     )
-    with KedroSession.create(project_path=kedro_project, env="typo") as session:
+    with open_session(kedro_project, env="typo") as session:
         with pytest.raises(ParameterError, match=r"generate\.max_in_fligh"):
             session.load_context()
 
 
 def test_a_misspelled_runtime_parameter_stops_the_session(kedro_project: Path) -> None:
-    with KedroSession.create(
-        project_path=kedro_project,
+    with open_session(
+        kedro_project,
         runtime_params={"evaluate": {"judge": {"sampels": 5}}},
     ) as session:
         with pytest.raises(ParameterError, match=r"evaluate\.judge\.sampels"):
@@ -181,7 +180,7 @@ def test_a_mis_set_stage_key_in_an_env_stops_the_session(kedro_project: Path) ->
         "parameters_clean.yml",
         {"clean": {"matching": {"minhash": {"permutations": 4}}}},
     )
-    with KedroSession.create(project_path=kedro_project, env="typo") as session:
+    with open_session(kedro_project, env="typo") as session:
         with pytest.raises(
             ParameterError,
             match=r"^clean\.matching\.minhash\.permutations must be ≥ rows_per_band",
@@ -190,8 +189,8 @@ def test_a_mis_set_stage_key_in_an_env_stops_the_session(kedro_project: Path) ->
 
 
 def test_a_wrong_typed_runtime_parameter_stops_the_session(kedro_project: Path) -> None:
-    with KedroSession.create(
-        project_path=kedro_project,
+    with open_session(
+        kedro_project,
         runtime_params={"split": {"mix_in": {"mode": "everywhere"}}},
     ) as session:
         with pytest.raises(
@@ -202,6 +201,6 @@ def test_a_wrong_typed_runtime_parameter_stops_the_session(kedro_project: Path) 
 
 def test_every_shipped_env_declares_only_known_keys(kedro_project: Path) -> None:
     for env in ("openai", "belle", "zh_instructions"):
-        with KedroSession.create(project_path=kedro_project, env=env) as session:
+        with open_session(kedro_project, env=env) as session:
             params = session.load_context().params
         assert params["split"]["variant_sizes"]

@@ -16,6 +16,7 @@ from belle_kedro.hooks.secrets import (
     refuse_secret_parameters,
     secret_values,
 )
+from tests.support.project import open_session
 
 
 def test_secret_looking_parameters_are_refused_by_name_without_their_value():
@@ -66,15 +67,12 @@ def test_masking_covers_every_variable_an_api_key_env_names(monkeypatch, caplog)
 def test_a_kedro_run_with_a_key_in_a_parameter_fails_before_mlflow_logs_it(
     kedro_project, monkeypatch
 ):
-    from kedro.framework.session import KedroSession
-
     # A declared parameter (the strict hook accepts it) holding generate's key.
     secret = "sk-test-not-a-real-key-123"
     monkeypatch.setenv("OPENAI_API_KEY", secret)
     with (
-        KedroSession.create(
-            project_path=kedro_project,
-            runtime_params={"generate": {"llm": {"model": secret}}},
+        open_session(
+            kedro_project, runtime_params={"generate": {"llm": {"model": secret}}}
         ) as session,
         pytest.raises(ParameterError, match=r"generate\.llm\.model") as raised,
     ):

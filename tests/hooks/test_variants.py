@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 from kedro.framework.project import pipelines
-from kedro.framework.session import KedroSession
 
-from tests.support.project import REPO_ROOT
+from tests.support.project import REPO_ROOT, open_session
 
 
 def _namespaces(stage: str) -> set[str]:
@@ -29,7 +28,7 @@ def test_an_env_that_adds_a_variant_gets_its_namespace(kedro_project: Path):
     (env / "parameters_split.yml").write_text(
         yaml.safe_dump({"split": {"variant_sizes": {"xxlarge": 120}}}), encoding="utf-8"
     )
-    with KedroSession.create(project_path=kedro_project, env="bigger") as session:
+    with open_session(kedro_project, env="bigger") as session:
         session.load_context()
         for stage in ("train", "evaluate"):
             assert _namespaces(stage) == {
@@ -40,15 +39,15 @@ def test_an_env_that_adds_a_variant_gets_its_namespace(kedro_project: Path):
                 "xxlarge",
             }
     # A later session in the same process gets its own variants back.
-    with KedroSession.create(project_path=kedro_project) as session:
+    with open_session(kedro_project) as session:
         session.load_context()
         assert _namespaces("train") == {"small", "medium", "large", "xlarge"}
 
 
 def test_runtime_params_reorder_variants_by_size(kedro_project: Path):
     sizes = {"small": 96, "medium": 72, "large": 48, "xlarge": 24}
-    with KedroSession.create(
-        project_path=kedro_project, runtime_params={"split": {"variant_sizes": sizes}}
+    with open_session(
+        kedro_project, runtime_params={"split": {"variant_sizes": sizes}}
     ) as session:
         session.load_context()
         from belle_kedro.common.variants import variant_names

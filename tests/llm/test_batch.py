@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
 
 import openai
 import pytest
 
-from belle_kedro.llm.base import LLMRequest, RetryPolicy
+from belle_kedro.llm.base import LLMRequest, LLMResponse, RetryPolicy
 from belle_kedro.llm.batch import (
     NOT_SUBMITTED,
     BatchLedger,
@@ -27,8 +28,8 @@ from tests.support.openai_server import CHAT_PATH, FakeOpenAIServer
 POLICY = RetryPolicy(max_retries=2, backoff_base_s=0.01, backoff_max_s=0.02)
 
 
-def settings(**changes) -> BatchSettings:
-    values = {
+def settings(**changes: Any) -> BatchSettings:
+    values: dict[str, Any] = {
         "body": "chat",
         "max_requests_per_file": 4,
         "max_bytes_per_file": 1_000_000,
@@ -243,6 +244,13 @@ def test_the_spend_limit_counts_batch_prices_and_holds_back_the_rest(tmp_path: P
     assert len(journal.records()) == 2  # the held-back requests are not journaled
 
 
+def parsed(raw: bytes) -> LLMResponse:
+    """The answer or failure parse_output_line reads from a well-formed line."""
+    line = parse_output_line(raw, "chat", "m")
+    assert line is not None
+    return line[1]
+
+
 def test_output_lines_parse_to_answers_failures_or_none():
     ok = {
         "custom_id": "a",
@@ -251,15 +259,13 @@ def test_output_lines_parse_to_answers_failures_or_none():
             "body": {"model": "m", "choices": [{"message": {"content": "好"}}]},
         },
     }
-    assert parse_output_line(json.dumps(ok).encode(), "chat", "m")[1].text == "好"
+    assert parsed(json.dumps(ok).encode()).text == "好"
     error = {"custom_id": "b", "response": {"status_code": 429, "body": {}}}
-    failed = parse_output_line(json.dumps(error).encode(), "chat", "m")[1]
-    assert not failed.ok and "HTTP 429" in failed.error
+    failed = parsed(json.dumps(error).encode())
+    assert not failed.ok and failed.error is not None and "HTTP 429" in failed.error
     broken_body = {"custom_id": "c", "response": {"status_code": 200, "body": {}}}
-    assert (
-        "malformed"
-        in parse_output_line(json.dumps(broken_body).encode(), "chat", "m")[1].error
-    )
+    broken = parsed(json.dumps(broken_body).encode())
+    assert broken.error is not None and "malformed" in broken.error
     assert parse_output_line(b'{"custom_id": "d", "resp', "chat", "m") is None
     assert parse_output_line(b'{"response": {}}', "chat", "m") is None
 
@@ -287,6 +293,7 @@ def test_offline_input_files_then_their_run_batch_output_is_imported(tmp_path: P
             while batch.status != "completed":
                 batch = client.batches.retrieve(batch.id)
             output = tmp_path / f"{path.stem}.out.jsonl"
+            assert batch.output_file_id is not None
             output.write_bytes(client.files.content(batch.output_file_id).content)
             outputs.append(str(output))
         uploads = len(server.files)

@@ -8,6 +8,7 @@ import pytest
 
 from belle_kedro.llm.base import LLMRequest
 from belle_kedro.llm.journal import ResponseJournal
+from belle_kedro.llm.local_backend import LocalBackend
 from tests.support.llm import collect, local_backend
 
 
@@ -29,9 +30,9 @@ def test_smollm2_answers_chat_and_completion_deterministically(tmp_path: Path):
     assert out["c0"].finish_reason in {"stop", "length"}
 
     completion = local_backend("completion")
-    completion._loaded = (
-        chat._loaded
-    )  # share the 20 s load; the api only changes the prompt
+    assert isinstance(chat, LocalBackend) and isinstance(completion, LocalBackend)
+    # Share the 20 s load; the api only changes the prompt.
+    completion._loaded = chat._loaded
     greedy = LLMRequest("p0", "1, 2, 3, 4,", params={"max_tokens": 4, "temperature": 0})
     text = collect(
         completion, [greedy], ResponseJournal(tmp_path / "c.jsonl"), max_in_flight=1

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import shutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from kedro.framework.session import KedroSession
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data" / "zh_instructions"
@@ -23,7 +25,7 @@ def make_project(
 
     ``catalogs`` keeps only those ``catalog_*.yml`` files (kedro-mlflow builds every
     catalog entry when a session starts, so a focused test can leave the others out).
-    Run sessions against it with ``KedroSession.create(project_path=..., env=...)``;
+    Run sessions against it with :func:`open_session`;
     nothing is written into the checkout. Tests may edit its ``conf/`` freely.
     """
     from kedro.framework.startup import bootstrap_project
@@ -50,6 +52,18 @@ def make_project(
     monkeypatch.chdir(project)
     bootstrap_project(project)
     return project
+
+
+@contextmanager
+def open_session(project_path: Path, **options: Any) -> Iterator[KedroSession]:
+    """``KedroSession.create(project_path=…, **options)`` as a typed context manager.
+
+    (Kedro types ``__enter__`` as returning the abstract session, which lacks ``run``'s
+    keyword arguments and ``load_context``.)
+    """
+    session = KedroSession.create(project_path=project_path, **options)
+    with session:
+        yield session
 
 
 def base_parameters(pipeline: str) -> dict:

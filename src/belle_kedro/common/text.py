@@ -15,11 +15,6 @@ from rapidfuzz.distance import LCSseq
 _WHITESPACE = re.compile(r"\s+")
 
 
-def fold_whitespace(text: str) -> str:
-    """Collapse runs of whitespace to one space and trim the ends."""
-    return _WHITESPACE.sub(" ", text).strip()
-
-
 def similarity_key(text: str) -> str:
     """The form two texts are compared in: NFKC, lower case, no whitespace."""
     return _WHITESPACE.sub("", unicodedata.normalize("NFKC", text)).lower()

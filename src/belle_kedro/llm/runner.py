@@ -254,11 +254,6 @@ class TokenPrices:
     prompt_per_1k: float
     completion_per_1k: float
 
-    @classmethod
-    def of(cls, prices: Mapping[str, Any]) -> TokenPrices:
-        """From a ``price_per_1k_tokens`` block: ``prompt`` and ``completion``."""
-        return cls(float(prices["prompt"]), float(prices["completion"]))
-
     def scaled(self, factor: float) -> TokenPrices:
         """These prices times ``factor`` (the Batch API's discount)."""
         return TokenPrices(self.prompt_per_1k * factor, self.completion_per_1k * factor)
@@ -292,18 +287,6 @@ class RequestLimits:
     tokens_per_minute: float | None
     max_cost_usd: float | None = None
     prices: TokenPrices = TokenPrices(0.0, 0.0)
-
-    @classmethod
-    def of(cls, params: Mapping[str, Any]) -> RequestLimits:
-        """The limits named in a parameter block (``generate``, ``evaluate.judge``)."""
-        max_cost = params["max_cost_usd"]
-        return cls(
-            max_in_flight=int(params["max_in_flight"]),
-            requests_per_minute=params["requests_per_minute"],
-            tokens_per_minute=params["tokens_per_minute"],
-            max_cost_usd=None if max_cost is None else float(max_cost),
-            prices=TokenPrices.of(params["price_per_1k_tokens"]),
-        )
 
 
 class SpendBudget:

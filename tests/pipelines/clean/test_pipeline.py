@@ -8,10 +8,9 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
-from kedro.framework.session import KedroSession
 
 from belle_kedro.datasets.eval_set import eval_set_digest, load_eval_set
-from tests.support.project import REPO_ROOT
+from tests.support.project import REPO_ROOT, open_session
 
 FIXTURE = (
     Path(__file__).resolve().parents[2] / "fixtures" / "clean_instructions_small.json"
@@ -32,10 +31,10 @@ def test_clean_pipeline_session_writes_data_report_and_mlflow(kedro_project: Pat
         ),
         encoding="utf-8",
     )
-    with KedroSession.create(project_path=kedro_project) as session:
+    with open_session(kedro_project) as session:
         session.run(pipeline_names=["clean"])
 
-    with KedroSession.create(project_path=kedro_project) as session:
+    with open_session(kedro_project) as session:
         catalog = session.load_context().catalog
         clean = catalog.load("clean_instructions")
     assert clean["instruction"].tolist() == [
@@ -134,13 +133,9 @@ def test_zh_instructions_env_reads_shared_files_from_the_env_var(
         )
     monkeypatch.setenv("BELLE_SHARED_DATA", str(shared))
 
-    with KedroSession.create(
-        project_path=kedro_project, env="zh_instructions"
-    ) as session:
+    with open_session(kedro_project, env="zh_instructions") as session:
         session.run(pipeline_names=["clean"])
-    with KedroSession.create(
-        project_path=kedro_project, env="zh_instructions"
-    ) as session:
+    with open_session(kedro_project, env="zh_instructions") as session:
         clean = session.load_context().catalog.load("clean_instructions")
     assert clean[["instruction", "source"]].values.tolist() == [
         ["列出三种常见的热带水果", "alpaca_zh_openchinese_v3"],

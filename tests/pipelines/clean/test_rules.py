@@ -55,9 +55,10 @@ def test_normalise_records_fills_missing_input_and_keeps_provenance():
         }
     )
     normalised = filters.normalise_records(records)
-    assert normalised.loc[
-        0, ["instruction", "input", "output", "category", "source"]
-    ].tolist() == ["写诗", "", "春天", "poem", "s"]
+    # The one record's row (pandas-stubs types .loc[0, columns] as a DataFrame).
+    row = normalised.iloc[0]
+    columns = ["instruction", "input", "output", "category", "source"]
+    assert row[columns].tolist() == ["写诗", "", "春天", "poem", "s"]
 
 
 def test_blacklist_is_case_sensitive_like_belle_unless_asked():

@@ -12,6 +12,7 @@ import yaml
 
 from tests.pipelines.evaluate.rows import four_classes
 from tests.support.models import register_variants, smollm2_tokenizer, use_store
+from tests.support.project import open_session
 
 
 @pytest.fixture
@@ -22,7 +23,6 @@ def registered_project(
 
     The records are saved through the project's own catalog, exactly where train saves them.
     """
-    from kedro.framework.session import KedroSession
 
     use_store(mlflow_store, os.environ["BELLE_MLFLOW_ARTIFACTS"])
     split = yaml.safe_load(
@@ -31,7 +31,7 @@ def registered_project(
         )
     )
     records = register_variants(smollm2_tokenizer(), split["split"]["variant_sizes"])
-    with KedroSession.create(project_path=kedro_project) as session:
+    with open_session(kedro_project) as session:
         catalog = session.load_context().catalog
         for variant, record in records.items():
             catalog.save(f"{variant}.model_version", record)

@@ -43,7 +43,7 @@ def test_the_scaling_chart_has_a_line_per_class_plus_overall_and_published(
 
     # a class nobody could score draws no line
     unscored = pd.concat(
-        [table, table.iloc[[0]].assign(**{"class": "generation", "mean": math.nan})]
+        [table, table.iloc[[0]].assign(**{"class": "generation"}, mean=math.nan)]
     )
     without = scaling_chart(
         unscored, macro, score_label="score", published=PublishedScores("why not")
@@ -85,7 +85,7 @@ def test_heatmap_cells_carry_each_mean_with_its_ci(scores: pd.DataFrame) -> None
     heatmap = class_heatmap(table, score_label="judge score")
     assert heatmap.columns == ("small", "large")  # smallest first
     assert heatmap.rows == ("code", "math", "open qa", "rewrite")
-    cell = table.set_index(["class", "variant"]).loc[("math", "large")]
+    cell = table.set_index(["class", "variant"]).loc[[("math", "large")]].iloc[0]
     assert heatmap.values[1][1] == pytest.approx(cell["mean"])
     assert heatmap.cell_text[1][1] == (
         f"{cell['mean']:.2f}\n[{cell['ci_low']:.2f}, {cell['ci_high']:.2f}]"

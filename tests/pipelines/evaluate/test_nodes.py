@@ -11,6 +11,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from belle_kedro.common.errors import FormatError
+from belle_kedro.llm.journal import ResponseJournal
 from belle_kedro.pipelines.evaluate.nodes import (
     assign_champion_alias,
     choose_champion,
@@ -74,14 +75,14 @@ def test_select_questions_is_seeded_and_capped_per_class() -> None:
     ].is_unique
 
 
-def test_offline_score_when_the_judge_is_off() -> None:
+def test_offline_score_when_the_judge_is_off(tmp_path: Path) -> None:
     scored = score_answers(
         _answers(),
         judge_answers(
             _answers(),
             {},
             {},
-            journal=None,
+            journal=ResponseJournal(tmp_path / "judge.jsonl"),
             credentials={},
             judge_params={**JUDGE, "enabled": False},
         ),
@@ -89,9 +90,8 @@ def test_offline_score_when_the_judge_is_off() -> None:
     )
     assert scored["score"].tolist()[:2] == pytest.approx([2 * 1 / (3 + 4), 1.0])
     assert math.isnan(scored["score"].iloc[2])  # no standard answer, no offline score
-    assert scored.loc[0, "number_match"] == 1.0 and math.isnan(
-        scored.loc[1, "number_match"]
-    )
+    assert scored.loc[0, "number_match"] == 1.0
+    assert math.isnan(float(scored["number_match"].loc[1]))
     assert scored.loc[1, "perplexity"] == pytest.approx(math.exp(1.0))
     assert "offline `rouge_l`" in scored["score_source"].iloc[0]
     metrics = variant_metrics(scored)
@@ -113,18 +113,22 @@ def test_judged_score_replaces_the_offline_one_and_unparsed_stays_nan() -> None:
     )
     scored = score_answers(_answers(), judgements, SCORING)
     assert scored.loc[0, "score"] == 0.5
-    assert math.isnan(scored.loc[1, "score"]) and not scored.loc[1, "judge_parsed"]
-    assert math.isnan(scored.loc[2, "score"]) and scored.loc[2, "judge_samples"] == 0
+    assert math.isnan(float(scored["score"].loc[1]))
+    assert not scored.loc[1, "judge_parsed"]
+    assert math.isnan(float(scored["score"].loc[2]))
+    assert scored.loc[2, "judge_samples"] == 0
     assert "LLM judge `m`" in scored["score_source"].iloc[0]
 
 
-def test_a_class_without_a_judge_prompt_fails_before_any_request() -> None:
+def test_a_class_without_a_judge_prompt_fails_before_any_request(
+    tmp_path: Path,
+) -> None:
     with pytest.raises(FormatError, match="no judge prompt for class 'generation'"):
         judge_answers(
             _answers(),
             {"math": "得分", "open qa": "得分"},
             {},
-            journal=None,
+            journal=ResponseJournal(tmp_path / "judge.jsonl"),
             credentials={"api_key": "k"},
             judge_params=JUDGE,
         )

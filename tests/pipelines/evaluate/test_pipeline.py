@@ -10,11 +10,11 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from kedro.framework.session import KedroSession
 from mlflow.tracking import MlflowClient
 
 from tests.support.models import REGISTERED_MODEL
 from tests.support.openai_server import FakeOpenAIServer, Reply, prompt_text
+from tests.support.project import open_session
 
 pytestmark = pytest.mark.slow
 
@@ -77,9 +77,7 @@ class RateLimitingJudge:
 
 
 def _run(project: Path, runtime_params: dict[str, Any]) -> dict[str, Any]:
-    with KedroSession.create(
-        project_path=project, runtime_params=runtime_params
-    ) as session:
+    with open_session(project, runtime_params=runtime_params) as session:
         session.run(pipeline_name="evaluate")
         catalog = session.load_context().catalog
         outputs = {

@@ -36,7 +36,7 @@ def test_macro_average_arithmetic(scores: pd.DataFrame) -> None:
     )
     assert macro["variant"].tolist() == ["small", "large"]  # smallest set first
     assert (small["scored_answers"], small["scored_classes"]) == (6, 4)
-    cell = table.set_index(["variant", "class"]).loc[("small", "open qa")]
+    cell = table.set_index(["variant", "class"]).loc[[("small", "open qa")]].iloc[0]
     assert (cell["mean"], cell["count"]) == (pytest.approx(0.6), 2)
 
 
@@ -66,7 +66,7 @@ def test_bootstrap_intervals_are_seeded_and_bracket_the_mean(
     assert (spread["ci_low"] <= spread["mean"] + 1e-12).all() and (
         spread["mean"] <= spread["ci_high"] + 1e-12
     ).all()
-    single = first.set_index(["variant", "class"]).loc[("small", "rewrite")]
+    single = first.set_index(["variant", "class"]).loc[[("small", "rewrite")]].iloc[0]
     # one answer: no spread
     assert single["ci_low"] == single["ci_high"] == pytest.approx(0.9)
     row = macro_first.iloc[0]

@@ -79,9 +79,9 @@ def test_session_run_journals_parses_logs_to_mlflow_and_never_leaks_the_key(
     assert len(journal[0]["meta"]["seed_ids"]) == 3
 
     client = MlflowClient(mlflow_store)
-    runs = client.search_runs(
-        client.get_experiment_by_name("belle_kedro").experiment_id
-    )
+    experiment = client.get_experiment_by_name("belle_kedro")
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
     assert runs, "kedro-mlflow opened no run"
     run = runs[0]
     assert run.data.params["generate.llm.backend"] == "openai"
@@ -113,12 +113,13 @@ def test_sigkill_mid_run_then_rerun_equals_an_uninterrupted_run(
     monkeypatch.setenv("BELLE_TEST_KEY", "test-key")
     reference = generate_project.parent / "reference"
     with FakeOpenAIServer(belle_reply, latency_s=0.3) as server:
-        settings = {
-            "num_instructions_to_generate": 90,
-            "max_requests": 40,
-            "max_in_flight": 3,
-        }
-        write_loopback_env(generate_project, server.base_url, **settings)
+        write_loopback_env(
+            generate_project,
+            server.base_url,
+            num_instructions_to_generate=90,
+            max_requests=40,
+            max_in_flight=3,
+        )
         shutil.copytree(generate_project, reference)
 
         run_generate(reference)  # the uninterrupted run

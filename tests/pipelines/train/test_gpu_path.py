@@ -238,7 +238,8 @@ def test_a_bf16_model_loads_back_in_bf16_for_registration(tmp_path, byte_tokeniz
     (not fp32, which would double a 7B model's 14 GB in host RAM and on disk)."""
     settings = settings_of(tiny_config())
     model = build_tiny_bloom(byte_tokenizer, settings.model.tiny_bloom, seed=0)
-    model.to(torch.bfloat16).save_pretrained(tmp_path / trainer.MODEL_DIR)
+    model.bfloat16()
+    model.save_pretrained(tmp_path / trainer.MODEL_DIR)
     byte_tokenizer.save_pretrained(tmp_path / trainer.MODEL_DIR)
     loaded, _ = trainer.load_trained(tmp_path, settings)
     assert {parameter.dtype for parameter in loaded.parameters()} == {torch.bfloat16}

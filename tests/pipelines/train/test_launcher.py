@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import mlflow
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -134,6 +135,7 @@ def test_launcher_command_hands_off_to_torchrun_or_deepspeed(tmp_path: Path):
             master_port=29400,
         ),
     )
+    assert multi is not None
     assert multi[multi.index("--rdzv_endpoint") + 1] == "10.0.0.1:29400"
     assert "--standalone" not in multi
     # DeepSpeed always goes through a launcher, even on one device.
@@ -141,6 +143,7 @@ def test_launcher_command_hands_off_to_torchrun_or_deepspeed(tmp_path: Path):
         tmp_path,
         declared(deepspeed="zero2.json", command="deepspeed", nproc_per_node=1),
     )
+    assert deepspeed is not None
     assert deepspeed[1:4] == ["-m", "deepspeed.launcher.runner", "--num_gpus"]
     assert deepspeed[-3:] == [
         "--module",
@@ -153,8 +156,15 @@ def test_records_with_a_non_text_field_are_counted_and_left_out(tmp_path):
     import json
 
     train = make_records(6)
-    train["output"] = train["output"].astype(object)
-    train.at[1, "output"] = {"answer": "a dict, not text"}
+    # An object column with a dict in row 1 (pandas-stubs' .at only takes scalars).
+    train["output"] = pd.Series(
+        [
+            {"answer": "a dict, not text"} if label == 1 else text
+            for label, text in train["output"].items()
+        ],
+        index=train.index,
+        dtype=object,
+    )
     train["input"] = train["input"].astype(object)
     train.at[2, "input"] = 42
     train.at[3, "input"] = None  # missing input is fine: no input

@@ -79,6 +79,7 @@ def test_versions_are_registered_tagged_and_load_back_and_answer(mlflow_store):
     assert registry.find_registered("belle-test", other_folder) is None
 
     info = mlflow.models.get_model_info(first["model_uri"])
+    assert info.metadata is not None
     assert info.metadata["prompt_template"] == build_prompt(
         "{prompt}"
     )  # serving wraps questions in it

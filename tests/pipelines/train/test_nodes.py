@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from matplotlib.figure import Figure
 
 from belle_kedro.common.records import records_digest
@@ -81,6 +82,7 @@ def test_summary_reports_final_figures_at_the_last_step_and_plots_both_losses():
     assert metrics["bad_records"] == {"value": 2, "step": 6}
     assert isinstance(figure, Figure)
     lines = {
-        line.get_label(): list(line.get_xdata()) for line in figure.axes[0].get_lines()
+        line.get_label(): np.asarray(line.get_xdata()).tolist()
+        for line in figure.axes[0].get_lines()
     }
     assert lines == {"train loss": [1, 6], "eval loss (holdout)": [3, 6]}

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from belle_kedro.pipelines.train import pipeline as train_pipeline
 from tests.support.notebooks import run_notebook
-from tests.support.project import base_parameters
+from tests.support.project import base_parameters, open_session
 from tests.support.records import make_records
 
 VARIANT_NODES = {
@@ -71,7 +71,6 @@ def _use_fixture_clean_instructions(project: Path, records: pd.DataFrame) -> str
 def test_kedro_run_split_and_train_tracks_parent_children_and_registered_versions(
     kedro_project,
 ):
-    from kedro.framework.session import KedroSession
 
     from belle_kedro.common.template import build_prompt
     from belle_kedro.pipelines.evaluate.answering import (
@@ -83,13 +82,12 @@ def test_kedro_run_split_and_train_tracks_parent_children_and_registered_version
     variants = list(base_parameters("split")["variant_sizes"])
     # One epoch keeps the test short; the default run's recipe is timed by `kedro run` itself.
     quick = {"train": {"trainer": {"num_train_epochs": 1, "eval_steps": 2}}}
-    with KedroSession.create(
-        project_path=kedro_project, env=env, runtime_params=quick
-    ) as session:
+    with open_session(kedro_project, env=env, runtime_params=quick) as session:
         session.run(pipeline_names=["split", "train"])
 
     client = MlflowClient()
     experiment = client.get_experiment_by_name("belle_kedro")
+    assert experiment is not None
     runs = client.search_runs([experiment.experiment_id])
     parents = [run for run in runs if "mlflow.parentRunId" not in run.data.tags]
     assert len(parents) == 1
@@ -143,6 +141,7 @@ def test_kedro_run_split_and_train_tracks_parent_children_and_registered_version
         "train.padding_waste",
     } <= set(small.data.metrics)
     assert small.data.params["train.finetuning.method"] == "full"
+    assert small.inputs is not None
     assert [dataset.dataset.name for dataset in small.inputs.dataset_inputs] == [
         f"{variants[0]}.train_data",
         "holdout",
@@ -187,9 +186,7 @@ def test_kedro_run_split_and_train_tracks_parent_children_and_registered_version
     ) == [continuation.strip()]
 
     # `kedro run --namespaces=<variant>` trains that variant alone.
-    with KedroSession.create(
-        project_path=kedro_project, env=env, runtime_params=quick
-    ) as session:
+    with open_session(kedro_project, env=env, runtime_params=quick) as session:
         session.run(pipeline_names=["train"], namespaces=[variants[0]])
     runs = client.search_runs(
         [experiment.experiment_id], order_by=["attributes.start_time DESC"]
@@ -209,8 +206,6 @@ def test_kedro_run_split_and_train_tracks_parent_children_and_registered_version
     assert len(client.search_model_versions("name = 'belle-sft'")) == len(variants)
     # train.force retrains and registers a new version on purpose.
     forced = {"train": {**quick["train"], "force": True}}
-    with KedroSession.create(
-        project_path=kedro_project, env=env, runtime_params=forced
-    ) as session:
+    with open_session(kedro_project, env=env, runtime_params=forced) as session:
         session.run(pipeline_names=["train"], namespaces=[variants[0]])
     assert len(client.search_model_versions("name = 'belle-sft'")) == len(variants) + 1

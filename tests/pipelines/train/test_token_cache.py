@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import pickle
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 import pytest
+from transformers import PreTrainedTokenizerBase
 
 from belle_kedro.common import template
 from belle_kedro.common.template import IGNORE_INDEX, build_prompt
@@ -28,10 +29,10 @@ def per_record_examples(
     examples, dropped = [], 0
     for row in records.itertuples(index=False):
         prompt_ids = tokenizer(
-            build_prompt(row.instruction, row.input), add_special_tokens=False
+            build_prompt(str(row.instruction), str(row.input)), add_special_tokens=False
         )["input_ids"]
         answer_ids = [
-            *tokenizer(row.output.strip(), add_special_tokens=False)["input_ids"],
+            *tokenizer(str(row.output).strip(), add_special_tokens=False)["input_ids"],
             tokenizer.eos_token_id,
         ]
         ids = [*prompt_ids, *answer_ids][:max_length]
@@ -196,17 +197,26 @@ def test_nested_variants_tokenise_each_record_once(tmp_path, byte_tokenizer):
         pool, make_records(4, seed=9), make_records(6, seed=5), params
     )
     tokenizer = CountingTokenizer(byte_tokenizer)
-    tokenized, expected_new, seen = {}, {}, set()
+    tokenized: dict[str, int] = {}
+    expected_new: dict[str, int] = {}
+    seen: set[tuple[Any, ...]] = set()
     for name in ("medium", "small", "xlarge", "large"):  # not size order
         view = token_cache.build_view(
-            tmp_path / "cache", variants[name], tokenizer, 128, batch_size=16
+            tmp_path / "cache",
+            variants[name],
+            # A duck-typed wrapper that forwards to the real tokenizer and counts.
+            cast(PreTrainedTokenizerBase, tokenizer),
+            128,
+            batch_size=16,
         )
         token_cache.save_view(view, tmp_path / name)
         tokenized[name] = view.tokenized
-        keys = set(
-            variants[name].loc[:, ["instruction", "input", "output"]].itertuples()
-        )
-        keys = {tuple(key[1:]) for key in keys}
+        keys = {
+            tuple(key[1:])
+            for key in variants[name]
+            .loc[:, ["instruction", "input", "output"]]
+            .itertuples()
+        }
         expected_new[name], seen = len(keys - seen), seen | keys
     distinct = len(seen)
     assert tokenized == expected_new
