@@ -121,8 +121,8 @@ class ResourcePlan:
             else self.save_total_limit
         )
         return [
-            f"model: {self.model.parameters / 1e9:.2f}B parameters "
-            f"({self.model.trainable / 1e9:.3g}B trainable), {stage}"
+            f"model: {self.model.parameters:,} parameters "
+            f"({self.model.trainable:,} trainable), {stage}"
             + (f", offloading {' and '.join(offload)}" if offload else "")
             + f", {ranks} rank(s) on {self.nodes} node(s)",
             f"GPU memory per rank: ~{self.gpu_per_rank / GB:.1f} GB for weights, "
