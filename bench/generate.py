@@ -21,6 +21,11 @@ then again in a child process SIGKILLed ``--kills`` times at random moments of i
 and rerun to the end: the requests the server answered twice (paid twice; goal for
 batch: 0) and whether the output equals the uninterrupted run's. The loopback batch
 finishes in seconds; a real one takes up to 24 h, so its wall time says little.
+
+A last row runs the batch plan once more against a server that fails one first try in
+``--fault-every`` with an error line and expires another (the batch ends ``expired``):
+the follow-up batches of that one run answer them all, so its output equals the
+uninterrupted run's and nothing is paid twice.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -60,6 +66,20 @@ from tests.support.loopback import belle_reply  # noqa: E402
 from tests.support.openai_server import FakeOpenAIServer  # noqa: E402
 
 TASKS_PER_ANSWER = 3
+
+
+def first_try_faults(every: int) -> Callable[[str, int], str | None]:
+    """Loopback batch faults: of every ``every`` first tries, one errors, one expires."""
+
+    def faults(custom_id: str, attempt: int) -> str | None:
+        index = int(custom_id.split("-")[2])  # gen-<seed>-<index>-<digest>
+        if attempt > 1:
+            return None
+        return {0: "error", 1: "expire"}.get(index % every)
+
+    return faults
+
+
 # USD per 1K tokens, gpt-4o-mini's list prices when written (the batch pays half).
 PRICES = {"prompt": 0.00015, "completion": 0.0006}
 # conf/base/prompts/self_instruct.yml: template name -> its parts.
@@ -160,9 +180,15 @@ def _serve(latency: float, polls_per_state: int, connection: Connection) -> None
                             ),
                         }
                     )
+                elif isinstance(command, tuple):  # ("faults", every or 0)
+                    every = command[1]
+                    server.batch_faults = first_try_faults(every) if every else None
+                    connection.send(None)
                 else:  # "reset": count the next phase from zero
                     server.requests.clear()
                     server.batch_paid.clear()
+                    # A fault's try count starts again (it counts submissions).
+                    server.batch_submissions.clear()
                     server.max_in_flight_seen = 0
                     connection.send(None)
 
@@ -241,7 +267,36 @@ def compare_apis(
             f"{'yes' if same else 'NO':<4} | ${summary['cost_estimate']:.4f}"
         )
         shutil.rmtree(killed)
+    rows.append(faulted_batch_row(base_url, connection, args, workdir))
     return rows
+
+
+def faulted_batch_row(
+    base_url: str, connection: Connection, args: argparse.Namespace, workdir: Path
+) -> str:
+    """The batch plan once, against failed and expired first tries: one run answers all."""
+    faulted = workdir / "batch-faulted"
+    faulted.mkdir()
+    for command in ("reset", ("faults", args.fault_every)):
+        connection.send(command)
+        connection.recv()
+    wall = _run_child("batch", faulted, base_url, args, None)
+    connection.send("stats")
+    stats = connection.recv()
+    connection.send(("faults", 0))
+    connection.recv()
+    summary = json.loads((faulted / "summary.json").read_text("utf-8"))
+    batch = summary["batch"]
+    same = pd.read_parquet(workdir / "batch-clean" / "generated.parquet").equals(
+        pd.read_parquet(faulted / "generated.parquet")
+    )
+    return (
+        f"batch, {batch['items_resubmitted']} items failed or expired, "
+        f"{batch['batch_states'].get('expired', 0)} batches expired, "
+        f"{batch['follow_up_batches']} follow-up batches, one run | {wall:6.1f} s | "
+        f"{stats['batch_paid_twice']:>6} of {args.requests:<6} | "
+        f"{'yes' if same else 'NO':<4} | ${summary['cost_estimate']:.4f}"
+    )
 
 
 def main() -> None:
@@ -259,6 +314,12 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument(
         "--batch-polls", type=int, default=2, help="loopback polls per batch state"
+    )
+    parser.add_argument(
+        "--fault-every",
+        type=int,
+        default=10,
+        help="last row: one first try in N errors and one expires",
     )
     parser.add_argument("--child", nargs=3, metavar=("API", "WORKDIR", "BASE_URL"))
     args = parser.parse_args()
@@ -330,7 +391,10 @@ def main() -> None:
     print("api   | wall     | paid twice       | same | cost estimate")
     for row in api_rows:
         print(row)
-    print("goal: batch pays nothing twice; its cost is half of chat's")
+    print(
+        "goal: batch pays nothing twice; its cost is half of chat's; with failed and "
+        "expired items, one run answers them all, paid once"
+    )
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ from belle_kedro.common.records import RECORD_COLUMNS, as_text_records  # noqa: 
 from belle_kedro.common.template import IGNORE_INDEX, build_prompt  # noqa: E402
 from belle_kedro.pipelines.train import token_cache  # noqa: E402
 from belle_kedro.pipelines.train.models import load_tokenizer  # noqa: E402
+from belle_kedro.pipelines.train.settings import TokenCacheSettings  # noqa: E402
 from bench.synthetic import distinct_records, load_shared_pool  # noqa: E402
 from bench.train import declared_settings  # noqa: E402
 
@@ -194,11 +195,16 @@ def main() -> None:
         for name, size in sizes.items():
             started = time.perf_counter()
             view = token_cache.build_view(
-                work_dir / "cache",
+                # No cleanup: the bench measures building, and reuse across variants.
+                TokenCacheSettings(
+                    root=str(work_dir / "cache"),
+                    batch_size=args.batch_size,
+                    max_bytes=None,
+                    max_age_days=None,
+                ),
                 records.iloc[:size],
                 tokenizer,
                 args.max_length,
-                args.batch_size,
             )
             cache_seconds += time.perf_counter() - started
             token_cache.save_view(view, work_dir / name)

@@ -1,5 +1,6 @@
 """belle-kedro file for ensuring the package is executable
-as `belle-kedro` and `python -m belle_kedro`
+as `belle-kedro` and `python -m belle_kedro`; `python -m belle_kedro review push` pushes
+the review tasks to Label Studio (docs/review.md).
 """
 
 import sys
@@ -11,6 +12,10 @@ from kedro.framework.project import configure_project
 
 
 def main(*args: Any, **kwargs: Any) -> Any:
+    if sys.argv[1:2] == ["review"]:
+        from belle_kedro.pipelines.review.push import main as review
+
+        sys.exit(review(sys.argv[2:]))
     package_name = Path(__file__).parent.name
     configure_project(package_name)
 

@@ -173,8 +173,16 @@ def test_malformed_record_names_file_line_and_field(tmp_path: Path, case: str) -
     assert error.__context__ is None or error.__suppress_context__
 
 
-def test_missing_instances_case_really_lacks_the_key() -> None:
-    assert "instances" not in json.loads(MALFORMED_LINES["missing_instances"][0])
+def test_the_missing_instances_case_differs_from_a_valid_record_by_the_key_only(
+    tmp_path: Path,
+) -> None:
+    # With the key the same record loads; without it the loader names the key.
+    valid = _write_lines(tmp_path / "ok.json", [_with(id="t1")])
+    assert len(load_seed_tasks(valid)) == 1
+    bad = _write_lines(tmp_path / "bad.json", [MALFORMED_LINES["missing_instances"][0]])
+    with pytest.raises(FormatError) as caught:
+        load_seed_tasks(bad)
+    assert caught.value.field == "instances"
 
 
 @pytest.mark.parametrize(

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import mlflow
 import pytest
 from kedro.pipeline import Node, Pipeline
 from mlflow.tracking import MlflowClient
 
+from belle_kedro.hooks.liveness import RunLivenessHook
 from belle_kedro.hooks.mlflow_runs import VariantChildRunHook, variant_of
+from tests.support.project import base_parameters
+
+
+def liveness_hook() -> RunLivenessHook:
+    """The hook as a session sets it up: conf/base's tracking block."""
+    hook = RunLivenessHook()
+    hook.after_context_created(
+        context=SimpleNamespace(params={"tracking": base_parameters("tracking")})
+    )
+    return hook
 
 
 def identity(value):
@@ -141,7 +154,8 @@ def test_a_run_opened_by_the_caller_is_left_open(mlflow_store):
 
 _KILLED_KEDRO_RUN = """
 import os, signal, sys, mlflow
-from belle_kedro.hooks.mlflow_runs import VARIANT_TAG, owner_tags
+from belle_kedro.hooks.liveness import owner_tags
+from belle_kedro.hooks.mlflow_runs import VARIANT_TAG
 mlflow.set_tracking_uri(sys.argv[1])
 mlflow.set_experiment("hook-test")
 mlflow.start_run(run_name="kedro-run", tags=owner_tags())
@@ -167,9 +181,10 @@ def test_the_next_run_marks_the_runs_of_a_killed_process_killed(mlflow_store):
     # A run another live process owns (here: an untagged one) is left alone.
     other = client.create_run(experiment.experiment_id, run_name="someone else's")
 
-    hook = VariantChildRunHook()
+    hook = liveness_hook()
     with mlflow.start_run(run_name="next kedro run") as parent:
         hook.before_pipeline_run(run_params={}, pipeline=None, catalog=None)
+        hook.after_pipeline_run()
         assert client.get_run(parent.info.run_id).info.status == "RUNNING"
     for run in orphans:
         assert client.get_run(run.info.run_id).info.status == "KILLED"

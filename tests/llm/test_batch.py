@@ -12,6 +12,7 @@ import pytest
 
 from belle_kedro.llm.base import LLMRequest, LLMResponse, RetryPolicy
 from belle_kedro.llm.batch import (
+    NO_OUTPUT,
     NOT_SUBMITTED,
     BatchLedger,
     BatchReport,
@@ -130,30 +131,118 @@ def _faults(custom_id: str, attempt: int) -> str | None:
     )
 
 
-def test_failed_expired_and_malformed_items_are_submitted_again_on_the_next_run(
+def test_failed_expired_and_malformed_items_are_answered_within_one_run(
     tmp_path: Path,
 ):
     requests = plan(8)
     journal = ResponseJournal(tmp_path / "raw.jsonl")
     with FakeOpenAIServer(batch_faults=_faults) as server:
-        first = BatchReport()
-        answers = run_batch(server, requests, journal, first)
-        failed = {rid for rid, a in answers.items() if not a.ok}
-        submitted_once = dict(server.batch_submissions)
-        second = BatchReport()
-        again = run_batch(server, requests, journal, second)
-    assert failed == {"req-001", "req-004", "req-006"}
-    assert first.items_failed == 2  # the error line and the expired one
-    assert first.lines_malformed == 1 and first.items_without_output == 1
-    assert first.batch_states == {"expired": 1, "completed": 1}
-    assert "batch_expired" in answers["req-004"].error
-    assert set(submitted_once) == {r.request_id for r in requests}
-    assert all(a.ok for a in again.values())
-    assert second.items_submitted == 3 and second.batches_submitted == 1
-    assert {k for k, n in server.batch_submissions.items() if n == 2} == failed
+        report = BatchReport()
+        answers = run_batch(server, requests, journal, report)
+    faulty = {"req-001", "req-004", "req-006"}
+    assert all(a.ok for a in answers.values())
+    assert {rid for rid, a in answers.items() if a.attempts == 2} == faulty
+    assert report.items_failed == 2  # the error line and the expired one
+    assert report.lines_malformed == 1 and report.items_without_output == 1
+    assert report.batch_states == {"expired": 1, "completed": 2}
+    assert report.follow_up_batches == 1 and report.items_resubmitted == 3
+    assert {k for k, n in server.batch_submissions.items() if n == 2} == faulty
+    assert max(server.batch_submissions.values()) == 2
     # Only the malformed answer was billed twice: the server answered it, we could not read it.
     assert server.paid_twice() == ["req-006"]
     assert journal.done_ids() == {r.request_id for r in requests}
+
+
+def test_an_item_failing_every_try_stops_after_max_retries_and_the_next_run_resumes(
+    tmp_path: Path,
+):
+    requests = plan(6)
+    journal = ResponseJournal(tmp_path / "raw.jsonl")
+    broken = {"req-002": "error", "req-005": "expire"}
+
+    def faults(custom_id: str, attempt: int) -> str | None:
+        return broken.get(custom_id)
+
+    with FakeOpenAIServer(batch_faults=faults) as server:
+        first = BatchReport()
+        answers = run_batch(server, requests, journal, first)
+        tries = dict(server.batch_submissions)
+        broken.clear()  # the outage ends
+        second = BatchReport()
+        again = run_batch(server, requests, journal, second)
+    failed = {rid: a for rid, a in answers.items() if not a.ok}
+    assert set(failed) == {"req-002", "req-005"}
+    # 1 + POLICY.max_retries tries each, and the try count travels with the failure.
+    assert tries["req-002"] == tries["req-005"] == 3 == 1 + POLICY.max_retries
+    assert all(a.attempts == 3 for a in failed.values())
+    assert "batch_expired" in failed["req-005"].error
+    assert first.follow_up_batches == 2 and first.items_resubmitted == 4
+    assert all(a.ok for a in again.values())
+    assert second.items_submitted == 2  # only the two, nothing answered is sent again
+    assert not server.paid_twice()
+    assert journal.done_ids() == {r.request_id for r in requests}
+
+
+def test_an_item_never_given_a_usable_line_comes_back_as_no_output_after_its_tries(
+    tmp_path: Path,
+):
+    requests = plan(3)
+    journal = ResponseJournal(tmp_path / "raw.jsonl")
+    prices = TokenPrices(prompt_per_1k=1.0, completion_per_1k=1.0)
+    # A spend limit far above the plan: the failed item's hold must be freed, not kept.
+    limits = RequestLimits(
+        max_in_flight=4,
+        requests_per_minute=None,
+        tokens_per_minute=None,
+        max_cost_usd=1000.0,
+        prices=prices,
+    )
+    with FakeOpenAIServer(
+        batch_faults=lambda cid, n: "malformed" if cid == "req-001" else None
+    ) as server:
+        answers = asyncio.run(
+            collect_batch_responses(
+                backend_for(server),
+                requests,
+                journal,
+                limits,
+                settings=settings(),
+                report=BatchReport(),
+            )
+        )
+    lost = answers["req-001"]
+    assert lost.error == NO_OUTPUT and lost.request_id == "req-001"
+    assert lost.model == "m" and lost.attempts == 1 + POLICY.max_retries
+    assert answers["req-000"].ok and answers["req-002"].ok
+    assert "req-001" not in {r["request_id"] for r in journal.records()}
+
+
+def test_files_and_batches_calls_are_retried_and_give_up_after_max_retries(
+    tmp_path: Path,
+):
+    requests = plan(4)
+    journal = ResponseJournal(tmp_path / "raw.jsonl")
+    with FakeOpenAIServer() as server:
+        # Each call fails as often as POLICY allows (2 retries), then succeeds.
+        server.api_faults = {
+            "POST /v1/files": [429, 500],
+            "POST /v1/batches": [503],
+            "GET /v1/batches": [500, 502],
+        }
+        answers = run_batch(server, requests, journal, BatchReport())
+        assert all(a.ok for a in answers.values())
+        # Retried calls created one batch, not one per try.
+        assert len(server.batches) == 1 and max(server.batch_submissions.values()) == 1
+        assert all(not left for left in server.api_faults.values())
+        # One failure more than POLICY allows: the error comes out.
+        server.api_faults = {"POST /v1/files": [500, 500, 500]}
+        with pytest.raises(openai.InternalServerError):
+            run_batch(server, plan(5)[4:], journal, BatchReport())
+        # A client error is not retried.
+        server.api_faults = {"POST /v1/files": [400, 400]}
+        with pytest.raises(openai.BadRequestError):
+            run_batch(server, plan(6)[5:], journal, BatchReport())
+        assert server.api_faults["POST /v1/files"] == [400]
 
 
 def submit_by_hand(

@@ -104,3 +104,24 @@ def test_a_wrong_typed_field_is_a_format_error_naming_file_line_and_field(
     )
     assert problem in str(caught.value)
     assert f"{path}, line 2: field '{field}'" in str(caught.value)
+
+
+def test_close_releases_the_file_and_a_later_append_reopens_it(tmp_path: Path):
+    import os
+
+    journal = ResponseJournal(tmp_path / "raw.jsonl")
+    journal.append({"request_id": "a", "text": "x"})
+
+    def open_on_journal() -> int:
+        return sum(
+            os.path.realpath(f"/proc/self/fd/{fd}") == str(journal.path.resolve())
+            for fd in os.listdir("/proc/self/fd")
+            if os.path.exists(f"/proc/self/fd/{fd}")
+        )
+
+    assert open_on_journal() == 1
+    journal.close()
+    assert open_on_journal() == 0
+    journal.append({"request_id": "b", "text": "y"})
+    assert [r["request_id"] for r in journal.records()] == ["a", "b"]
+    journal.close()

@@ -37,10 +37,9 @@ def run_generate(project: Path, env: str = LOOPBACK_ENV) -> None:
     session = KedroSession.create(project_path=project, env=env)
     with session:
         session.run(pipeline_names=["generate"])
-    # kedro-mlflow with `run.nested: True` re-enters its run once per node and ends it
-    # once, so the run can stay on this thread's stack; the next session would reuse it.
-    while mlflow.active_run() is not None:
-        mlflow.end_run()
+    # VariantChildRunHook pops the parent kedro-mlflow leaves on the stack: a run left
+    # open here is that hook's regression, not something to tidy away.
+    assert mlflow.active_run() is None, "the kedro run left an MLflow run open"
 
 
 def latest_summary(project: Path) -> dict:

@@ -111,6 +111,9 @@ class FakeOpenAIServer:
         self.latency_s = latency_s
         self.batch_faults = batch_faults
         self.polls_per_state = polls_per_state
+        # Files and batches API faults: "POST /v1/files", "POST /v1/batches" or
+        # "GET /v1/batches" -> the statuses its next calls get (429, 500...), in order.
+        self.api_faults: dict[str, list[int]] = {}
         self.files: dict[str, dict[str, Any]] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self.batch_submissions: Counter[str] = Counter()
@@ -381,10 +384,24 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:  # quiet test output
             return None
 
+        def _api_fault(self, method: str) -> bool:
+            """Answer with the next injected status for this files/batches call, if any."""
+            kind = "/".join(self.path.split("?")[0].split("/")[:3])  # /v1/files...
+            with server._lock:
+                statuses = server.api_faults.get(f"{method} {kind}")
+                status = statuses.pop(0) if statuses else None
+            if status is not None:
+                self._send(status, _error_body(status), {})
+            return status is not None
+
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length)
             endpoint = self.path.split("?")[0]
+            if endpoint.startswith(("/v1/files", "/v1/batches")) and self._api_fault(
+                "POST"
+            ):
+                return
             if endpoint == "/v1/files":
                 self._upload(raw)
                 return
@@ -421,6 +438,8 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                 pass  # the client gave up (a timeout test); nothing to answer
 
         def do_GET(self) -> None:
+            if self._api_fault("GET"):
+                return
             parts = self.path.split("?")[0].strip("/").split("/")  # v1, kind, id, ...
             try:
                 if parts[1:2] == ["batches"] and len(parts) == 2:

@@ -1,4 +1,6 @@
-"""The sample-size variants: named once, in ``split.variant_sizes`` of the run's parameters.
+"""The pipelines' shape from the run's parameters: the sample-size variants (named once,
+in ``split.variant_sizes``) and whether the review stage sits between clean and split
+(``review.enabled``).
 
 Kedro builds pipelines lazily, after a session's context exists, so the variant
 namespaces come from that session's configuration: ``--env`` and ``--params`` count.
@@ -19,8 +21,9 @@ from belle_kedro.common.config import build
 from belle_kedro.common.parameters import load_parameters
 from belle_kedro.pipelines.split.settings import SplitSettings
 
-# The last session's variant sizes (a mapping, so no module global is rebound).
-_session: dict[str, dict[str, int]] = {}
+# The last session's variant sizes and review switch (a mapping, so no module global
+# is rebound).
+_session: dict[str, Any] = {}
 
 
 def sizes_from_parameters(parameters: Mapping[str, Any]) -> dict[str, int]:
@@ -28,11 +31,22 @@ def sizes_from_parameters(parameters: Mapping[str, Any]) -> dict[str, int]:
     return build(SplitSettings, parameters["split"], "split").variants_by_size
 
 
+def review_from_parameters(parameters: Mapping[str, Any]) -> bool:
+    """``review.enabled`` of a run's whole parameters."""
+    from belle_kedro.pipelines.review.settings import ReviewSettings
+
+    return build(ReviewSettings, parameters["review"], "review").enabled
+
+
 def use_session_parameters(parameters: Mapping[str, Any]) -> bool:
-    """Take the variants from a session's parameters; True when they changed."""
-    sizes = sizes_from_parameters(parameters)
-    changed = sizes != _session.get("sizes")
-    _session["sizes"] = sizes
+    """Take the variants and the review switch from a session's parameters; True when
+    either changed."""
+    shape = {
+        "sizes": sizes_from_parameters(parameters),
+        "review": review_from_parameters(parameters),
+    }
+    changed = any(shape[key] != _session.get(key) for key in shape)
+    _session.update(shape)
     return changed
 
 
@@ -56,3 +70,10 @@ def variant_names() -> list[str]:
     if "sizes" not in _session:
         return list(sizes_from_parameters(_project_parameters()))
     return list(_session["sizes"])
+
+
+def review_enabled() -> bool:
+    """Whether split reads ``reviewed_instructions`` (the review stage runs first)."""
+    if "review" not in _session:
+        return review_from_parameters(_project_parameters())
+    return bool(_session["review"])

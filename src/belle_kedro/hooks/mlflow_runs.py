@@ -20,75 +20,24 @@ opened by the caller before the session (kedro-mlflow then leaves it open on pur
 (SequentialRunner); MLflow's active-run stack is per thread, so a parallel runner would
 need explicit run ids instead.
 
-A killed ``kedro run`` (SIGKILL, OOM, a lost node) cannot end its runs, so they would
-stay RUNNING for ever. Every run this hook sees is tagged with the host and process id
-that own it; when the next ``kedro run`` starts, :func:`end_orphaned_runs` marks KILLED
-every RUNNING run of the experiment whose owning process on this host is gone.
+Child runs carry their owner's tags (:func:`.liveness.owner_tags`); a killed
+``kedro run``'s runs are closed by :mod:`.liveness`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 from typing import Any
 
 import mlflow
 from kedro.framework.hooks import hook_impl
 from kedro.pipeline import Node
 
+from belle_kedro.hooks.liveness import owner_tags
+
 logger = logging.getLogger(__name__)
 
 VARIANT_TAG = "belle.variant"
-# The process that owns a run while it is RUNNING: host name and pid.
-HOST_TAG = "belle.host"
-PID_TAG = "belle.pid"
-
-
-def owner_tags() -> dict[str, str]:
-    """Tags naming this process as the owner of a run."""
-    return {HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())}
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)  # signal 0: existence check only
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return True
-
-
-def end_orphaned_runs(experiment_id: str, client: Any = None) -> list[str]:
-    """Mark KILLED the RUNNING runs whose owning process on this host has died.
-
-    Runs owned by another host, by a live process, or by no known process are left
-    alone (they may be another user's live run). Returns the ids marked.
-    """
-    from mlflow.tracking import MlflowClient
-
-    client = client or MlflowClient()
-    host, me = socket.gethostname(), os.getpid()
-    killed = []
-    for run in client.search_runs(
-        [experiment_id], filter_string="attributes.status = 'RUNNING'"
-    ):
-        tags = run.data.tags
-        if tags.get(HOST_TAG) != host or not tags.get(PID_TAG, "").isdigit():
-            continue
-        pid = int(tags[PID_TAG])
-        if pid == me or _process_alive(pid):
-            continue
-        client.set_terminated(run.info.run_id, status="KILLED")
-        killed.append(run.info.run_id)
-    if killed:
-        logger.warning(
-            "Marked %d run(s) KILLED whose kedro process died: %s",
-            len(killed),
-            ", ".join(killed),
-        )
-    return killed
 
 
 def variant_of(node: Node) -> str | None:
@@ -121,9 +70,6 @@ class VariantChildRunHook:
         # kedro-mlflow's before_pipeline_run has already opened the parent.
         active = mlflow.active_run()
         self._parent_run_id = active.info.run_id if active else None
-        if active is not None:
-            mlflow.set_tags(owner_tags())
-            end_orphaned_runs(active.info.experiment_id)
 
     @hook_impl
     def before_node_run(self, node: Node) -> None:

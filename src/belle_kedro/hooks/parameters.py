@@ -21,9 +21,12 @@ from belle_kedro.common.config import ParameterError, build
 STAGE_SETTINGS = {
     "generate": "belle_kedro.pipelines.generate.settings:GenerateSettings",
     "clean": "belle_kedro.pipelines.clean.settings:CleanSettings",
+    "review": "belle_kedro.pipelines.review.settings:ReviewSettings",
     "split": "belle_kedro.pipelines.split.settings:SplitSettings",
     "train": "belle_kedro.pipelines.train.settings:TrainSettings",
     "evaluate": "belle_kedro.pipelines.evaluate.settings:EvaluateSettings",
+    # Not a stage: how runs prove they are alive (conf/base/parameters_tracking.yml).
+    "tracking": "belle_kedro.hooks.liveness:TrackingSettings",
 }
 
 

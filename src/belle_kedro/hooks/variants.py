@@ -1,4 +1,4 @@
-"""Builds the variant namespaces from the session's own configuration."""
+"""Builds the variant namespaces and the review switch from the session's own configuration."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ from belle_kedro.common.variants import use_session_parameters
 
 
 class VariantsFromConfigHook:
-    """Hands the session's ``split.variant_sizes`` to the pipeline registry.
+    """Hands the session's ``split.variant_sizes`` and ``review.enabled`` to the registry.
 
     ``KedroSession.run`` creates the context (this hook) before it first reads the
-    pipelines, so ``--env`` and ``--params`` decide which namespaces exist. When a later
-    session in the same process (a notebook, a test) names other variants, the cached
-    pipelines are rebuilt.
+    pipelines, so ``--env`` and ``--params`` decide which namespaces exist and what
+    split reads. When a later session in the same process (a notebook, a test) names
+    other variants or switches the review, the cached pipelines are rebuilt.
     """
 
     @hook_impl

@@ -13,6 +13,8 @@ A backend does one attempt per ``complete`` call and reports failures by raising
 from __future__ import annotations
 
 import time
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -145,3 +147,34 @@ class RetryPolicy:
     max_retries: int
     backoff_base_s: float
     backoff_max_s: float
+
+
+BATCH_ITEM_PREFIX = "batch item failed: "
+
+
+class IncompleteRun(RuntimeError):
+    """A run ended short for a reason nobody chose (requests failed or expired).
+
+    Its message ends saying that a rerun resumes from the journal, paying nothing twice.
+    """
+
+
+def error_code(error: str) -> str:
+    """The short code of a failure: ``batch_expired``, ``HTTP 500``, ``timeout``..."""
+    return error.removeprefix(BATCH_ITEM_PREFIX).split(":", 1)[0].strip()[:40]
+
+
+def failure_reason(failed: Sequence[LLMResponse]) -> str:
+    """``N request(s) failed after K tries (code xN, ...)`` for requests that failed."""
+    codes = Counter(error_code(r.error or "") for r in failed)
+    tries = sorted({r.attempts for r in failed})
+    after = str(tries[0]) if len(tries) == 1 else f"{tries[0]}-{tries[-1]}"
+    listed = ", ".join(f"{code} x{n}" for code, n in codes.most_common())
+    return f"{len(failed)} request(s) failed after {after} tries ({listed})"
+
+
+# How an IncompleteRun message ends: what the user does next, and what it costs.
+RESUME_HINT = (
+    "Every answer received is in the journal; a rerun resumes from it, sending only "
+    "the requests without an answer, so nothing is paid twice."
+)

@@ -18,13 +18,16 @@ journal under its request id, so parsing, resuming and the summary do not change
   input file (``batches.list``) before creating one. Requests in a batch that is still
   open are never submitted again;
 * failed and expired items, and items whose output line is malformed or missing, are
-  journaled as failures (or, with no usable line, left out) and go into a new batch on
-  the next run, as a failed request does with the chat runner.
+  journaled as failures (or, with no usable line, left out) and go into a follow-up
+  batch in the same call, up to the backend's ``max_retries`` follow-ups, as the chat
+  runner retries a failed request. What still has no answer then comes back with
+  ``error`` set and its try count in ``attempts``; a later run submits it again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import hashlib
 import json
@@ -42,7 +45,7 @@ from openai.types import Batch
 from tqdm.auto import tqdm
 
 from belle_kedro.common.files import write_atomic
-from belle_kedro.llm.base import LLMError, LLMRequest, LLMResponse
+from belle_kedro.llm.base import BATCH_ITEM_PREFIX, LLMError, LLMRequest, LLMResponse
 from belle_kedro.llm.journal import ResponseJournal
 from belle_kedro.llm.openai_backend import (
     OpenAIBackend,
@@ -64,6 +67,8 @@ logger = logging.getLogger(__name__)
 
 # The error of a request ``submit: false`` wrote to an input file; never journaled.
 NOT_SUBMITTED = "not submitted: batch.submit is false (see its input file)"
+# The error of an item no output or error line answered (an expired or lost item).
+NO_OUTPUT = f"{BATCH_ITEM_PREFIX}no_output: no usable output line (expired or lost)"
 COMPLETION_WINDOW: Literal["24h"] = "24h"  # the only window the Batch API offers
 # A batch in one of these states changes no more; the others are polled.
 TERMINAL_STATES = frozenset({"completed", "failed", "expired", "cancelled"})
@@ -144,6 +149,8 @@ class BatchReport:
     items_imported: int = 0  # answers read from import_outputs
     items_written_offline: int = 0  # submit: false, written to an input file
     lines_malformed: int = 0  # output lines that are not JSON or name no known request
+    follow_up_batches: int = 0  # batches of failed or expired items, within the call
+    items_resubmitted: int = 0  # items put into those follow-up batches
     batch_states: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -209,7 +216,7 @@ def parse_output_line(
         status = response.get("status_code")
         error = {"code": f"HTTP {status}", **(error if isinstance(error, dict) else {})}
     detail = error if isinstance(error, dict) else {}
-    message = f"batch item failed: {detail.get('code')}: {detail.get('message')}"
+    message = f"{BATCH_ITEM_PREFIX}{detail.get('code')}: {detail.get('message')}"
     return request_id, LLMResponse.failure(request_id, model, message)
 
 
@@ -235,6 +242,8 @@ class _BatchRun:
         self.report = report
         self.progress = progress
         self.rng = random.Random()
+        # How many batches each request id was put into by this call (its tries).
+        self.tries: dict[str, int] = {}
 
     async def call(self, what: str, make_call: Callable[[], Awaitable[T]]) -> T:
         """One files / batches API call, retried like a request (429, 5xx, network)."""
@@ -269,6 +278,8 @@ class _BatchRun:
                 file=(path.name, data, "application/jsonl"), purpose="batch"
             ),
         )
+        for request_id, _ in lines:
+            self.tries[request_id] = self.tries.get(request_id, 0) + 1
         submitted = SubmittedBatch(
             batch_key=key,
             input_file_id=uploaded.id,
@@ -413,10 +424,12 @@ class _BatchRun:
                 answered[request_id] = response
         done = self.journal.done_ids()
         for request_id in submitted.request_ids:
+            tries = self.tries.get(request_id, 1)
             if request_id not in answered:
                 self.report.items_without_output += 1
+                self.unanswered(requests.get(request_id), tries, results)
                 continue
-            response = answered[request_id]
+            response = dataclasses.replace(answered[request_id], attempts=tries)
             if response.ok:
                 self.report.items_answered += 1
             else:
@@ -436,6 +449,69 @@ class _BatchRun:
         self.report.batch_states[batch.status] = (
             self.report.batch_states.get(batch.status, 0) + 1
         )
+
+    def unanswered(
+        self,
+        request: LLMRequest | None,
+        tries: int,
+        results: dict[str, LLMResponse],
+    ) -> None:
+        """An item no line answered: a failure in ``results`` (not journaled), its hold freed."""
+        if request is None or (
+            request.request_id in results and results[request.request_id].ok
+        ):
+            return
+        failure = LLMResponse.failure(
+            request.request_id, self.backend.model, NO_OUTPUT, attempts=tries
+        )
+        self.budget.settle(request, failure)
+        results[request.request_id] = failure
+
+    async def follow_up(
+        self,
+        finished: list[SubmittedBatch],
+        requests: dict[str, LLMRequest],
+        results: dict[str, LLMResponse],
+    ) -> list[SubmittedBatch]:
+        """Submit the failed and expired items of ``finished`` again; the new batches.
+
+        An item whose tries reached ``1 + max_retries``, or that the spend limit holds
+        back (``NOT_SENT_OVER_BUDGET``), is not submitted.
+        """
+        max_tries = 1 + self.backend.retry_policy.max_retries
+        lines: list[tuple[str, bytes]] = []
+        for request_id in dict.fromkeys(r for b in finished for r in b.request_ids):
+            request = requests.get(request_id)
+            if request is None or results[request_id].ok:
+                continue
+            if self.tries.get(request_id, 1) >= max_tries:
+                continue
+            if not self.budget.reserve(request):
+                results[request_id] = not_sent_over_budget(request, self.backend.model)
+                continue
+            lines.append(
+                (request_id, input_line(self.backend, request, self.settings.endpoint))
+            )
+        if not lines:
+            return []
+        logger.warning(
+            "batch: %d item(s) failed or expired; submitting them again "
+            "(follow-up batch, try %d of at most %d)",
+            len(lines),
+            max(self.tries.get(rid, 1) for rid, _ in lines) + 1,
+            max_tries,
+        )
+        batches = [
+            await self.submit(group)
+            for group in split_into_files(
+                lines,
+                self.settings.max_requests_per_file,
+                self.settings.max_bytes_per_file,
+            )
+        ]
+        self.report.follow_up_batches += len(batches)
+        self.report.items_resubmitted += len(lines)
+        return batches
 
     async def wait_for(
         self,
@@ -508,8 +584,10 @@ async def collect_batch_responses(
     Like :func:`~belle_kedro.llm.runner.collect_responses`: stored answers are reused,
     a request in a batch still open is waited for, never submitted again, and a
     request the spend limit holds back comes back unsent (``NOT_SENT_OVER_BUDGET``).
-    ``limits.prices`` should already be the batch prices. A request that got no
-    usable answer comes back with ``error`` set, and a later call submits it again.
+    ``limits.prices`` should already be the batch prices. Failed and expired items
+    go into follow-up batches (at most the backend's ``max_retries``); a request still
+    without a usable answer comes back with ``error`` set and ``attempts`` its tries,
+    and a later call submits it again.
     """
     unique, results, budget = stored_state(requests, journal, limits)
     run = _BatchRun(
@@ -560,13 +638,7 @@ async def collect_batch_responses(
             await run.create(submitted, look_up=True)
     for lines in files:
         open_batches.append(await run.submit(lines))
-    await run.wait_for(open_batches, unique, results)
-    for request_id in unique:
-        if request_id not in results:
-            results[request_id] = LLMResponse.failure(
-                request_id,
-                backend.model,
-                "batch: no output line (expired or malformed); submitted again next run",
-                attempts=0,
-            )
+    while open_batches:
+        await run.wait_for(open_batches, unique, results)
+        open_batches = await run.follow_up(open_batches, unique, results)
     return {request_id: results[request_id] for request_id in unique}

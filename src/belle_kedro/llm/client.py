@@ -13,17 +13,21 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from belle_kedro.llm.base import ApiKind, LLMBackend, LLMRequest, LLMResponse
-from belle_kedro.llm.batch import BatchReport, collect_batch_responses
+from belle_kedro.llm.batch import NOT_SUBMITTED, BatchReport, collect_batch_responses
 from belle_kedro.llm.journal import ResponseJournal
 from belle_kedro.llm.openai_backend import OpenAIBackend
 from belle_kedro.llm.registry import lookup
 from belle_kedro.llm.runner import (
+    NOT_SENT_OVER_BUDGET,
     RequestLimits,
     RunProgress,
     TokenPrices,
     collect_responses,
 )
 from belle_kedro.llm.settings import BatchSettings, LLMSettings
+
+# Held back by a setting the user chose (spend limit, batch.submit: false): not failures.
+HELD_BACK = frozenset({NOT_SENT_OVER_BUDGET, NOT_SUBMITTED})
 
 
 class LLMClient:

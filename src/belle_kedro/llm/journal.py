@@ -6,6 +6,10 @@ the middle of a write leaves at most one torn last line (no trailing newline): r
 skip it and the next writer cuts it off before appending, so the file heals itself.
 A last line that is a whole record and lacks only its newline (a kill between the
 write and nothing else, or a file edited by hand) is kept: its answer was paid for.
+
+A write that fails (a full disk: ENOSPC, a quota) cuts the file back to where the
+record began before raising :class:`JournalWriteError`, which names the file: the
+journal never holds a torn record, and once space is freed a rerun appends again.
 """
 
 from __future__ import annotations
@@ -68,6 +72,10 @@ def check_record(
             )
 
 
+class JournalWriteError(OSError):
+    """A record could not be appended (disk full...); the file is as it was before."""
+
+
 class ResponseJournal:
     """Append-only JSONL file of response records keyed by ``request_id``.
 
@@ -87,7 +95,8 @@ class ResponseJournal:
         if self._handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._drop_torn_tail()
-            self._handle = open(self.path, "ab")  # noqa: SIM115 - kept open across appends
+            # Unbuffered: a failed write leaves nothing pending to land later.
+            self._handle = open(self.path, "ab", buffering=0)  # noqa: SIM115 - kept open across appends
         return self._handle
 
     def _drop_torn_tail(self) -> None:
@@ -124,11 +133,23 @@ class ResponseJournal:
             + b"\n"
         )
         with self._lock:
-            handle = self._open_for_append()
-            handle.write(line)
-            handle.flush()
-            if sync:
-                os.fsync(handle.fileno())
+            descriptor = self._open_for_append().fileno()
+            start = os.lseek(descriptor, 0, os.SEEK_END)
+            try:
+                written = 0
+                while written < len(line):  # a write may be short before it fails
+                    written += os.write(descriptor, line[written:])
+                if sync:
+                    os.fsync(descriptor)
+            except OSError as error:
+                # Not acknowledged, so not kept: cut back to the last whole record.
+                os.ftruncate(descriptor, start)
+                raise JournalWriteError(
+                    error.errno,
+                    f"{self.path}: could not append a record ({error.strerror}); the "
+                    "journal was cut back to its last whole record. Free space and "
+                    "rerun: what it holds is not asked for (or paid) again",
+                ) from error
 
     def sync(self) -> None:
         """fsync everything appended so far (safe to call from any thread)."""

@@ -10,13 +10,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
+import mlflow
 import pandas as pd
 import pytest
 
 from belle_kedro.llm.batch import BatchLedger
 from belle_kedro.llm.journal import ResponseJournal
+from tests.support.disk_full import FillingDisk
 from tests.support.loopback import (
     GENERATED,
     JOURNAL,
@@ -67,7 +70,7 @@ def _first_try_fails(custom_id: str, attempt: int) -> str | None:
 
 
 @pytest.mark.slow
-def test_failed_and_expired_items_go_into_a_new_batch_on_the_next_run(
+def test_failed_and_expired_items_are_answered_within_one_run_and_paid_once(
     generate_project: Path, monkeypatch
 ):
     monkeypatch.setenv("BELLE_TEST_KEY", "test-key")
@@ -76,21 +79,75 @@ def test_failed_and_expired_items_go_into_a_new_batch_on_the_next_run(
         write_loopback_env(generate_project, server.base_url, api="batch")
         shutil.copytree(generate_project, reference)
         run_generate(generate_project)
-        first = latest_summary(generate_project)
-        run_generate(generate_project)
-        second = latest_summary(generate_project)
+        summary = latest_summary(generate_project)
     with FakeOpenAIServer(belle_reply) as clean_server:  # never fails
         write_loopback_env(reference, clean_server.base_url, api="batch")
         run_generate(reference)
-    # Run 1: 3 of every 4 first tries fail, so max_requests (10) ends it short; run 2
-    # asks for requests 0-3 again and only the failed ones go into a new batch.
-    assert (
-        first["batch"]["items_failed"] >= 2 and first["batch"]["lines_malformed"] >= 1
-    )
-    assert not first["target_reached"]
-    assert second["target_reached"] and second["responses_failed"] == 0
+    # 3 of every 4 first tries fail; their follow-up batches answer them in this run.
+    assert summary["target_reached"] and summary["shortfall"] == []
+    assert summary["requests_planned"] == 4 and summary["responses_failed"] == 0
+    assert summary["batch"]["follow_up_batches"] >= 1
+    assert summary["batch"]["items_resubmitted"] == 3
     resubmitted = {k for k, n in server.batch_submissions.items() if n > 1}
-    assert resubmitted and all(_first_try_fails(k, 1) for k in resubmitted)
+    assert resubmitted == {
+        k for k in server.batch_submissions if _first_try_fails(k, 1)
+    }
+    # Paid once, but for the malformed line: the server answered it, we could not read it.
+    assert server.paid_twice() == sorted(
+        k for k in resubmitted if _first_try_fails(k, 1) == "malformed"
+    )
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(generate_project / GENERATED),
+        pd.read_parquet(reference / GENERATED),
+    )
+
+
+@pytest.mark.slow
+def test_items_failing_every_try_end_the_run_non_zero_with_the_true_reason(
+    generate_project: Path, monkeypatch
+):
+    monkeypatch.setenv("BELLE_TEST_KEY", "test-key")
+    reference = generate_project.parent / "reference"
+    outage = {1: "expire", 3: "error"}
+
+    def faults(custom_id: str, attempt: int) -> str | None:
+        return outage.get(int(custom_id.split("-")[2]) % 4)
+
+    with FakeOpenAIServer(belle_reply, batch_faults=faults) as server:
+        write_loopback_env(
+            generate_project, server.base_url, api="batch", max_requests=5
+        )
+        shutil.copytree(generate_project, reference)
+        with pytest.raises(Exception, match="rerun resumes") as raised:
+            run_generate(generate_project)
+        while mlflow.active_run() is not None:  # the failed session's run
+            mlflow.end_run()
+        first = latest_summary(generate_project)
+        tries = dict(server.batch_submissions)
+        outage.clear()
+        paid = Counter(server.batch_paid)
+        run_generate(generate_project)  # after the outage: resumes
+        second = latest_summary(generate_project)
+        paid_again = server.batch_paid - paid
+    with FakeOpenAIServer(belle_reply) as clean_server:
+        write_loopback_env(
+            reference, clean_server.base_url, api="batch", max_requests=5
+        )
+        run_generate(reference)
+    assert type(raised.value).__name__ == "IncompleteRun"
+    assert not first["target_reached"] and not first["shortfall_chosen"]
+    # requests 1 and 3 failed on all 1 + max_retries (3) tries; 0, 2 and 4 answered.
+    assert first["shortfall"][0].startswith(
+        "2 request(s) failed after 4 tries (batch_expired x"
+    )
+    assert "error" in first["shortfall"][0]
+    assert first["shortfall"][1].endswith("batch(es) expired")
+    assert first["shortfall"][2] == "max_requests (5) reached"
+    assert sorted(tries.values()) == [1, 1, 1, 4, 4]
+    assert second["target_reached"] and second["shortfall"] == []
+    # The rerun paid only for the two that never got an answer.
+    assert sorted(paid_again) == sorted(k for k in tries if tries[k] == 4)
+    assert not set(paid_again) & set(paid)
     pd.testing.assert_frame_equal(
         pd.read_parquet(generate_project / GENERATED),
         pd.read_parquet(reference / GENERATED),
@@ -137,7 +194,11 @@ def test_sigkill_at_random_moments_then_rerun_equals_an_uninterrupted_batch_run(
             if process.poll() is None:
                 os.kill(process.pid, signal.SIGKILL)
                 process.wait()
-            kills_while_open += bool(ledger.open_batches())
+                # Counted only when the kill landed, mid-run, with batches open.
+                assert process.returncode == -signal.SIGKILL
+                kills_while_open += bool(ledger.open_batches())
+            else:  # the run finished before the kill: it must have succeeded
+                assert process.returncode == 0
             print(
                 "KILL",
                 process.returncode,
@@ -154,3 +215,50 @@ def test_sigkill_at_random_moments_then_rerun_equals_an_uninterrupted_batch_run(
     assert not server.paid_twice()  # no request id answered in two batches
     assert max(server.batch_submissions.values()) == 1  # nor submitted twice
     assert sum(server.batch_paid.values()) == paid_by_reference == 20
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("api", ["chat", "batch"])
+def test_a_full_disk_stops_generate_clearly_and_the_rerun_pays_nothing_twice(
+    generate_project: Path, monkeypatch, api
+):
+    monkeypatch.setenv("BELLE_TEST_KEY", "test-key")
+    reference = generate_project.parent / "reference"
+    journal = generate_project / JOURNAL
+    with FakeOpenAIServer(belle_reply) as server:
+        write_loopback_env(generate_project, server.base_url, api=api)
+        shutil.copytree(generate_project, reference)
+        run_generate(reference)
+        paid_by_reference = paid(server, api)
+        server.requests.clear()
+        server.batch_paid.clear()
+        disk = FillingDisk(monkeypatch, journal.parent, fail_at=3)
+        with pytest.raises(Exception, match=f"{journal}: could not append") as raised:
+            run_generate(generate_project)
+        while mlflow.active_run() is not None:  # the failed session's run
+            mlflow.end_run()
+        assert "No space left on device" in str(raised.value)
+        # Every line of the journal is a whole record (none torn by the full disk).
+        lines = journal.read_bytes().split(b"\n")
+        assert (
+            lines[-1] == b""
+            and len(ResponseJournal(journal).records()) == len(lines) - 1
+        )
+        disk.free()
+        run_generate(generate_project)
+        paid_in_all = paid(server, api)
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(generate_project / GENERATED),
+        pd.read_parquet(reference / GENERATED),
+    )
+    # Paid again: at most the answers in flight when the disk filled (4 at once).
+    again = {k: n for k, n in paid_in_all.items() if n > 1}
+    assert len(again) <= 4, again
+    assert set(paid_in_all) == set(paid_by_reference)
+
+
+def paid(server: FakeOpenAIServer, api: str) -> Counter[str]:
+    """Request ids the server answered (so billed), each with how many times."""
+    if api == "batch":
+        return Counter(server.batch_paid)
+    return Counter(r["client_request_id"] for r in server.requests)

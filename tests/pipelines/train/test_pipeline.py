@@ -48,13 +48,13 @@ def test_the_variant_list_drives_the_namespaces():
 
 
 def _use_fixture_clean_instructions(project: Path, records: pd.DataFrame) -> str:
-    """Keep only split's and train's conf, plus an env whose `clean_instructions` is a parquet file.
+    """Keep only split's and train's catalogs, plus an env whose `clean_instructions` is a parquet file.
 
     Other pipelines' catalogs are dropped so this test exercises split + train alone
     (kedro-mlflow instantiates every catalog entry when a session starts).
     """
-    for path in (project / "conf" / "base").glob("*_*.yml"):
-        if path.stem.split("_", 1)[1] not in ("split", "train"):
+    for path in (project / "conf" / "base").glob("catalog_*.yml"):
+        if path.stem.removeprefix("catalog_") not in ("split", "train"):
             path.unlink()
     env = "train_test"
     (project / "conf" / env).mkdir()

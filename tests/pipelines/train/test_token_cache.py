@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pickle
+import re
+import shutil
+import time
 from typing import Any, cast
 
 import pandas as pd
@@ -15,11 +19,22 @@ from belle_kedro.common import template
 from belle_kedro.common.template import IGNORE_INDEX, build_prompt
 from belle_kedro.pipelines.split.nodes import build_variants
 from belle_kedro.pipelines.train import launcher, token_cache, trainer
+from belle_kedro.pipelines.train.settings import TokenCacheSettings
 from belle_kedro.pipelines.train.sft import SFTDataset
 from belle_kedro.pipelines.train.token_cache import TokenFile
-from tests.support.project import base_parameters
+from tests.support.project import REPO_ROOT, base_parameters
 from tests.support.records import make_records
 from tests.support.training import tiny_settings
+
+
+def cache_at(root, batch_size: int, **limits: Any) -> TokenCacheSettings:
+    """conf/base's token_cache block at ``root`` (no cleanup unless ``limits`` say so)."""
+    return TokenCacheSettings(
+        root=str(root),
+        batch_size=batch_size,
+        max_bytes=limits.get("max_bytes"),
+        max_age_days=limits.get("max_age_days"),
+    )
 
 
 def per_record_examples(
@@ -78,7 +93,7 @@ def test_the_cache_gives_exactly_the_per_record_examples(
     tokenizer = request.getfixturevalue(tokenizer_name)
     records, max_length = varied_records(), 128
     view = token_cache.build_view(
-        tmp_path / "cache", records, tokenizer, max_length, batch_size=7
+        cache_at(tmp_path / "cache", 7), records, tokenizer, max_length
     )
     token_cache.save_view(view, tmp_path / "train_tokens")
     dataset = cached_examples(tmp_path / "train_tokens", tokenizer, max_length)
@@ -109,12 +124,15 @@ def test_a_token_file_shorter_than_its_offsets_names_the_file(tmp_path, byte_tok
             "output": ["春风", "质量吸引"],
         }
     )
-    view = token_cache.build_view(tmp_path / "cache", records, byte_tokenizer, 64, 8)
+    view = token_cache.build_view(
+        cache_at(tmp_path / "cache", 8), records, byte_tokenizer, 64
+    )
     tokens_file = view.shards[0] / token_cache.TOKENS_FILE
     tokens_file.write_bytes(tokens_file.read_bytes()[:-8])
     token_cache.save_view(view, tmp_path / "train_tokens")
     dataset = cached_examples(tmp_path / "train_tokens", byte_tokenizer, 64)
-    with pytest.raises(OSError, match=r"tokens\.int32 ends before token"):
+    # The whole path: every shard's file is called tokens.int32.
+    with pytest.raises(OSError, match=re.escape(f"{tokens_file} ends before token")):
         dataset[len(dataset) - 1]
 
 
@@ -124,7 +142,9 @@ def test_a_changed_fingerprint_rebuilds_and_an_unchanged_one_reuses(
     records, root = make_records(12), tmp_path / "cache"
 
     def build(frame: pd.DataFrame, max_length: int = 128) -> token_cache.TokenView:
-        return token_cache.build_view(root, frame, byte_tokenizer, max_length, 5)
+        return token_cache.build_view(
+            cache_at(root, 5), frame, byte_tokenizer, max_length
+        )
 
     first = build(records)
     assert first.tokenized == 12
@@ -146,16 +166,26 @@ def test_a_changed_fingerprint_rebuilds_and_an_unchanged_one_reuses(
 
 def test_a_torn_or_foreign_shard_is_ignored(tmp_path, byte_tokenizer):
     records, root = make_records(10), tmp_path / "cache"
-    view = token_cache.build_view(root, records, byte_tokenizer, 128, batch_size=4)
+    view = token_cache.build_view(cache_at(root, 4), records, byte_tokenizer, 128)
     shard = view.shards[0]
     folder = shard.parent
+    # A complete shard of another tokenizer (same records, other ids) never counts.
+    foreign = folder / "0-foreign"
+    shutil.copytree(shard, foreign)
+    meta = json.loads((foreign / token_cache.META_FILE).read_text())
+    meta["fingerprint"]["id"] = "another-tokenizer"
+    (foreign / token_cache.META_FILE).write_text(json.dumps(meta))
+    (foreign / token_cache.TOKENS_FILE).write_bytes(
+        b"\x07\x00\x00\x00" * (len((shard / token_cache.TOKENS_FILE).read_bytes()) // 4)
+    )
     # A kill while writing leaves a temporary folder; one without meta.json never counts.
     torn = folder / f".tmp-{shard.name}-dead"
     torn.mkdir()
     (torn / token_cache.TOKENS_FILE).write_bytes(b"\x01\x02")
     (shard / token_cache.META_FILE).unlink()
-    again = token_cache.build_view(root, records, byte_tokenizer, 128, batch_size=4)
+    again = token_cache.build_view(cache_at(root, 4), records, byte_tokenizer, 128)
     assert again.tokenized == 10
+    assert foreign not in again.shards and torn not in again.shards
     token_cache.save_view(again, tmp_path / "view")
     dataset = cached_examples(tmp_path / "view", byte_tokenizer, 128)
     expected, _ = per_record_examples(records, byte_tokenizer, 128)
@@ -202,12 +232,11 @@ def test_nested_variants_tokenise_each_record_once(tmp_path, byte_tokenizer):
     seen: set[tuple[Any, ...]] = set()
     for name in ("medium", "small", "xlarge", "large"):  # not size order
         view = token_cache.build_view(
-            tmp_path / "cache",
+            cache_at(tmp_path / "cache", 16),
             variants[name],
             # A duck-typed wrapper that forwards to the real tokenizer and counts.
             cast(PreTrainedTokenizerBase, tokenizer),
             128,
-            batch_size=16,
         )
         token_cache.save_view(view, tmp_path / name)
         tokenized[name] = view.tokenized
@@ -246,3 +275,77 @@ def test_the_run_folder_hands_the_ranks_views_not_records(tmp_path, byte_tokeniz
         "medium", train, holdout, dataclasses.replace(config, seed=1)
     )
     assert trainer.read_job(other).tokenized_records == {"train": 0, "eval": 0}
+
+
+HOLD_SCRIPT = """
+import sys, time
+from pathlib import Path
+from belle_kedro.pipelines.train import token_cache
+token_cache.hold(Path(sys.argv[1]))
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def build_shards(root, byte_tokenizer, count: int) -> list:
+    """``count`` shards, one per build of new records, used one second apart."""
+    shards = []
+    for number in range(count):
+        view = token_cache.build_view(
+            cache_at(root, 8), make_records(6, seed=100 + number), byte_tokenizer, 128
+        )
+        shards.append(view.shards[0])
+        stamp = time.time() - (count - number) * 86400  # shard 0 used longest ago
+        os.utime(shards[-1] / token_cache.USED_FILE, (stamp, stamp))
+    return shards
+
+
+def test_cleanup_removes_least_recently_used_first_and_never_a_held_shard(
+    tmp_path, byte_tokenizer
+):
+    import subprocess
+    import sys
+
+    root = tmp_path / "cache"
+    shards = build_shards(root, byte_tokenizer, 4)
+    # This process built them, so it holds them: forget that, as a later process would.
+    for shard in shards:
+        os.close(token_cache._held.pop(shard))
+    sizes = [sum(f.stat().st_size for f in s.rglob("*") if f.is_file()) for s in shards]
+    # Another running job holds the oldest shard (a shared flock, as its ranks do).
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_SCRIPT, str(shards[0])],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")},
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        cap = sizes[2] + sizes[3] + sizes[0]  # room for the two newest and the held one
+        removed = token_cache.prune(root, cache_at(root, 8, max_bytes=cap))
+    finally:
+        holder.kill()
+        holder.wait()
+    # Least recently used first (shard 0), but it is held, so shard 1 goes instead.
+    assert removed == [shards[1]]
+    assert [s.is_dir() for s in shards] == [True, False, True, True]
+    # Once nobody holds it, an age limit takes it (and keeps what was used lately).
+    removed = token_cache.prune(root, cache_at(root, 8, max_age_days=3.5))
+    assert removed == [shards[0]]
+    assert [s.is_dir() for s in shards] == [False, False, True, True]
+
+
+def test_a_build_keeps_its_own_shards_and_stamps_them_used(tmp_path, byte_tokenizer):
+    root = tmp_path / "cache"
+    records = make_records(6, seed=1)
+    first = token_cache.build_view(cache_at(root, 8), records, byte_tokenizer, 128)
+    stamp = time.time() - 30 * 86400
+    os.utime(first.shards[0] / token_cache.USED_FILE, (stamp, stamp))
+    os.close(token_cache._held.pop(first.shards[0]))
+    # Reused a month later under a 7-day limit and a zero size cap: kept, restamped.
+    again = token_cache.build_view(
+        cache_at(root, 8, max_bytes=0, max_age_days=7), records, byte_tokenizer, 128
+    )
+    assert again.tokenized == 0 and again.shards == first.shards
+    assert first.shards[0].is_dir()
+    assert time.time() - token_cache.last_used(first.shards[0]) < 60

@@ -44,8 +44,14 @@ import pandas as pd
 
 from belle_kedro.common.config import Settings, build, setting
 from belle_kedro.datasets.judge_prompts import prompt_for_class
-from belle_kedro.llm.base import LLMRequest, LLMResponse
-from belle_kedro.llm.client import LLMClient
+from belle_kedro.llm.base import (
+    RESUME_HINT,
+    IncompleteRun,
+    LLMRequest,
+    LLMResponse,
+    failure_reason,
+)
+from belle_kedro.llm.client import HELD_BACK, LLMClient
 from belle_kedro.llm.journal import ResponseJournal
 from belle_kedro.llm.runner import run_sync
 from belle_kedro.pipelines.evaluate.judge_settings import JudgeSettings
@@ -419,7 +425,11 @@ def collect_judgements(
             await client.aclose()
             journal.close()
 
-    table = judgement_rows(requests, run_sync(judge_all()), client.model)
+    responses = run_sync(judge_all())
+    failed = [r for r in responses.values() if not r.ok and r.error not in HELD_BACK]
+    if failed:
+        raise IncompleteRun(f"judge {variant}: {failure_reason(failed)}. {RESUME_HINT}")
+    table = judgement_rows(requests, responses, client.model)
     unparsed = int((table["judge_samples"] - table["judge_parsed_samples"]).sum())
     if unparsed:
         logger.warning(

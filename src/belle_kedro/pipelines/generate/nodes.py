@@ -17,7 +17,7 @@ from belle_kedro.llm.runner import run_sync, stored_responses
 from belle_kedro.pipelines.generate.requests import generate
 from belle_kedro.pipelines.generate.self_instruct import parse_tasks
 from belle_kedro.pipelines.generate.settings import GenerateSettings
-from belle_kedro.pipelines.generate.summary import summarize
+from belle_kedro.pipelines.generate.summary import check_complete, summarize
 
 GENERATED_COLUMNS = [*RECORD_COLUMNS, "request_id", "model", "source"]
 
@@ -54,8 +54,11 @@ def parse_responses(
     """The first ``num_instructions_to_generate`` tasks, in request-index order.
 
     Reads the journal, not the node's memory, so a resumed run yields exactly what an
-    uninterrupted one would. Unparseable text is skipped, never raised on.
+    uninterrupted one would. Unparseable text is skipped, never raised on. A run
+    that ended short for a reason nobody chose (failed or expired requests) stops here,
+    after its summary is saved, with :class:`~.summary.IncompleteRun`.
     """
+    check_complete(generation_summary)
     request_ids = list(generation_summary["request_ids"])
     stored = stored_responses(raw_responses.records(), set(request_ids))
     rows: list[dict[str, str]] = []

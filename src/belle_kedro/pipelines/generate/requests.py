@@ -9,15 +9,11 @@ from dataclasses import dataclass
 import pandas as pd
 
 from belle_kedro.llm.base import LLMResponse
-from belle_kedro.llm.batch import NOT_SUBMITTED
-from belle_kedro.llm.client import LLMClient
+from belle_kedro.llm.client import HELD_BACK, LLMClient
 from belle_kedro.llm.journal import ResponseJournal
-from belle_kedro.llm.runner import NOT_SENT_OVER_BUDGET, RunProgress
+from belle_kedro.llm.runner import RunProgress
 from belle_kedro.pipelines.generate.self_instruct import build_request, parse_tasks
 from belle_kedro.pipelines.generate.settings import GenerateSettings
-
-# Held back (spend limit) or written offline: asking for more would not help.
-HELD_BACK = frozenset({NOT_SENT_OVER_BUDGET, NOT_SUBMITTED})
 
 
 @dataclass(frozen=True)
@@ -93,6 +89,7 @@ async def generate(
             generation.request_ids.extend(request.request_id for request in wave)
             generation.responses.update(answers)
             parsed = sum(count_tasks(r) for r in generation.responses.values() if r.ok)
+            # Held back: asking for more would not help.
             if any(r.error in HELD_BACK for r in answers.values()):
                 break
     finally:

@@ -8,7 +8,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from belle_kedro.llm.base import LLMResponse
+from belle_kedro.llm.base import (
+    RESUME_HINT,
+    IncompleteRun,
+    LLMResponse,
+    failure_reason,
+)
+from belle_kedro.llm.batch import NOT_SUBMITTED
 from belle_kedro.llm.client import LLMClient
 from belle_kedro.llm.runner import NOT_SENT_OVER_BUDGET, TokenPrices
 from belle_kedro.pipelines.generate.requests import Generation
@@ -20,6 +26,8 @@ logger = logging.getLogger(__name__)
 USAGE_KEYS = ("prompt_tokens", "completion_tokens", "total_tokens")
 UNPARSABLE_EXAMPLES = 5
 UNPARSABLE_EXAMPLE_CHARS = 300
+# Shortfall reasons a user chose by a setting; any other ends the run non-zero.
+CHOSEN_REASONS = ("spend limit", "max_requests", "batch.submit")
 
 
 def sum_usage(responses: Sequence[LLMResponse]) -> dict[str, int]:
@@ -59,6 +67,10 @@ class GenerationSummary:
     price_per_1k_tokens: dict[str, float]
     # What the Batch API did this run (api: batch), else null.
     batch: dict[str, Any] | None
+    # Why the run ended below its target (empty when it reached it); whether a
+    # setting the user chose explains all of it (else the run ends non-zero).
+    shortfall: list[str]
+    shortfall_chosen: bool
     wall_s: float
     request_ids: list[str]
 
@@ -66,25 +78,58 @@ class GenerationSummary:
         """The JSON-ready dict the catalog saves."""
         return dataclasses.asdict(self)
 
+    def closing_line(self) -> str:
+        """``generate: 380 of 400 instructions after 40 requests: <reasons>``."""
+        line = (
+            f"generate: {self.instructions_parsed} of {self.instructions_target} "
+            f"instructions after {self.requests_planned} requests"
+        )
+        return f"{line}: {'; '.join(self.shortfall)}" if self.shortfall else line
+
     def log_shortfall(self) -> None:
         """Warn when the run stopped short of its target, and say why."""
-        if self.stopped_by_budget:
-            logger.warning(
-                "generate: stopped by the spend limit (max_cost_usd=%s) at %d of %d "
-                "instructions; %d planned request(s) not sent. A rerun with a larger "
-                "max_cost_usd continues from here.",
-                self.max_cost_usd,
-                self.instructions_parsed,
-                self.instructions_target,
-                self.requests_not_sent_budget,
-            )
-        elif not self.target_reached:
-            logger.warning(
-                "generate: %d of %d instructions after %d requests (max_requests reached)",
-                self.instructions_parsed,
-                self.instructions_target,
-                self.requests_planned,
-            )
+        if self.shortfall:
+            logger.warning("%s", self.closing_line())
+
+
+def check_complete(summary: dict[str, Any]) -> None:
+    """Raise :class:`IncompleteRun` when a saved summary's shortfall is nobody's choice."""
+    if summary["target_reached"] or summary["shortfall_chosen"]:
+        return
+    raise IncompleteRun(
+        f"generate: {summary['instructions_parsed']} of "
+        f"{summary['instructions_target']} instructions: "
+        f"{'; '.join(summary['shortfall'])}. {RESUME_HINT}"
+    )
+
+
+def shortfall_reasons(
+    answers: Sequence[LLMResponse],
+    batch: dict[str, Any] | None,
+    settings: GenerateSettings,
+    *,
+    not_sent: int,
+    planned: int,
+) -> list[str]:
+    """Every reason a run ended below its target, most serious first."""
+    failed = [r for r in answers if not r.ok and r.error != NOT_SUBMITTED]
+    reasons = [failure_reason(failed)] if failed else []
+    expired = (batch or {}).get("batch_states", {}).get("expired", 0)
+    if failed and expired:
+        reasons.append(f"{expired} batch(es) expired")
+    if not_sent:
+        reasons.append(
+            f"spend limit (max_cost_usd={settings.max_cost_usd}): {not_sent} planned "
+            "request(s) not sent; a rerun with a larger max_cost_usd continues"
+        )
+    offline = sum(1 for r in answers if r.error == NOT_SUBMITTED)
+    if offline:
+        reasons.append(
+            f"batch.submit is false: {offline} request(s) written to input files"
+        )
+    if planned >= settings.max_requests:
+        reasons.append(f"max_requests ({settings.max_requests}) reached")
+    return reasons
 
 
 def summarize(
@@ -107,6 +152,14 @@ def summarize(
     usage, usage_this_run = sum_usage(ok), sum_usage(new_ok)
     prices: TokenPrices = client.prices(settings.request_limits.prices)
     target = settings.num_instructions_to_generate
+    batch = client.batch_summary()
+    shortfall = (
+        []
+        if parsed >= target
+        else shortfall_reasons(
+            answers, batch, settings, not_sent=len(not_sent), planned=len(request_ids)
+        )
+    )
     return GenerationSummary(
         backend=settings.llm.backend,
         api=settings.llm.api,
@@ -142,7 +195,9 @@ def summarize(
             "prompt": prices.prompt_per_1k,
             "completion": prices.completion_per_1k,
         },
-        batch=client.batch_summary(),
+        batch=batch,
+        shortfall=shortfall,
+        shortfall_chosen=all(r.startswith(CHOSEN_REASONS) for r in shortfall),
         wall_s=round(wall_s, 3),
         request_ids=request_ids,
     )

@@ -23,13 +23,13 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from belle_kedro.common.processes import run_tied
 from belle_kedro.common.records import RECORD_COLUMNS, records_digest
 from belle_kedro.pipelines.train.models import load_tokenizer
 from belle_kedro.pipelines.train.settings import LauncherSettings, TrainSettings
@@ -164,11 +164,10 @@ def prepare_run_dir(
     tokenized = {}
     for stem, records in ((TRAIN_TOKENS, train_data), (EVAL_TOKENS, eval_data)):
         view = build_view(
-            settings.token_cache.root,
+            settings.token_cache,
             records.loc[:, columns],
             tokenizer,
             settings.data.max_length,
-            settings.token_cache.batch_size,
         )
         save_view(view, run_dir / stem)
         tokenized[stem] = view.tokenized
@@ -274,10 +273,11 @@ def launch(run_dir: Path) -> dict[str, Any]:
     if job.train.launcher.nnodes > 1:
         logger.info("Start the same command on the other nodes with --node_rank 1..N-1")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    completed = subprocess.run(command, env=env, check=False)
-    if completed.returncode != 0:
+    # Tied: the launcher dies with this process and hears its SIGTERM (no orphans).
+    returncode = run_tied(command, env)
+    if returncode != 0:
         raise RuntimeError(
-            f"training {job.variant} failed in the launcher (exit {completed.returncode}); "
+            f"training {job.variant} failed in the launcher (exit {returncode}); "
             f"rerun to resume from the last checkpoint in {run_dir / CHECKPOINT_DIR}"
         )
     result = json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))

@@ -35,10 +35,24 @@ class TokenCacheSettings(Settings):
 
     root: str = setting("folder of the cache, shared by all ranks and nodes")
     batch_size: int = setting("records per batched tokenizer call")
+    max_bytes: int | None = setting(
+        "size cap: least recently used shards removed past it (null: none)"
+    )
+    max_age_days: float | None = setting(
+        "shards unused for longer are removed (null: kept however old)"
+    )
 
     def check(self) -> None:
         if self.batch_size < 1:
             raise InvalidSetting("batch_size", f"must be ≥ 1, got {self.batch_size}")
+        if self.max_bytes is not None and self.max_bytes < 0:
+            raise InvalidSetting(
+                "max_bytes", f"must be ≥ 0 or null, got {self.max_bytes}"
+            )
+        if self.max_age_days is not None and self.max_age_days < 0:
+            raise InvalidSetting(
+                "max_age_days", f"must be ≥ 0 or null, got {self.max_age_days}"
+            )
 
 
 @dataclass(frozen=True)

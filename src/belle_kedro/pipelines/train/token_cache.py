@@ -27,15 +27,24 @@ A rank reads its examples' ids with ``os.pread`` (:class:`TokenFile`), not throu
 memory map: the pages it has read stay in the kernel's page cache, shared by every rank
 of the node, instead of adding up in each rank's RSS as it walks through a 2M-record
 variant. The small per-record arrays (offsets, prompt lengths, keys) are memory-mapped.
+
+Every tokenizer, template, ``max_length`` or data change adds shards, so after each
+build :func:`prune` removes shards unused for ``max_age_days``, then the least recently
+used while the cache is over ``max_bytes``. A shard's ``.used`` stamp is touched by
+every view that uses it; every process that builds or reads a view holds a shared
+``flock`` on the shard's ``.lock`` until it exits, and a shard is removed only under
+an exclusive one, so never while a running job holds it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
+import time
 import uuid
 import weakref
 from collections.abc import Sequence
@@ -51,6 +60,7 @@ from transformers import PreTrainedTokenizerBase
 from belle_kedro.common.files import write_atomic
 from belle_kedro.common.records import RECORD_COLUMNS, as_text_records, record_bytes
 from belle_kedro.common.template import build_prompt
+from belle_kedro.pipelines.train.settings import TokenCacheSettings
 from belle_kedro.pipelines.train.sft import (
     TOKEN_DTYPE,
     SFTDataset,
@@ -69,6 +79,13 @@ KEY_DTYPE = np.dtype("S16")
 # A view in a run folder: <name>.json (shards, fingerprint, counts) + <name>.npy rows.
 VIEW_SUFFIX = ".json"
 ROWS_SUFFIX = ".npy"
+LOCK_FILE = (
+    ".lock"  # shared flock while a process uses the shard, exclusive to remove it
+)
+USED_FILE = ".used"  # its mtime: the last time a view used the shard
+DAY_S = 86400.0
+# Shards this process holds a shared lock on (path -> open descriptor), until it exits.
+_held: dict[Path, int] = {}
 
 
 def record_keys(records: pd.DataFrame) -> np.ndarray:
@@ -292,16 +309,100 @@ def _look_up(
     return found_shard, found_row
 
 
+def hold(shard: Path) -> None:
+    """Take (once per process) a shared lock on ``shard``, kept until this process exits."""
+    if shard in _held:
+        return
+    descriptor = os.open(shard / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(descriptor, fcntl.LOCK_SH)
+    _held[shard] = descriptor
+
+
+def last_used(shard: Path) -> float:
+    """When a view last used ``shard`` (its ``.used`` stamp, else when it was written)."""
+    for name in (USED_FILE, META_FILE):
+        try:
+            return (shard / name).stat().st_mtime
+        except FileNotFoundError:
+            continue
+    return 0.0
+
+
+def _size(folder: Path) -> int:
+    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
+
+
+def _remove_unheld(shard: Path) -> bool:
+    """Remove ``shard`` unless a process holds it; whether it was removed."""
+    if shard in _held:
+        return False
+    descriptor = os.open(shard / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        # Renamed first: a reader sees the whole shard or none of it.
+        doomed = shard.with_name(f".removing-{shard.name}-{uuid.uuid4().hex[:8]}")
+        shard.rename(doomed)
+        shutil.rmtree(doomed)
+        return True
+    finally:
+        os.close(descriptor)
+
+
+def prune(
+    root: str | Path, cache: TokenCacheSettings, now: float | None = None
+) -> list[Path]:
+    """Remove unused shards past ``max_age_days``, then oldest-used past ``max_bytes``.
+
+    Every fingerprint under ``root`` counts; a shard any process holds is kept. Returns
+    the shards removed.
+    """
+    now = time.time() if now is None else now
+    folder = Path(root).resolve()
+    shards = [
+        shard
+        for fingerprint in (folder.iterdir() if folder.is_dir() else [])
+        if fingerprint.is_dir()
+        for shard in fingerprint.iterdir()
+        if shard.is_dir() and (shard / META_FILE).is_file()
+    ]
+    entries = sorted((last_used(shard), _size(shard), shard) for shard in shards)
+    total = sum(size for _, size, _ in entries)
+    removed = []
+    for used, size, shard in entries:  # least recently used first
+        too_old = (
+            cache.max_age_days is not None and now - used > cache.max_age_days * DAY_S
+        )
+        too_big = cache.max_bytes is not None and total > cache.max_bytes
+        if (too_old or too_big) and _remove_unheld(shard):
+            total -= size
+            removed.append(shard)
+    if removed:
+        logger.info(
+            "Token cache %s: removed %d unused shard(s); %d bytes left",
+            folder,
+            len(removed),
+            total,
+        )
+    return removed
+
+
 def build_view(
-    root: str | Path,
+    cache: TokenCacheSettings,
     records: pd.DataFrame,
     tokenizer: PreTrainedTokenizerBase,
     max_length: int,
-    batch_size: int,
 ) -> TokenView:
-    """``records`` as rows of the cache under ``root``, tokenising only what it lacks."""
+    """``records`` as rows of the cache, tokenising only what it lacks; then a cleanup.
+
+    The view's shards are stamped used and held (shared lock) by this process first,
+    so :func:`prune` never removes them.
+    """
     fingerprint = cache_fingerprint(tokenizer, max_length)
-    folder = Path(root).resolve() / fingerprint["id"]
+    batch_size = cache.batch_size
+    folder = Path(cache.root).resolve() / fingerprint["id"]
     keys = record_keys(records)
     shards = _shards(folder, fingerprint["id"])
     found_shard, found_row = _look_up(shards, keys)
@@ -335,6 +436,10 @@ def build_view(
             "Token cache %s: all %d records already tokenised", folder, len(keys)
         )
     used = np.unique(found_shard)
+    for number in used:
+        hold(shards[number].path)
+        (shards[number].path / USED_FILE).touch()
+    prune(cache.root, cache)
     renumber = np.zeros(len(shards), dtype=np.int32)
     renumber[used] = np.arange(len(used), dtype=np.int32)
     return TokenView(
@@ -386,6 +491,7 @@ def open_view(stem: Path, fingerprint_id: str) -> SFTDataset:
                 f"token cache shard {path} (named by {stem}{VIEW_SUFFIX}) is missing "
                 "or incomplete; rerun the Kedro node to rebuild it"
             )
+        hold(shard.path)  # no cleanup removes it while this process trains
         shards.append(shard.arrays)
     rows = np.load(stem.with_name(stem.name + ROWS_SUFFIX), mmap_mode="r")
     shard_index, row = np.asarray(rows[:, 0], np.int32), np.asarray(rows[:, 1])
