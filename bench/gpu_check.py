@@ -56,11 +56,15 @@ each (imports, NCCL and DeepSpeed set-up, loading the weights), ~40 GB written a
 x 64 new tokens twice: about 5 minutes.
 
 MFU is ``6 x parameters x tokens/s`` over the bf16 dense peak of all the GPUs used
-(:data:`BF16_PEAK`, by device name; n/a for others), for full fine-tuning only (LoRA
-computes no weight gradients, so 6N overstates its work). Tokens are real, not padding,
-and tokens/s is the training result's: real tokens over the Trainer's ``train_runtime``,
-which includes the first step and the end-of-run save, so tokens/s and MFU are lower
-bounds (more ``--steps`` bring them closer).
+(:data:`BF16_PEAK`, by exact device name; an unknown GPU stops the check unless
+``--peak-tflops`` gives its figure), for full fine-tuning only (LoRA computes no weight
+gradients, so 6N overstates its work). On the CPU dry run the peak is an fp32 matrix
+product measured on one core of this machine, so its MFU checks the arithmetic, not a
+figure to compare. Tokens are real, not padding, counted by the training process from
+each batch it trains on (the recipe's two DataLoader workers collate them), and tokens/s
+is the training result's ``step_tokens_per_second``: real tokens over the time inside
+optimizer steps, so no checkpoint save, evaluation or logging is in it. The first step
+(warm-up) is, so tokens/s and MFU are lower bounds (more ``--steps`` bring them closer).
 """
 
 from __future__ import annotations
@@ -99,13 +103,21 @@ from belle_kedro.pipelines.train import launcher, trainer
 from belle_kedro.pipelines.train.settings import TrainSettings
 
 ROOT = Path(__file__).resolve().parents[1]
-# bf16 dense peak FLOP/s by a substring of torch.cuda.get_device_name(), first match.
-# "H100 80GB HBM3" is the SXM part; H100 PCIe (756e12) and others are left out: n/a.
-BF16_PEAK = (
-    ("H200", 989e12),
-    ("H100 80GB HBM3", 989e12),
-    ("A100", 312e12),
-)
+# Dense bf16 tensor-core peak FLOP/s (no sparsity) per GPU, by the exact name
+# torch.cuda.get_device_name() gives, from NVIDIA's datasheets (the sparse figures
+# they headline are twice these). A name not listed is refused, never guessed: pass
+# --peak-tflops for it.
+BF16_PEAK = {
+    "NVIDIA H100 80GB HBM3": 989.4e12,  # H100 SXM5
+    "NVIDIA H100 PCIe": 756.0e12,
+    "NVIDIA H100 NVL": 835.5e12,
+    "NVIDIA H200": 989.4e12,  # H200 SXM
+    "NVIDIA H200 NVL": 835.5e12,
+    "NVIDIA A100-SXM4-80GB": 312e12,
+    "NVIDIA A100-SXM4-40GB": 312e12,
+    "NVIDIA A100 80GB PCIe": 312e12,
+    "NVIDIA A100-PCIE-40GB": 312e12,
+}
 # Bytes per parameter (see the module docstring): ZeRO-2 full fine-tuning on one GPU,
 # a resumable checkpoint, and weights in bf16.
 GPU_BYTES_PER_PARAM = 24
@@ -180,6 +192,11 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument(
         "--workdir", type=Path, help="scratch folder, kept (default: a temporary one)"
     )
+    parser.add_argument(
+        "--peak-tflops",
+        type=float,
+        help="dense bf16 peak TFLOP/s per GPU, for a GPU not in BF16_PEAK",
+    )
     return parser.parse_args()
 
 
@@ -214,11 +231,39 @@ def eval_questions(count: int) -> pd.DataFrame:
     return answered.head(count).reset_index(drop=True)
 
 
-def peak_flops() -> tuple[str, float | None]:
-    if not torch.cuda.is_available():
-        return "cpu", None
+class UnknownDevice(LookupError):
+    """A GPU whose peak FLOP/s this check does not know."""
+
+
+def peak_flops(on_gpu: bool, given_tflops: float | None) -> tuple[str, float]:
+    """The device's name and its peak FLOP/s per process (see the module docstring)."""
+    if given_tflops is not None:
+        name = torch.cuda.get_device_name() if on_gpu else "cpu"
+        return f"{name} (peak given)", given_tflops * 1e12
+    if not on_gpu:
+        return "cpu (fp32 matmul peak measured on one core)", measured_cpu_peak()
     name = torch.cuda.get_device_name()
-    return name, next((peak for key, peak in BF16_PEAK if key in name), None)
+    if name not in BF16_PEAK:
+        raise UnknownDevice(
+            f"no bf16 peak known for {name!r} (known: {', '.join(BF16_PEAK)}); "
+            "pass --peak-tflops with its dense bf16 figure from NVIDIA's datasheet"
+        )
+    return name, BF16_PEAK[name]
+
+
+def measured_cpu_peak(size: int = 512, repeats: int = 20) -> float:
+    """FLOP/s of an fp32 matrix product on one thread: the dry run's stand-in peak."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        left, right = torch.randn(size, size), torch.randn(size, size)
+        left @ right  # warm-up
+        started = time.perf_counter()
+        for _ in range(repeats):
+            left @ right
+        return 2 * size**3 * repeats / (time.perf_counter() - started)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def gb(value: float | None) -> str:
@@ -317,9 +362,9 @@ def train_config(
         "eval_strategy": "no",
     }
     if not on_gpu:
-        # The dry run checks the steps, not the arithmetic: fp32 on a CPU avoids slow
-        # bf16 emulation, and data workers would only be overhead.
-        trainer_params.update(bf16=False, dataloader_num_workers=0)
+        # fp32 on a CPU avoids slow bf16 emulation; the recipe's DataLoader workers
+        # stay, since the token counts must reach the training process through them.
+        trainer_params.update(bf16=False)
     if belle.deepspeed is None:
         raise StepFailed("conf/belle names no DeepSpeed config")
     changed = dataclasses.replace(
@@ -382,7 +427,7 @@ def running(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def train_and_kill(run_dir: Path, timeout_s: float) -> tuple[int, str]:
+def train_and_kill(run_dir: Path, processes: int, timeout_s: float) -> tuple[int, str]:
     """Start the launcher's command for ``run_dir`` and SIGKILL the launcher mid-run.
 
     The kill comes once a checkpoint is complete and the next one's folder has appeared
@@ -431,6 +476,10 @@ def train_and_kill(run_dir: Path, timeout_s: float) -> tuple[int, str]:
         not survivors,
         f"processes {survivors} outlived their SIGKILLed launcher by {RANK_EXIT_TIMEOUT_S:.0f} s",
     )
+    expect(
+        len(ranks) >= processes,
+        f"found {len(ranks)} processes under the launcher, expected {processes} ranks",
+    )
     expect(not launcher.is_finished(run_dir), "training finished before the kill")
     complete = checkpoint_steps(run_dir, complete=True)
     on_disk = checkpoint_steps(run_dir, complete=False)
@@ -444,20 +493,26 @@ def train_and_kill(run_dir: Path, timeout_s: float) -> tuple[int, str]:
 def throughput(
     result: Mapping[str, Any],
     parameters: int,
-    peak: float | None,
+    peak: float,
     *,
     full_finetuning: bool,
 ) -> str:
-    rate = float(result["tokens_per_second"])
+    """Tokens/s and MFU inside the optimizer steps (no checkpoint save); both non-zero."""
+    rate = float(result["step_tokens_per_second"])
     world_size = int(result["world_size"])
+    expect(
+        rate > 0 and int(result["train_tokens"]) > 0,
+        f"{result['train_tokens']} tokens counted, {rate} tokens/s",
+    )
     utilisation = (
-        f"{6 * parameters * rate / (peak * world_size):.1%}"
-        if full_finetuning and peak is not None
+        f"{6 * parameters * rate / (peak * world_size):.2%}"
+        if full_finetuning
         else "n/a"
     )
     return (
-        f"tokens/s {rate:,.0f} and MFU {utilisation} (lower bounds: over the whole "
-        f"run), "
+        f"tokens/s {rate:,.0f} and MFU {utilisation} (inside optimizer steps, no "
+        f"checkpoint save: {float(result['step_seconds']):.1f} s of "
+        f"{float(result['train_runtime_s']):.1f} s), "
         f"peak GPU memory {gb(result['peak_gpu_memory_bytes'])} (rank 0), "
         f"padding waste {float(result['padding_waste']):.1%}, "
         f"backend {result['distributed_backend']}, world size {world_size}"
@@ -542,7 +597,11 @@ def main() -> int:
     resume_steps = 3 * save_steps  # checkpoints at 1x, 2x (the kill) and 3x
     processes = 2 if dry else torch.cuda.device_count()
     backend = "nccl" if on_gpu else "gloo"
-    device_name, peak = peak_flops()
+    try:
+        device_name, peak = peak_flops(on_gpu, arguments.peak_tflops)
+    except UnknownDevice as error:
+        print(error)
+        return 2
     params = belle_parameters()
     belle = build_settings(TrainSettings, params["train"], "train")
     generation = build_settings(
@@ -564,7 +623,7 @@ def main() -> int:
     print(f"command: python {' '.join(sys.argv)}")
     print(
         f"device: {device_name} x{processes if on_gpu else 0} "
-        f"(bf16 peak {'n/a' if peak is None else f'{peak:.3g} FLOP/s'} each), "
+        f"(peak {peak:.3g} FLOP/s each), "
         f"{backend} over {processes} processes, workdir {workdir}"
     )
     for shape in dict.fromkeys((full_shape, train_shape, resume_shape)):
@@ -651,7 +710,7 @@ def main() -> int:
 
     def kill() -> str:
         killed_at["step"], detail = train_and_kill(
-            runs_ready["resume"][0], timeout_s=600
+            runs_ready["resume"][0], processes, timeout_s=600
         )
         return detail
 

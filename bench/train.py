@@ -34,7 +34,7 @@ from transformers.trainer_pt_utils import LengthGroupedSampler
 from belle_kedro.common.config import build
 from belle_kedro.pipelines.train.models import build_tiny_bloom, load_tokenizer
 from belle_kedro.pipelines.train.settings import TinyBloomSettings, TrainSettings
-from belle_kedro.pipelines.train.sft import SFTCollator, SFTDataset
+from belle_kedro.pipelines.train.sft import PaddingStats, SFTCollator, SFTDataset
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_FILE = (
@@ -127,14 +127,15 @@ def run_arm(
     loader = DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, collate_fn=collator
     )
+    stats = PaddingStats()
     started = time.perf_counter()
     for batch in loader:
+        stats.add(batch["attention_mask"])
         loss = model(**batch).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     elapsed = time.perf_counter() - started
-    stats = collator.stats
     return {
         "arm": name,
         "padding_waste": stats.waste,

@@ -112,7 +112,10 @@ def test_a_changed_config_gets_a_fresh_run_folder(tmp_path):
         settings_of(with_changes(tiny_config(), launcher={"nproc_per_node": 4})),
     )
     assert first != second
-    assert relaunched == first  # how it is launched does not change what it computes
+    # How it is launched does not change what it computes: the same folder. Its
+    # checkpoints resume only at the process count that wrote them (a rerun at another
+    # stops, naming the change: test_gpu_path.py).
+    assert relaunched == first
 
 
 def test_launcher_command_hands_off_to_torchrun_or_deepspeed(tmp_path: Path):
@@ -204,3 +207,17 @@ def test_a_resumed_folder_remembers_the_runs_that_trained_it_before(tmp_path):
     assert job.mlflow is not None and job.mlflow.run_id == "third"
     # Each earlier run once, in order; the current one is not among them.
     assert job.earlier_mlflow_runs == ("first", "second")
+
+
+def test_a_folder_written_before_train_plan_existed_is_read_and_reused(tmp_path):
+    train, holdout = make_records(8), make_records(2, seed=1)
+    run_dir = launcher.prepare_run_dir("small", train, holdout, tiny_settings())
+    job_file = run_dir / trainer.JOB_FILE
+    job = json.loads(job_file.read_text(encoding="utf-8"))
+    del job["train"]["plan"]
+    job_file.write_text(json.dumps(job), encoding="utf-8")
+    assert (
+        trainer.read_job(run_dir).train.checkpoint_root
+        == tiny_settings().checkpoint_root
+    )
+    assert launcher.prepare_run_dir("small", train, holdout, tiny_settings()) == run_dir

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from belle_kedro.common.template import IGNORE_INDEX, build_prompt
-from belle_kedro.pipelines.train.sft import SFTCollator, SFTDataset
+from belle_kedro.pipelines.train.sft import PaddingStats, SFTCollator, SFTDataset
 from tests.support.project import REPO_ROOT
 from tests.support.records import make_records
 
@@ -111,7 +111,7 @@ def test_the_template_has_exactly_one_source():
     assert build_prompt("问", "材料") == "Human: 问\n材料\n\nAssistant: "
 
 
-def test_collator_pads_right_with_masked_labels_and_counts_waste():
+def test_collator_pads_right_with_masked_labels_and_its_mask_counts_waste():
     collator = SFTCollator(pad_token_id=0)
     batch = collator(
         [
@@ -122,6 +122,10 @@ def test_collator_pads_right_with_masked_labels_and_counts_waste():
     assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert batch["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
-    assert collator.stats.real_tokens == 4
-    assert collator.stats.padded_tokens == 6
-    assert collator.stats.waste == pytest.approx(2 / 6)
+    stats = PaddingStats()
+    assert (stats.real_tokens, stats.padded_tokens, stats.waste) == (0, 0, 0.0)
+    stats.add(batch["attention_mask"])
+    stats.add(batch["attention_mask"])
+    assert stats.real_tokens == 8
+    assert stats.padded_tokens == 12
+    assert stats.waste == pytest.approx(2 / 6)

@@ -10,7 +10,12 @@ from transformers import TrainerCallback
 
 from belle_kedro.pipelines.train import launcher, trainer
 from belle_kedro.pipelines.train.models import load_model_and_tokenizer
-from belle_kedro.pipelines.train.sft import SFTCollator, SFTDataset, TokenArrays
+from belle_kedro.pipelines.train.sft import (
+    PaddingStats,
+    SFTCollator,
+    SFTDataset,
+    TokenArrays,
+)
 from tests.support.project import base_parameters
 from tests.support.records import make_records
 from tests.support.training import (
@@ -186,9 +191,10 @@ def epoch_padding_waste(tmp_path, config: dict, dataset: SFTDataset) -> float:
         data_collator=collator,
         eval_collator=SFTCollator(pad_token_id=0, pad_to_multiple_of=None),
     )
-    for _ in sft.get_train_dataloader():
-        pass
-    return collator.stats.waste
+    stats = PaddingStats()
+    for batch in sft.get_train_dataloader():
+        stats.add(batch["attention_mask"])
+    return stats.waste
 
 
 @pytest.mark.parametrize(

@@ -43,7 +43,10 @@ from belle_kedro.pipelines.train.trainer import (
     TRAIN_TOKENS,
     Job,
     MlflowTarget,
+    check_world_size,
+    discard_checkpoints,
     read_job,
+    resumable_checkpoint,
     run_training,
 )
 
@@ -58,6 +61,7 @@ _NOT_FINGERPRINTED = (
     "registered_model_name",
     "force",
     "token_cache",
+    "plan",
 )
 
 
@@ -249,12 +253,22 @@ def launch(run_dir: Path) -> dict[str, Any]:
     ``reused: true``.
     """
     if is_finished(run_dir):
+        # A kill while rank 0 deleted the checkpoints (after result.json) left some.
+        discard_checkpoints(run_dir)
         result = json.loads((run_dir / RESULT_FILE).read_text(encoding="utf-8"))
         return {**result, "reused": True}
     job = read_job(run_dir)
     command = launcher_command(run_dir, job.train)
     if command is None:
         return {**run_training(run_dir), "reused": False}
+    last_checkpoint = resumable_checkpoint(run_dir)
+    if last_checkpoint and not job.train.launcher.hostfile:
+        # Refused here, before the ranks start, when the count is known (a hostfile's
+        # is DeepSpeed's to read: then each rank refuses it).
+        check_world_size(
+            last_checkpoint,
+            job.train.launcher.nproc_per_node * job.train.launcher.nnodes,
+        )
     logger.info("Handing %s to the launcher: %s", job.variant, " ".join(command))
     if job.train.launcher.nnodes > 1:
         logger.info("Start the same command on the other nodes with --node_rank 1..N-1")

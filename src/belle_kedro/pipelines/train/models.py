@@ -117,7 +117,8 @@ def load_smollm2_tokenizer(cache_dir: str | Path) -> PreTrainedTokenizerBase:
     return _finish_tokenizer(AutoTokenizer.from_pretrained(cached))
 
 
-def _gguf_file(model: ModelSettings) -> Path:
+def gguf_file(model: ModelSettings) -> Path:
+    """The GGUF file ``train.model`` names (null: the shipped SmolLM2)."""
     return Path(model.name_or_path) if model.name_or_path else offline_model_path()
 
 
@@ -132,7 +133,7 @@ def load_tokenizer(model: ModelSettings) -> PreTrainedTokenizerBase:
     if name == SMOLLM2_TOKENIZER:
         return load_smollm2_tokenizer(model.tokenizer_cache_dir)
     if name is None and model.source == "gguf":
-        return _finish_tokenizer(load_gguf_tokenizer(_gguf_file(model)))
+        return _finish_tokenizer(load_gguf_tokenizer(gguf_file(model)))
     return _finish_tokenizer(
         AutoTokenizer.from_pretrained(
             name or model.name_or_path, revision=model.revision
@@ -155,10 +156,11 @@ def build_tiny_bloom(
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    # Seeded so two runs of the same variant start from the same weights.
+    # Seeded so two runs of the same variant start from the same weights. from_config,
+    # not the constructor: under ZeRO-3 it builds the weights partitioned.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = BloomForCausalLM(config)
+        model = BloomForCausalLM._from_config(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     return model
@@ -173,7 +175,7 @@ def load_base_model(
         tiny = build_tiny_bloom(tokenizer, model.tiny_bloom, seed)
         return tiny.to(dtype)  # type: ignore[arg-type]
     if model.source == "gguf":
-        return load_gguf_model(_gguf_file(model), dtype=dtype)
+        return load_gguf_model(gguf_file(model), dtype=dtype)
     assert model.name_or_path, "ModelSettings.check requires it for pretrained"
     return AutoModelForCausalLM.from_pretrained(
         model.name_or_path, dtype=dtype, revision=model.revision
@@ -195,12 +197,23 @@ def apply_lora(model: PreTrainedModel, lora: LoraSettings) -> Any:
     return get_peft_model(model, config)
 
 
+def load_model(settings: TrainSettings, tokenizer: PreTrainedTokenizerBase) -> Any:
+    """The model to fine-tune (LoRA-wrapped when ``finetuning.method`` is ``lora``).
+
+    Under DeepSpeed ZeRO-3 call it after the run's ``TrainingArguments`` exist: they
+    register the DeepSpeed config that ``from_pretrained``/``from_config`` read to build
+    the weights already partitioned across ranks (``deepspeed.zero.Init``) instead of
+    whole in every rank's host memory.
+    """
+    model: Any = load_base_model(settings.model, tokenizer, seed=settings.seed)
+    if settings.finetuning.method == "lora":
+        model = apply_lora(model, settings.finetuning.lora)
+    return model
+
+
 def load_model_and_tokenizer(
     settings: TrainSettings,
 ) -> tuple[Any, PreTrainedTokenizerBase]:
     """Model (LoRA-wrapped when ``finetuning.method`` is ``lora``) and tokenizer for SFT."""
     tokenizer = load_tokenizer(settings.model)
-    model: Any = load_base_model(settings.model, tokenizer, seed=settings.seed)
-    if settings.finetuning.method == "lora":
-        model = apply_lora(model, settings.finetuning.lora)
-    return model, tokenizer
+    return load_model(settings, tokenizer), tokenizer

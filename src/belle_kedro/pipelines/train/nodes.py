@@ -17,7 +17,13 @@ from matplotlib.figure import Figure
 
 from belle_kedro.common.config import build
 from belle_kedro.common.records import records_digest
-from belle_kedro.pipelines.train import launcher, model_registry, tracking, trainer
+from belle_kedro.pipelines.train import (
+    launcher,
+    model_registry,
+    resources,
+    tracking,
+    trainer,
+)
 from belle_kedro.pipelines.train.settings import TrainSettings
 
 
@@ -57,6 +63,8 @@ def fine_tune(
     run_dir = launcher.prepare_run_dir(
         variant, train_data, eval_data, settings, mlflow_run=target
     )
+    if not launcher.is_finished(run_dir):
+        resources.announce(settings, run_dir)  # before any GPU time is spent
     result = launcher.launch(run_dir)
     if target is not None:
         tracking.link_earlier_runs(trainer.read_job(run_dir), result["reused"])

@@ -187,6 +187,16 @@ class LauncherSettings(Settings):
 
 
 @dataclass(frozen=True)
+class PlanSettings(Settings):
+    """``train.plan``: the memory and disk plan logged before training."""
+
+    on_short_disk: Literal["refuse", "warn"] = setting(
+        "refuse to train (or only warn) when checkpoint_root has less free space "
+        "than the plan needs"
+    )
+
+
+@dataclass(frozen=True)
 class TrainSettings(Settings):
     """The ``train`` block: one variant's supervised fine-tuning."""
 
@@ -201,6 +211,7 @@ class TrainSettings(Settings):
     eval: EvalSettings = setting("held-out records for the eval loss")
     deepspeed: str | None = setting("path to a DeepSpeed JSON (null: none)")
     launcher: LauncherSettings = setting("processes and launcher")
+    plan: PlanSettings = setting("the memory and disk plan")
     trainer: dict[str, Any] = setting(
         "transformers.TrainingArguments, passed through as is"
     )

@@ -12,8 +12,8 @@ disk; :class:`SFTDataset` reads examples from them lazily.
 
 Batches are grouped by length (``trainer.train_sampling_strategy: group_by_length``:
 transformers' ``LengthGroupedSampler``, fed the lengths the offsets give) so little of
-each padded batch is padding; :class:`SFTCollator` counts real and padded tokens to
-report the waste measured.
+each padded batch is padding; :class:`PaddingStats` counts real and padded tokens of
+the batches trained on to report the waste measured.
 """
 
 from __future__ import annotations
@@ -213,12 +213,44 @@ def padding_waste(real_tokens: int, padded_tokens: int) -> float:
     return 0.0 if padded_tokens == 0 else 1.0 - real_tokens / padded_tokens
 
 
-@dataclass
 class PaddingStats:
-    """Real (non-pad) and padded token counts seen by a collator."""
+    """Real (non-pad) and padded tokens of the batches counted so far.
 
-    real_tokens: int = 0
-    padded_tokens: int = 0
+    Counted from each batch's attention mask where the batch is used (the training
+    loop's process, not a DataLoader worker), summed on the mask's device so a GPU
+    batch costs no synchronisation; reading a figure does.
+    """
+
+    def __init__(self) -> None:
+        self._counts: torch.Tensor | None = None
+
+    def add(self, attention_mask: torch.Tensor) -> None:
+        """Count one batch: its mask's ones are real tokens, its size the padded ones."""
+        counts = torch.stack(
+            (
+                attention_mask.sum().to(torch.long),
+                torch.tensor(
+                    attention_mask.numel(),
+                    dtype=torch.long,
+                    device=attention_mask.device,
+                ),
+            )
+        )
+        self._counts = counts if self._counts is None else self._counts + counts
+
+    def as_tensor(self, device: torch.device) -> torch.Tensor:
+        """``[real, padded]`` as a long tensor on ``device`` (for a sum over ranks)."""
+        if self._counts is None:
+            return torch.zeros(2, dtype=torch.long, device=device)
+        return self._counts.to(device)
+
+    @property
+    def real_tokens(self) -> int:
+        return 0 if self._counts is None else int(self._counts[0])
+
+    @property
+    def padded_tokens(self) -> int:
+        return 0 if self._counts is None else int(self._counts[1])
 
     @property
     def waste(self) -> float:
@@ -232,7 +264,6 @@ class SFTCollator:
     def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None):
         self.pad_token_id = pad_token_id
         self.pad_to_multiple_of = pad_to_multiple_of
-        self.stats = PaddingStats()
 
     def __call__(
         self, batch: Sequence[Mapping[str, Sequence[int]]]
@@ -252,8 +283,6 @@ class SFTCollator:
             input_ids[row, :length] = torch.as_tensor(example["input_ids"])
             labels[row, :length] = torch.as_tensor(example["labels"])
             attention_mask[row, :length] = 1
-        self.stats.real_tokens += int(attention_mask.sum())
-        self.stats.padded_tokens += attention_mask.numel()
         return {
             "input_ids": input_ids,
             "attention_mask": attention_mask,

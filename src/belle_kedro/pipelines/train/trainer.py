@@ -18,6 +18,7 @@ writes ``model/`` and ``result.json``.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import logging
@@ -43,14 +44,24 @@ from transformers import (
     TrainerCallback,
     TrainingArguments,
 )
+from transformers.trainer_callback import ExportableState
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from belle_kedro.common.config import build
 from belle_kedro.common.files import write_atomic
-from belle_kedro.pipelines.train.models import load_base_model, load_model_and_tokenizer
+from belle_kedro.pipelines.train.models import (
+    load_base_model,
+    load_model,
+    load_tokenizer,
+)
 from belle_kedro.pipelines.train.settings import TrainSettings
-from belle_kedro.pipelines.train.sft import SFTCollator, SFTDataset, padding_waste
+from belle_kedro.pipelines.train.sft import (
+    PaddingStats,
+    SFTCollator,
+    SFTDataset,
+    padding_waste,
+)
 from belle_kedro.pipelines.train.token_cache import cache_fingerprint, open_view
 
 logger = logging.getLogger(__name__)
@@ -92,13 +103,13 @@ class MlflowStepLogger(TrainerCallback):
     """
 
     def __init__(
-        self, tracking_uri: str, run_id: str, collator: SFTCollator, world_size: int
+        self, tracking_uri: str, run_id: str, tokens: PaddingStats, world_size: int
     ):
         from mlflow.tracking import MlflowClient
 
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.run_id = run_id
-        self.collator = collator
+        self.tokens = tokens
         self.world_size = world_size
         self._last_tokens = 0
         self._last_time = time.perf_counter()
@@ -129,7 +140,7 @@ class MlflowStepLogger(TrainerCallback):
         ]
         if "loss" in logs:
             now = time.perf_counter()
-            tokens = self.collator.stats.real_tokens
+            tokens = self.tokens.real_tokens
             elapsed = now - self._last_time
             if elapsed > 0 and tokens > self._last_tokens:
                 rate = (tokens - self._last_tokens) * self.world_size / elapsed
@@ -141,12 +152,52 @@ class MlflowStepLogger(TrainerCallback):
             self.client.log_batch(self.run_id, metrics=metrics)
 
 
+class StepTimer(TrainerCallback):
+    """Seconds spent inside optimizer steps: no checkpoint save, evaluation or logging.
+
+    The Trainer's ``train_runtime`` includes every save (minutes for a 7B checkpoint),
+    so throughput over it understates the training steps themselves.
+    """
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._started: float | None = None
+
+    def _now(self) -> float:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()  # GPU work is asynchronous; time it done
+        return time.perf_counter()
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._started = self._now()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self._started is not None:
+            self.seconds += self._now() - self._started
+            self._started = None
+
+
 class SFTTrainer(Trainer):
-    """Trainer whose eval batches use a collator of their own (training's counts padding)."""
+    """Trainer that counts the tokens it trains on, with a collator of its own for eval.
+
+    Tokens are counted in :meth:`training_step`, in the process that trains: the
+    collator runs in DataLoader workers (``dataloader_num_workers``), whose counts
+    would never reach this process.
+    """
 
     def __init__(self, *args: Any, eval_collator: SFTCollator, **kwargs: Any):
         self.eval_collator = eval_collator
+        self.trained_tokens = PaddingStats()
         super().__init__(*args, **kwargs)
+
+    def training_step(
+        self,
+        model: Any,
+        inputs: dict[str, Any],
+        num_items_in_batch: torch.Tensor | int | None = None,
+    ) -> torch.Tensor:
+        self.trained_tokens.add(inputs["attention_mask"])
+        return super().training_step(model, inputs, num_items_in_batch)
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         # transformers' own group_by_length takes lengths from a datasets.Dataset
@@ -208,6 +259,76 @@ def _file_complete(path: Path) -> bool:
     return True
 
 
+class WorldSizeRecord(TrainerCallback, ExportableState):
+    """Writes the process count into every checkpoint's ``trainer_state.json``.
+
+    The Trainer stores an ``ExportableState`` callback's :meth:`state` under
+    ``stateful_callbacks`` when it saves; :func:`checkpoint_world_size` reads it back.
+    """
+
+    def __init__(self, world_size: int):
+        self.world_size = world_size
+
+    def state(self) -> dict[str, Any]:
+        return {"args": {"world_size": self.world_size}, "attributes": {}}
+
+    def on_train_begin(
+        self, args: Any, state: Any, control: Any, **kwargs: Any
+    ) -> None:
+        # A state resumed from a checkpoint written before this record existed lacks
+        # its entry, and the Trainer's save looks it up by name.
+        state.stateful_callbacks.setdefault(type(self).__name__, self.state())
+
+
+class WorldSizeChanged(RuntimeError):
+    """A checkpoint written by another number of processes than this run has."""
+
+
+def _deepspeed_optimizer_shards(checkpoint: Path) -> list[Path] | None:
+    """DeepSpeed ZeRO's per-rank optimizer files of the step ``latest`` names, if any."""
+    latest = checkpoint / "latest"
+    if not latest.is_file():
+        return None
+    shards = sorted((checkpoint / latest.read_text().strip()).glob("*_optim_states.pt"))
+    zero_shards = [path for path in shards if "zero_pp_rank_" in path.name]
+    return zero_shards or None
+
+
+def checkpoint_world_size(checkpoint: Path) -> int | None:
+    """How many processes wrote ``checkpoint`` (None when it does not say).
+
+    Read from :class:`WorldSizeRecord`'s entry in ``trainer_state.json``; a checkpoint
+    written before that record existed falls back on DeepSpeed ZeRO's optimizer
+    shards, one per data-parallel rank (what DeepSpeed itself checks on load).
+    """
+    state = json.loads((checkpoint / TRAINER_STATE_FILE).read_text(encoding="utf-8"))
+    record = (state.get("stateful_callbacks") or {}).get(WorldSizeRecord.__name__)
+    if isinstance(record, list):
+        record = record[-1] if record else None
+    if record:
+        return int(record["args"]["world_size"])
+    shards = _deepspeed_optimizer_shards(checkpoint)
+    return len(shards) if shards else None
+
+
+def check_world_size(checkpoint: Path, world_size: int) -> None:
+    """Refuse to resume ``checkpoint`` with another number of processes than wrote it.
+
+    DeepSpeed ZeRO partitions the optimizer by rank and refuses another count on load
+    ("DP world size"); without DeepSpeed the global batch would change mid-run.
+    """
+    written_by = checkpoint_world_size(checkpoint)
+    if written_by is not None and written_by != world_size:
+        raise WorldSizeChanged(
+            f"{checkpoint} was written by {written_by} process(es), but this run has "
+            f"{world_size}: train.launcher changed (nproc_per_node x nnodes, or the "
+            "hostfile). A checkpoint resumes only at the process count that wrote it "
+            f"(ZeRO partitions the optimizer per rank). Set train.launcher back to "
+            f"{written_by} process(es) to resume, or move {checkpoint.parent} away to "
+            "train again from step 0."
+        )
+
+
 def checkpoint_is_complete(checkpoint: Path) -> bool:
     """Whether a Trainer checkpoint was written to the end (and can be resumed from)."""
     try:
@@ -218,10 +339,16 @@ def checkpoint_is_complete(checkpoint: Path) -> bool:
         latest = checkpoint / "latest"
         if latest.is_file() and not (checkpoint / latest.read_text().strip()).is_dir():
             return False
+        # One ZeRO optimizer shard per rank: fewer means a rank's write (or a
+        # deletion) was cut short, which the files left cannot show.
+        shards = _deepspeed_optimizer_shards(checkpoint)
+        written_by = checkpoint_world_size(checkpoint)
+        if shards is not None and written_by is not None and len(shards) != written_by:
+            return False
         return all(
             _file_complete(path) for path in checkpoint.rglob("*") if path.is_file()
         )
-    except OSError:  # another rank set it aside while this one looked
+    except (OSError, ValueError):  # set aside by another rank while read; torn JSON
         return False
 
 
@@ -295,9 +422,12 @@ class Job:
 def read_job(run_dir: Path) -> Job:
     """The run folder's ``job.json``, its train settings checked as a node checks them."""
     values = json.loads((run_dir / JOB_FILE).read_text(encoding="utf-8"))
+    # Folders written before train.plan existed lack it; the plan is the Kedro node's
+    # check before training, which no reader of a job makes, so any valid value does.
+    train = {"plan": {"on_short_disk": "warn"}, **values["train"]}
     return Job(
         variant=str(values["variant"]),
-        train=build(TrainSettings, values["train"], "train"),
+        train=build(TrainSettings, train, "train"),
         mlflow=MlflowTarget(**values["mlflow"]) if values["mlflow"] else None,
         bad_records=dict(values["bad_records"]),
         tokenized_records=dict(values["tokenized_records"]),
@@ -347,7 +477,7 @@ def run_training(
     settings = job.train
     max_length = settings.data.max_length
 
-    model, tokenizer = load_model_and_tokenizer(settings)
+    tokenizer = load_tokenizer(settings.model)
     # Tokenised once by the Kedro process; every rank only reads the cache (pread).
     fingerprint_id = cache_fingerprint(tokenizer, max_length)["id"]
     train_dataset = open_view(run_dir / TRAIN_TOKENS, fingerprint_id)
@@ -356,34 +486,37 @@ def run_training(
         raise ValueError(
             f"{run_dir / TRAIN_TOKENS}: no record has an answer token within max_length={max_length}"
         )
-
-    train_collator = SFTCollator(
-        tokenizer.pad_token_id, settings.data.pad_to_multiple_of
-    )
+    # Before the model: TrainingArguments register the DeepSpeed config, which ZeRO-3
+    # needs to build the model partitioned (see models.load_model).
     args = training_arguments(run_dir, settings, has_eval=len(eval_dataset) > 0)
-    all_callbacks = list(callbacks)
-    if job.mlflow:
-        all_callbacks.append(
-            MlflowStepLogger(
-                job.mlflow.tracking_uri,
-                job.mlflow.run_id,
-                train_collator,
-                args.world_size,
-            )
-        )
+    last_checkpoint = resumable_checkpoint(run_dir)
+    if last_checkpoint:
+        check_world_size(last_checkpoint, args.world_size)
+    model = load_model(settings, tokenizer)
+    step_timer = StepTimer()
     trainer = SFTTrainer(
         model=model,
         args=args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset if len(eval_dataset) else None,
-        data_collator=train_collator,
+        data_collator=SFTCollator(
+            tokenizer.pad_token_id, settings.data.pad_to_multiple_of
+        ),
         eval_collator=SFTCollator(
             tokenizer.pad_token_id, settings.data.pad_to_multiple_of
         ),
         processing_class=tokenizer,
-        callbacks=all_callbacks,
+        callbacks=[*callbacks, step_timer, WorldSizeRecord(args.world_size)],
     )
-    last_checkpoint = resumable_checkpoint(run_dir)
+    if job.mlflow:
+        trainer.add_callback(
+            MlflowStepLogger(
+                job.mlflow.tracking_uri,
+                job.mlflow.run_id,
+                trainer.trained_tokens,
+                args.world_size,
+            )
+        )
     if last_checkpoint:
         logger.info("Resuming %s from %s", job.variant, last_checkpoint)
     output = trainer.train(
@@ -393,12 +526,7 @@ def run_training(
     # Summed over ranks by accelerate, on the rank's own device (NCCL takes only CUDA
     # tensors; gloo takes CPU ones).
     counts = trainer.accelerator.reduce(
-        torch.tensor(
-            [train_collator.stats.real_tokens, train_collator.stats.padded_tokens],
-            dtype=torch.long,
-            device=trainer.accelerator.device,
-        ),
-        reduction="sum",
+        trainer.trained_tokens.as_tensor(trainer.accelerator.device), reduction="sum"
     )
     real_tokens, padded_tokens = (int(value) for value in counts.tolist())
     runtime = float(output.metrics.get("train_runtime", 0.0))
@@ -417,6 +545,12 @@ def run_training(
         "train_tokens": real_tokens,
         "padded_tokens": padded_tokens,
         "tokens_per_second": real_tokens / runtime if runtime > 0 else 0.0,
+        # Inside optimizer steps only (rank 0's clock): no checkpoint save, evaluation
+        # or logging, so what a GPU sustains while it trains.
+        "step_seconds": step_timer.seconds,
+        "step_tokens_per_second": real_tokens / step_timer.seconds
+        if step_timer.seconds > 0
+        else 0.0,
         "padding_waste": padding_waste(real_tokens, padded_tokens),
         "train_examples": len(train_dataset),
         # Records a worker could not learn from, counted rather than crashing it:
@@ -437,12 +571,18 @@ def run_training(
     trainer.save_model(str(run_dir / MODEL_DIR))
     if trainer.is_world_process_zero():
         tokenizer.save_pretrained(run_dir / MODEL_DIR)
-        # Checkpoints exist only for unfinished runs; the final model is in model/.
-        shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
+        # result.json first: from then on the run is finished, so a kill while the
+        # checkpoints go (minutes for 100 GB on network storage) loses nothing.
         write_atomic(run_dir / RESULT_FILE, json.dumps(result, indent=2, default=str))
+        discard_checkpoints(run_dir)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.barrier()
     return result
+
+
+def discard_checkpoints(run_dir: Path) -> None:
+    """Delete a finished run's checkpoints (its final model is in ``model/``)."""
+    shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
 
 
 def load_trained(
@@ -485,13 +625,18 @@ def die_with_launcher() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Entry point of every launcher process: ``python -m belle_kedro.pipelines.train.trainer <run_dir>``."""
-    arguments = list(sys.argv[1:] if argv is None else argv)
-    if len(arguments) != 1:
-        raise SystemExit(f"usage: python -m {__spec__.name} <run_dir>")
+    """Entry point of every launcher process: ``python -m belle_kedro.pipelines.train.trainer <run_dir>``.
+
+    DeepSpeed's launcher appends ``--local_rank=N`` (``deepspeed/launcher/launch.py``);
+    it is accepted and left unused, since ``LOCAL_RANK`` in the environment says the same.
+    """
+    parser = argparse.ArgumentParser(prog=f"python -m {__spec__.name}")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--local_rank", type=int, help="set by DeepSpeed's launcher")
+    arguments = parser.parse_args(sys.argv[1:] if argv is None else argv)
     die_with_launcher()
     logging.basicConfig(level=logging.INFO)
-    run_training(Path(arguments[0]))
+    run_training(arguments.run_dir)
 
 
 if __name__ == "__main__":
