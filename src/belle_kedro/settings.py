@@ -8,6 +8,7 @@ from kedro.utils import find_kedro_project
 from omegaconf.resolvers import oc
 
 from belle_kedro.hooks import (
+    RunCommandHook,
     SecretRedactionHook,
     StrictParametersHook,
     VariantChildRunHook,
@@ -30,6 +31,7 @@ HOOKS = (
     VariantsFromConfigHook(),
     SecretRedactionHook(),
     VariantChildRunHook(),
+    RunCommandHook(),
 )
 
 

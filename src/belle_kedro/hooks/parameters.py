@@ -24,6 +24,7 @@ STAGE_SETTINGS = {
     "split": "belle_kedro.pipelines.split.settings:SplitSettings",
     "train": "belle_kedro.pipelines.train.settings:TrainSettings",
     "evaluate": "belle_kedro.pipelines.evaluate.settings:EvaluateSettings",
+    "release": "belle_kedro.pipelines.release.settings:ReleaseSettings",
 }
 
 
