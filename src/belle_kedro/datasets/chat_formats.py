@@ -95,7 +95,9 @@ def _text(turn: Mapping[str, Any], key: str, where: str) -> str:
     if not isinstance(value, str):
         raise ChatShapeError(
             f"{where}.{key}",
-            "is missing" if value is None else f"must be a string, got {type(value).__name__}",
+            "is missing"
+            if value is None
+            else f"must be a string, got {type(value).__name__}",
         )
     return value
 
@@ -117,7 +119,9 @@ def read_exchange(record: Mapping[str, Any], shape: Mapping[str, str]) -> Exchan
             raise ChatShapeError(where, f"must be an object, got {type(turn).__name__}")
         role = _text(turn, shape["role"], where)
         if role not in (shape["user"], shape["assistant"], shape["system"]):
-            raise ChatShapeError(f"{where}.{shape['role']}", f"is an unknown role {role!r}")
+            raise ChatShapeError(
+                f"{where}.{shape['role']}", f"is an unknown role {role!r}"
+            )
         roles.append((role, _text(turn, shape["content"], where)))
     if roles and roles[0][0] == shape["system"]:
         system = roles.pop(0)[1]

@@ -1,8 +1,8 @@
 """A folder of files written as a whole: a reader sees the old folder or the new one.
 
 The release pipeline returns a folder as ``{relative path: content}``, content being
-text, bytes or a :class:`~pathlib.Path` to copy (model weights are copied, never read
-into memory). ``save`` writes everything into a hidden staging folder beside the
+text, bytes, a :class:`~pathlib.Path` to copy, or a writer called with the folder at
+that path (``save_pretrained``: model weights go to disk, never through memory). ``save`` writes everything into a hidden staging folder beside the
 target and then swaps it in, so a killed run never leaves a half-written release.
 ``load`` returns the folder's path, for the nodes that read it with their own tools
 (``huggingface_hub.upload_folder``).
@@ -11,13 +11,13 @@ target and then swaps it in, so a killed run never leaves a half-written release
 from __future__ import annotations
 
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
 
-FolderContent = Mapping[str, str | bytes | Path]
+FolderContent = Mapping[str, str | bytes | Path | Callable[[Path], None]]
 
 
 class FolderDataset(AbstractDataset[FolderContent, str]):
@@ -51,7 +51,10 @@ class FolderDataset(AbstractDataset[FolderContent, str]):
                 raise DatasetError(f"{name!r} is not a path inside the folder")
             target = staging / relative
             target.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(content, Path):
+            if callable(content):
+                target.mkdir(exist_ok=True)
+                content(target)
+            elif isinstance(content, Path):
                 shutil.copyfile(content, target)
             elif isinstance(content, bytes):
                 target.write_bytes(content)

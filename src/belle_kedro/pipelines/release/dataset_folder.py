@@ -82,7 +82,9 @@ def parquet_shards(
         buffer = io.BytesIO()
         part = frame.iloc[index * per_shard : (index + 1) * per_shard]
         part.to_parquet(buffer, index=False)
-        shards[f"{folder}/{split}-{index:05d}-of-{count:05d}.parquet"] = buffer.getvalue()
+        shards[f"{folder}/{split}-{index:05d}-of-{count:05d}.parquet"] = (
+            buffer.getvalue()
+        )
     return shards
 
 
@@ -104,7 +106,10 @@ def card_header(
     configs: list[dict[str, Any]] = [
         {
             "config_name": name,
-            "data_files": [{"split": "train", "path": f"data/{name}/train-*.parquet"}, test],
+            "data_files": [
+                {"split": "train", "path": f"data/{name}/train-*.parquet"},
+                test,
+            ],
             **({"default": True} if name == default else {}),
         }
         for name in variants
@@ -150,9 +155,13 @@ def _clean_lines(report: Mapping[str, Any]) -> list[str]:
     ]
     for step in report["steps"]:
         setting = (
-            f"threshold {step['threshold']}" if "threshold" in step else ""
-        ) if step.get("enabled", True) else "off"
-        lines.append(f"| {step['rule']} | {step['input']} | {step['dropped']} | {setting} |")
+            (f"threshold {step['threshold']}" if "threshold" in step else "")
+            if step.get("enabled", True)
+            else "off"
+        )
+        lines.append(
+            f"| {step['rule']} | {step['input']} | {step['dropped']} | {setting} |"
+        )
     by_rule = {step["rule"]: step for step in report["steps"]}
     dedup = by_rule.get("near_duplicates")
     decon = by_rule.get("decontamination")
@@ -190,7 +199,10 @@ def _split_lines(report: Mapping[str, Any], records: RunRecords) -> list[str]:
             f"`{version.get('run_id', '-')}` | {version.get('model_uri', '-')} |"
         )
     holdout = report["holdout"]
-    lines += [f"| {HOLDOUT} (test) | {holdout['size']} | `{holdout['digest']}` | | |", ""]
+    lines += [
+        f"| {HOLDOUT} (test) | {holdout['size']} | `{holdout['digest']}` | | |",
+        "",
+    ]
     return lines
 
 
@@ -318,5 +330,7 @@ def dataset_folder(
     names = {**dict.fromkeys(variants, "train"), HOLDOUT: "test"}
     info = dataset_info(names, settings.prefix, settings.system_prompt is not None)
     files["dataset_info.json"] = json.dumps(info, ensure_ascii=False, indent=2) + "\n"
-    files["README.md"] = dataset_card(card_header(settings, sizes, default), records, settings)
+    files["README.md"] = dataset_card(
+        card_header(settings, sizes, default), records, settings
+    )
     return files

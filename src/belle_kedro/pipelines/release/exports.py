@@ -39,7 +39,9 @@ def _json_array(rows: Iterator[dict[str, Any]]) -> str:
     return json.dumps(list(rows), ensure_ascii=False, indent=1) + "\n"
 
 
-def export_files(records: pd.DataFrame, name: str, system: str | None) -> dict[str, str]:
+def export_files(
+    records: pd.DataFrame, name: str, system: str | None
+) -> dict[str, str]:
     """The four exports of one record set, keyed by their path in the folder."""
 
     def alpaca() -> Iterator[dict[str, Any]]:
@@ -62,7 +64,11 @@ def llama_factory_entry(fmt: str, name: str, with_system: bool) -> dict[str, Any
     """One ``dataset_info.json`` entry for the ``fmt`` export of ``name``."""
     entry: dict[str, Any] = {"file_name": export_path(fmt, name)}
     if fmt in ("belle", "alpaca"):
-        entry["columns"] = {"prompt": "instruction", "query": "input", "response": "output"}
+        entry["columns"] = {
+            "prompt": "instruction",
+            "query": "input",
+            "response": "output",
+        }
     elif fmt == "sharegpt":
         entry["formatting"] = "sharegpt"
         entry["columns"] = {"messages": "conversations"}

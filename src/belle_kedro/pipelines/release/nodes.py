@@ -15,12 +15,22 @@ import mlflow
 import pandas as pd
 
 from belle_kedro.common.config import build
+from belle_kedro.pipelines.evaluate.settings import EvaluateSettings
 from belle_kedro.pipelines.release.dataset_folder import (
     RunRecords,
     content_digest,
     dataset_folder,
 )
+from belle_kedro.pipelines.release.model_folder import (
+    ModelFacts,
+    folder_writer,
+    load_registered,
+    model_card,
+    released_variants,
+)
+from belle_kedro.pipelines.release.registry_text import describe_registry
 from belle_kedro.pipelines.release.settings import ReleaseSettings
+from belle_kedro.pipelines.train.settings import TrainSettings
 
 TRAIN_DATA = "train_data__"
 MODEL_VERSION = "model_version__"
@@ -41,6 +51,7 @@ def by_variant(inputs: Mapping[str, Any], prefix: str) -> dict[str, Any]:
 
 def build_dataset_folder(
     holdout: pd.DataFrame,
+    *,
     generation_summary: Mapping[str, Any],
     generation_prompt: Mapping[str, Any],
     seed_tasks: pd.DataFrame,
@@ -74,3 +85,65 @@ def build_dataset_folder(
     return dataset_folder(
         holdout, by_variant(variant_inputs, TRAIN_DATA), records, settings.dataset
     )
+
+
+def _is_adapter(model: Any) -> bool:
+    try:
+        from peft import PeftModel
+    except ImportError:
+        return False
+    return isinstance(model, PeftModel)
+
+
+def export_models(
+    eval_table: pd.DataFrame,
+    *,
+    eval_macro: pd.DataFrame,
+    champion: Mapping[str, Any],
+    train_params: Mapping[str, Any],
+    evaluate_params: Mapping[str, Any],
+    release_params: Mapping[str, Any],
+    **variant_inputs: Any,
+) -> dict[str, Any]:
+    """A folder per released variant (``release.variants``), loaded from the registry.
+
+    Loads each registered version through MLflow (``models:/<name>/<version>``).
+    """
+    settings = _settings(release_params)
+    train = build(TrainSettings, train_params, "train")
+    evaluate = build(EvaluateSettings, evaluate_params, "evaluate")
+    versions = by_variant(variant_inputs, MODEL_VERSION)
+    files: dict[str, Any] = {}
+    for variant in released_variants(settings.variants, versions, champion):
+        version = versions[variant]
+        components = load_registered(str(version["model_uri"]), variant)
+        macro = [
+            {str(key): value for key, value in row.items()}
+            for row in eval_macro[eval_macro["variant"] == variant].to_dict("records")
+        ]
+        facts = ModelFacts(
+            variant=variant,
+            version=version,
+            is_adapter=_is_adapter(components["model"]),
+            table=eval_table[eval_table["variant"] == variant],
+            macro=macro[0] if macro else {},
+            champion=champion,
+            dataset_repo=settings.push.dataset_repo,
+        )
+        files[variant] = folder_writer(
+            components, evaluate, settings.model.max_shard_size
+        )
+        files[f"{variant}/README.md"] = model_card(facts, train, evaluate, settings)
+    return files
+
+
+def set_registry_descriptions(
+    eval_macro: pd.DataFrame,
+    champion: Mapping[str, Any],
+    train_params: Mapping[str, Any],
+    **variant_inputs: Any,
+) -> dict[str, Any]:
+    """Describe the registered model and each version in the MLflow registry."""
+    train = build(TrainSettings, train_params, "train")
+    versions = by_variant(variant_inputs, MODEL_VERSION)
+    return describe_registry(versions, eval_macro, champion, train)

@@ -11,10 +11,14 @@ from belle_kedro.pipelines.release.nodes import (
     MODEL_VERSION,
     TRAIN_DATA,
     build_dataset_folder,
+    export_models,
+    set_registry_descriptions,
 )
 
 
-def _variant_inputs(variants: Sequence[str], prefix: str, dataset: str) -> dict[str, str]:
+def _variant_inputs(
+    variants: Sequence[str], prefix: str, dataset: str
+) -> dict[str, str]:
     return {f"{prefix}{name}": f"{name}.{dataset}" for name in variants}
 
 
@@ -41,6 +45,31 @@ def create_pipeline(variants: Sequence[str]) -> Pipeline:
                 },
                 "release_dataset",
                 name="build_dataset_folder",
+            ),
+            Node(
+                export_models,
+                {
+                    "eval_table": "eval_table",
+                    "eval_macro": "eval_macro",
+                    "champion": "champion",
+                    "train_params": "params:train",
+                    "evaluate_params": "params:evaluate",
+                    "release_params": "params:release",
+                    **versions,
+                },
+                "release_models",
+                name="export_models",
+            ),
+            Node(
+                set_registry_descriptions,
+                {
+                    "eval_macro": "eval_macro",
+                    "champion": "champion",
+                    "train_params": "params:train",
+                    **versions,
+                },
+                "registry_descriptions",
+                name="set_registry_descriptions",
             ),
         ]
     )

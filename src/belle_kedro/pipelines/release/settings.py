@@ -6,7 +6,6 @@ Defaults live in ``conf/base/parameters_release.yml``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from belle_kedro.common.config import InvalidSetting, Settings, setting
 
@@ -57,9 +56,17 @@ class PushSettings(Settings):
 class ReleaseSettings(Settings):
     """The whole ``release`` block."""
 
-    variants: Literal["champion", "all"] = setting(
-        "champion: one model folder, the champion alias's version; all: every variant"
+    variants: str | list[str] = setting(
+        "champion: one model folder, the champion's version; all: every variant; or "
+        "a list of variant names"
     )
     dataset: DatasetReleaseSettings = setting("the dataset folder")
     model: ModelReleaseSettings = setting("the model folders")
     push: PushSettings = setting("the optional upload")
+
+    def check(self) -> None:
+        if isinstance(self.variants, str) and self.variants not in ("champion", "all"):
+            raise InvalidSetting(
+                "variants",
+                f"must be champion, all or a list of names, got {self.variants!r}",
+            )
