@@ -18,7 +18,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from belle_kedro.common.template import build_prompt
+from belle_kedro.common.template import CHAT_TEMPLATE, build_prompt
 from belle_kedro.pipelines.evaluate.answering import GREEDY_BELOW_TEMPERATURE
 from belle_kedro.pipelines.evaluate.settings import EvaluateSettings
 from belle_kedro.pipelines.release.dataset_folder import LIMITATIONS
@@ -88,12 +88,16 @@ def generation_config(model: Any, evaluate: EvaluateSettings) -> Any:
 def folder_writer(
     components: Mapping[str, Any], evaluate: EvaluateSettings, max_shard_size: str
 ) -> Callable[[Path], None]:
-    """Writes the model (or adapter), tokenizer and generation config into a folder."""
+    """Writes the model (or adapter), tokenizer (with our chat template) and generation
+    config into a folder."""
 
     def write(folder: Path) -> None:
         model = components["model"]
         model.save_pretrained(folder, max_shard_size=max_shard_size)
-        components["tokenizer"].save_pretrained(folder)
+        tokenizer = components["tokenizer"]
+        # The template the model was trained on, for apply_chat_template and TRL.
+        tokenizer.chat_template = CHAT_TEMPLATE
+        tokenizer.save_pretrained(folder)
         generation_config(model, evaluate).save_pretrained(folder)
 
     return write
