@@ -146,7 +146,10 @@ def test_exports_hold_the_same_prompts_and_answers(
     )
     folder = _write(tmp_path, files)
     frame = variants["large"]
-    prompts = [build_prompt(i, x) for i, x in zip(frame["instruction"], frame["input"])]
+    prompts = [
+        build_prompt(i, x)
+        for i, x in zip(frame["instruction"], frame["input"], strict=True)
+    ]
     belle = [json.loads(line) for line in (folder / "exports/belle/large.jsonl").open()]
     alpaca = json.loads(
         (folder / "exports/alpaca/large.json").read_text(encoding="utf-8")
