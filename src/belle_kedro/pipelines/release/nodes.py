@@ -9,6 +9,7 @@ inputs arrive as keyword arguments named ``train_data__<variant>`` and
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -28,6 +29,7 @@ from belle_kedro.pipelines.release.model_folder import (
     model_card,
     released_variants,
 )
+from belle_kedro.pipelines.release.push import push_release
 from belle_kedro.pipelines.release.registry_text import describe_registry
 from belle_kedro.pipelines.release.settings import ReleaseSettings
 from belle_kedro.pipelines.train.settings import TrainSettings
@@ -147,3 +149,16 @@ def set_registry_descriptions(
     train = build(TrainSettings, train_params, "train")
     versions = by_variant(variant_inputs, MODEL_VERSION)
     return describe_registry(versions, eval_macro, champion, train)
+
+
+def push_to_hub(
+    release_dataset: str,
+    release_models: str,
+    credentials: Mapping[str, Any],
+    release_params: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Upload both folders with huggingface_hub when ``release.push.enabled`` (network)."""
+    settings = _settings(release_params)
+    return push_release(
+        Path(release_dataset), Path(release_models), credentials, settings.push
+    )

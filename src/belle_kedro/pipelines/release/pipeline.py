@@ -12,6 +12,7 @@ from belle_kedro.pipelines.release.nodes import (
     TRAIN_DATA,
     build_dataset_folder,
     export_models,
+    push_to_hub,
     set_registry_descriptions,
 )
 
@@ -70,6 +71,17 @@ def create_pipeline(variants: Sequence[str]) -> Pipeline:
                 },
                 "registry_descriptions",
                 name="set_registry_descriptions",
+            ),
+            Node(
+                push_to_hub,
+                [
+                    "release_dataset",
+                    "release_models",
+                    "hub_credentials",
+                    "params:release",
+                ],
+                "release_push",
+                name="push_to_hub",
             ),
         ]
     )
