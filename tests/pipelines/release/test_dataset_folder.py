@@ -107,7 +107,8 @@ def test_every_figure_in_the_card_comes_from_the_records(
     assert "ROUGE-L ≥ 0.7" in card and "264 questions" in card
     assert "SmolLM2-135M-Instruct" in card and records.prompt_digest in card
     assert "`run1`" in card and "parent0" in card
-    assert "## Limitations" in card
+    assert "## Limitations" in card and "Wrong facts" in card
+    assert "zh_seed_tasks 5" in card
 
 
 def test_a_changed_upstream_record_changes_the_card(

@@ -102,19 +102,23 @@ def card_header(
     settings: DatasetReleaseSettings, variants: Mapping[str, int], default: str
 ) -> dict[str, Any]:
     """The card's YAML header: licence, language, task, size and one config per variant."""
-    test = {"split": "test", "path": f"data/{HOLDOUT}/test-*.parquet"}
+
+    def test() -> dict[str, str]:
+        # A fresh mapping each time: a shared one would become a YAML anchor.
+        return {"split": "test", "path": f"data/{HOLDOUT}/test-*.parquet"}
+
     configs: list[dict[str, Any]] = [
         {
             "config_name": name,
+            **({"default": True} if name == default else {}),
             "data_files": [
                 {"split": "train", "path": f"data/{name}/train-*.parquet"},
-                test,
+                test(),
             ],
-            **({"default": True} if name == default else {}),
         }
         for name in variants
     ]
-    configs.append({"config_name": HOLDOUT, "data_files": [test]})
+    configs.append({"config_name": HOLDOUT, "data_files": [test()]})
     return {
         "license": settings.license,
         "language": list(settings.language),
@@ -182,25 +186,37 @@ def _clean_lines(report: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _split_lines(report: Mapping[str, Any], records: RunRecords) -> list[str]:
+def source_counts(records: pd.DataFrame) -> str:
+    """Records per ``source`` (generated vs mixed-in seed tasks, …), largest first."""
+    if "source" not in records.columns:
+        return ""
+    counts = records["source"].fillna("unknown").astype(str).value_counts()
+    return ", ".join(f"{source} {count}" for source, count in counts.items())
+
+
+def _split_lines(
+    report: Mapping[str, Any], records: RunRecords, sources: Mapping[str, str]
+) -> list[str]:
     lines = [
         "### Split and variants",
         "",
         f"Seed {report['seed']}. Each larger variant contains every smaller one; no "
         "variant shares an instruction with the held-out set.",
         "",
-        "| config | records | digest (SHA-256 of instruction/input/output) | MLflow run | registry version |",
-        "|---|---|---|---|---|",
+        "| config | records | by source | digest (SHA-256 of instruction/input/output) "
+        "| MLflow run | registry version |",
+        "|---|---|---|---|---|---|",
     ]
     for name, entry in report["variants"].items():
         version = records.model_versions.get(name, {})
         lines.append(
-            f"| {name} | {entry['size']} | `{entry['digest']}` | "
-            f"`{version.get('run_id', '-')}` | {version.get('model_uri', '-')} |"
+            f"| {name} | {entry['size']} | {sources.get(name, '')} | `{entry['digest']}` "
+            f"| `{version.get('run_id', '-')}` | {version.get('model_uri', '-')} |"
         )
     holdout = report["holdout"]
     lines += [
-        f"| {HOLDOUT} (test) | {holdout['size']} | `{holdout['digest']}` | | |",
+        f"| {HOLDOUT} (test) | {holdout['size']} | {sources.get(HOLDOUT, '')} "
+        f"| `{holdout['digest']}` | | |",
         "",
     ]
     return lines
@@ -252,26 +268,37 @@ def _reproduce_lines(records: RunRecords) -> list[str]:
     return lines
 
 
-LIMITATIONS = """## Limitations
+def limitations(model: bool) -> str:
+    """The Limitations section, in our words, for the dataset or a model trained on it."""
+    who = (
+        "This model learnt from records written by a language model and filtered by "
+        "rules, not checked by people, and repeats their faults. Expect:"
+        if model
+        else "These records were written by a language model and filtered by rules, "
+        "not checked by people. Expect:"
+    )
+    subject = "The model" if model else "A model trained on this data"
+    return f"""## Limitations
 
-These records were written by a language model and filtered by rules, not checked by
-people. Expect:
+{who}
 
 - **Wrong facts.** Answers can state false things with confidence (dates, names,
-  figures); the cleaning rules cannot tell a true answer from a fluent wrong one.
-- **Unsafe requests not always refused.** The generator was not asked to filter
-  harmful instructions, and some answers go along with them; a model trained on this
-  data may do the same.
+  figures); fluent wording says nothing about whether an answer is true.
+- **Harmful requests not always refused.** The generator was not asked to screen
+  harmful instructions, and some answers go along with them. {subject} may do the same.
 - **Weak reasoning and code.** Mathematics, multi-step reasoning and programming
   answers are often wrong or incomplete; do not use them as references.
 
-Use the data for research on instruction tuning, not to build a product that people
-rely on for facts or advice.
+Use it for research on instruction tuning, not in a product people rely on for facts
+or advice.
 """
 
 
 def dataset_card(
-    header: Mapping[str, Any], records: RunRecords, settings: DatasetReleaseSettings
+    header: Mapping[str, Any],
+    records: RunRecords,
+    settings: DatasetReleaseSettings,
+    sources: Mapping[str, str],
 ) -> str:
     """The card: YAML header, then how the data was made, its use and its limits."""
     front = yaml.safe_dump(dict(header), allow_unicode=True, sort_keys=False)
@@ -280,8 +307,8 @@ def dataset_card(
         "",
         "Chinese instruction-following records made by self-instruct from seed tasks, "
         "cleaned and split into nested sample-size variants by "
-        "[belle-kedro](https://github.com/) (a reproducible rebuild of BELLE's data "
-        "pipeline). Load one variant:",
+        "belle-kedro (a reproducible rebuild of BELLE's data pipeline as a Kedro "
+        "project). Load one variant:",
         "",
         "```python",
         "from datasets import load_dataset",
@@ -296,10 +323,10 @@ def dataset_card(
         "",
         *_generation_lines(records.generation_summary, records),
         *_clean_lines(records.clean_report),
-        *_split_lines(records.split_report, records),
+        *_split_lines(records.split_report, records, sources),
         *_eval_lines(records.eval_macro, records.champion),
         *_reproduce_lines(records),
-        LIMITATIONS,
+        limitations(model=False),
     ]
     return f"---\n{front}---\n\n" + "\n".join(body)
 
@@ -330,7 +357,9 @@ def dataset_folder(
     names = {**dict.fromkeys(variants, "train"), HOLDOUT: "test"}
     info = dataset_info(names, settings.prefix, settings.system_prompt is not None)
     files["dataset_info.json"] = json.dumps(info, ensure_ascii=False, indent=2) + "\n"
+    sources = {name: source_counts(frame) for name, frame in variants.items()}
+    sources[HOLDOUT] = source_counts(holdout)
     files["README.md"] = dataset_card(
-        card_header(settings, sizes, default), records, settings
+        card_header(settings, sizes, default), records, settings, sources
     )
     return files

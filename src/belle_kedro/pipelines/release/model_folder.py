@@ -21,7 +21,7 @@ import yaml
 from belle_kedro.common.template import CHAT_TEMPLATE, build_prompt
 from belle_kedro.pipelines.evaluate.answering import GREEDY_BELOW_TEMPERATURE
 from belle_kedro.pipelines.evaluate.settings import EvaluateSettings
-from belle_kedro.pipelines.release.dataset_folder import LIMITATIONS
+from belle_kedro.pipelines.release.dataset_folder import limitations
 from belle_kedro.pipelines.release.settings import ReleaseSettings
 from belle_kedro.pipelines.train.settings import TrainSettings
 
@@ -153,8 +153,8 @@ def _eval_lines(facts: ModelFacts, evaluate: EvaluateSettings) -> list[str]:
         )
     else:
         protocol = (
-            f"no judge; the offline score `{evaluate.scoring.offline_score}` against "
-            "the standard answers"
+            f"the offline score `{evaluate.scoring.offline_score}` against the "
+            "standard answers (judge off)"
         )
     confidence = round(evaluate.report.confidence * 100)
     lines = [
@@ -167,6 +167,9 @@ def _eval_lines(facts: ModelFacts, evaluate: EvaluateSettings) -> list[str]:
         "|---|---|---|---|",
     ]
     for row in facts.table.to_dict("records"):
+        if not row["count"]:
+            lines.append(f"| {row['class']} | 0 | – | – |")
+            continue
         lines.append(
             f"| {row['class']} | {row['count']} | {row['mean']:.4f} | "
             f"[{row['ci_low']:.4f}, {row['ci_high']:.4f}] |"
@@ -234,12 +237,12 @@ def model_card(
         tiny = train.model.tiny_bloom
         base = (
             f"a tiny BLOOM built from its config (random init, {tiny.n_layer} layers, "
-            f"hidden size {tiny.hidden_size}): a smoke-test model, not a useful one"
+            f"hidden size {tiny.hidden_size}; a smoke-test model, not a useful one)"
         )
     body = [
         f"# {version['registered_model_name']} · {facts.variant}",
         "",
-        f"Supervised fine-tune of {base} on the `{facts.variant}` config of the "
+        f"Supervised fine-tune of {base}, on the `{facts.variant}` config of the "
         "belle-kedro dataset (Chinese self-instruct records).",
         "",
         f"Registry: `{version['model_uri']}` (MLflow run `{version['run_id']}`).",
@@ -252,7 +255,7 @@ def model_card(
         *_recipe_lines(train),
         *_eval_lines(facts, evaluate),
         *_usage_lines(facts),
-        LIMITATIONS,
+        limitations(model=True),
     ]
     front = yaml.safe_dump(header, allow_unicode=True, sort_keys=False)
     return f"---\n{front}---\n\n" + "\n".join(body)
