@@ -172,6 +172,17 @@ def test_the_registry_describes_the_model_and_each_version(
         champion["registered_model_name"], champion["version"]
     )
     assert "Champion" in champ.description
+    # The runs that score with the eval set log it as an input (train and evaluate of
+    # a variant share its child run).
+    for record in default_run["versions"].values():
+        inputs = client.get_run(record["run_id"]).inputs.dataset_inputs
+        contexts = {
+            (item.dataset.name, tag.value)
+            for item in inputs
+            for tag in item.tags
+            if tag.key == "mlflow.data.context"
+        }
+        assert ("eval_questions", "evaluation") in contexts
 
 
 def test_trl_trains_two_steps_on_the_messages_export(
