@@ -3,7 +3,7 @@
 Each builds :class:`~belle_kedro.pipelines.release.settings.ReleaseSettings` from the
 raw ``params:release`` block and hands typed objects to the modules beside it. Variant
 inputs arrive as keyword arguments named ``train_data__<variant>`` and
-``model_version__<variant>`` (see :mod:`.pipeline`).
+``model_version__<variant>`` (see :mod:`belle_kedro.pipelines.release.pipeline`).
 """
 
 from __future__ import annotations
