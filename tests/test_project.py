@@ -13,7 +13,7 @@ from kedro.framework.project import pipelines
 
 from belle_kedro.common.variants import variant_names
 
-STAGES = ("generate", "clean", "split", "train", "evaluate")
+STAGES = ("generate", "clean", "split", "train", "evaluate", "release")
 
 
 def test_every_stage_is_a_pipeline_and_default_runs_them_all(

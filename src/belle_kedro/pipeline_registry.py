@@ -1,7 +1,8 @@
-"""Project pipelines: generate, clean, (review), split, train, evaluate; __default__ runs them.
+"""Project pipelines: generate, clean, (review), split, train, evaluate, release.
 
-The review stage joins __default__ only when ``review.enabled`` (off by default); split
-then reads ``reviewed_instructions`` instead of ``clean_instructions``.
+``__default__`` runs them in that order. The review stage joins it only when
+``review.enabled`` (off by default); split then reads ``reviewed_instructions``
+instead of ``clean_instructions``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from belle_kedro.common.variants import review_enabled, variant_names
 from belle_kedro.pipelines.clean.pipeline import create_pipeline as clean
 from belle_kedro.pipelines.evaluate.pipeline import create_pipeline as evaluate
 from belle_kedro.pipelines.generate.pipeline import create_pipeline as generate
+from belle_kedro.pipelines.release.pipeline import create_pipeline as release
 from belle_kedro.pipelines.review.pipeline import create_pipeline as review
 from belle_kedro.pipelines.review.pipeline import create_tasks_pipeline as review_tasks
 from belle_kedro.pipelines.split.pipeline import create_pipeline as split
@@ -19,7 +21,7 @@ from belle_kedro.pipelines.train.pipeline import create_pipeline as train
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    """The stages, in order; split, train and evaluate get the run's variants."""
+    """The stages, in order; split, train, evaluate and release get the run's variants."""
     variants = variant_names()
     reviewed = review_enabled()
     split_pipeline = split(variants)
@@ -34,6 +36,7 @@ def register_pipelines() -> dict[str, Pipeline]:
         "split": split_pipeline,
         "train": train(variants),
         "evaluate": evaluate(variants),
+        "release": release(variants),
     }
     default = [p for name, p in stages.items() if reviewed or name != "review"]
     return {

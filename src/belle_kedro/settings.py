@@ -8,6 +8,7 @@ from kedro.utils import find_kedro_project
 from omegaconf.resolvers import oc
 
 from belle_kedro.hooks import (
+    RunCommandHook,
     RunLivenessHook,
     SecretRedactionHook,
     StrictParametersHook,
@@ -32,6 +33,7 @@ HOOKS = (
     SecretRedactionHook(),
     VariantChildRunHook(),
     RunLivenessHook(),
+    RunCommandHook(),
 )
 
 

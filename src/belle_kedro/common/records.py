@@ -12,6 +12,9 @@ from collections.abc import Iterable
 import pandas as pd
 
 RECORD_COLUMNS = ("instruction", "input", "output")
+# Set (e.g. "multi_turn") on a row a reader could not turn into a record; the clean
+# report counts these rows by reason and the split leaves them out.
+SKIP_REASON = "skip_reason"
 
 
 def require_columns(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
@@ -21,6 +24,20 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], what: str) -> N
         raise ValueError(
             f"{what} lacks the column(s) {missing}; it has {list(frame.columns)}"
         )
+
+
+def without_skipped(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The rows a reader made into records (no ``skip_reason`` column), and the
+    skipped rows counted by reason."""
+    if SKIP_REASON not in frame.columns:
+        return frame, {}
+    skipped = frame[SKIP_REASON].notna()
+    reasons = {
+        str(k): int(v)
+        for k, v in frame.loc[skipped, SKIP_REASON].value_counts().items()
+    }
+    kept = frame.loc[~skipped].drop(columns=[SKIP_REASON]).reset_index(drop=True)
+    return kept, reasons
 
 
 def as_text_records(frame: pd.DataFrame, what: str) -> pd.DataFrame:

@@ -24,6 +24,17 @@ from typing import Any
 
 HUMAN_PREFIX = "Human: "
 ASSISTANT_PREFIX = "\n\nAssistant: "
+# The same template as a tokenizer chat template (Jinja), saved with released
+# tokenizers so ``apply_chat_template`` and TRL's ``messages`` training see exactly
+# build_prompt's text; a system turn, if any, is a paragraph before "Human: ".
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{{ message['content'] | trim + '\\n\\n' }}"
+    "{% elif message['role'] == 'user' %}"
+    "{{ 'Human: ' + message['content'] | trim + '\\n\\nAssistant: ' }}"
+    "{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token }}"
+    "{% endif %}{% endfor %}"
+)
 # Label of a position the loss ignores (PyTorch's cross-entropy default).
 IGNORE_INDEX = -100
 

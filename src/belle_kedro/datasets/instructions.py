@@ -6,7 +6,12 @@ Accepted shapes, told apart per record so one reader serves every published file
 * BELLE hub copies: ``{"input", "target"}``: instruction and input merged into
   ``input``, the answer in ``target``;
 * BELLE seed tasks: ``{"instruction", "instances": [{"input", "output"}], ...}``, one
-  row per instance.
+  row per instance;
+* ShareGPT ``{"conversations": [{"from", "value"}, ...], "system"}`` and OpenAI/TRL
+  ``{"messages": [{"role", "content"}, ...]}`` (:mod:`.chat_formats`): one exchange
+  becomes ``instruction`` (the user turn) and ``output``; any other conversation (more
+  turns) becomes a row whose ``skip_reason`` says why (``multi_turn``), which the clean
+  report counts and the split leaves out, so nothing disappears unseen.
 
 A file is either one JSON array of records or JSON Lines (one object a line), whatever
 its extension, or a Parquet file (``.parquet``: string columns ``instruction``,
@@ -31,7 +36,13 @@ import pyarrow.parquet as pq
 from kedro.io.core import AbstractDataset, DatasetError
 
 from belle_kedro.common.errors import FormatError
-from belle_kedro.common.records import RECORD_COLUMNS
+from belle_kedro.common.records import RECORD_COLUMNS, SKIP_REASON
+from belle_kedro.datasets.chat_formats import (
+    MESSAGES,
+    SHAREGPT,
+    ChatShapeError,
+    read_exchange,
+)
 from belle_kedro.datasets.reading import json_lines, read_text, text_field
 from belle_kedro.datasets.seed_tasks import parse_instances
 
@@ -86,11 +97,37 @@ def _array_records(text: str, path: Path) -> Iterator[tuple[int, Any]]:
         )
 
 
+def _chat_rows(
+    record: dict[str, Any], shape: dict[str, str], path: Path, line: int
+) -> list[dict[str, Any]]:
+    try:
+        exchange = read_exchange(record, shape)
+    except ChatShapeError as error:
+        raise FormatError(path, line, error.field, error.message) from None
+    extra = {k: v for k, v in record.items() if k not in (shape["list"], "system")}
+    if exchange.system is not None:
+        extra["system"] = exchange.system
+    if exchange.skip_reason is not None:
+        empty = dict.fromkeys(RECORD_COLUMNS, "")
+        return [{**empty, SKIP_REASON: exchange.skip_reason, **extra}]
+    return [
+        {
+            "instruction": exchange.user,
+            "input": "",
+            "output": exchange.assistant,
+            **extra,
+        }
+    ]
+
+
 def _rows_of(record: Any, path: Path, line: int) -> list[dict[str, Any]]:
     if not isinstance(record, dict):
         raise FormatError(
             path, line, None, f"must be a JSON object, got {type(record).__name__}"
         )
+    for shape in (SHAREGPT, MESSAGES):
+        if shape["list"] in record and "instruction" not in record:
+            return _chat_rows(record, shape, path, line)
     extra = {
         key: value
         for key, value in record.items()

@@ -27,6 +27,7 @@ STAGE_SETTINGS = {
     "evaluate": "belle_kedro.pipelines.evaluate.settings:EvaluateSettings",
     # Not a stage: how runs prove they are alive (conf/base/parameters_tracking.yml).
     "tracking": "belle_kedro.hooks.liveness:TrackingSettings",
+    "release": "belle_kedro.pipelines.release.settings:ReleaseSettings",
 }
 
 

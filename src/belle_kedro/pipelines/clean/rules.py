@@ -19,7 +19,11 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from belle_kedro.common.records import RECORD_COLUMNS, require_columns
+from belle_kedro.common.records import (
+    RECORD_COLUMNS,
+    require_columns,
+    without_skipped,
+)
 from belle_kedro.common.text import cjk_ratio, similarity_key
 from belle_kedro.pipelines.clean.settings import RulesSettings
 
@@ -356,9 +360,23 @@ def apply_rules(
     """Run the rules in order; return the survivors and one report row per rule.
 
     Each report row: ``rule, enabled, input, dropped, examples`` (the first dropped
-    records).
+    records). Rows a reader skipped (``skip_reason``) come first, as ``reader_skipped``
+    with their ``reasons`` counted.
     """
     report = []
+    records, skipped = without_skipped(records)
+    if skipped:
+        # Conversations the reader could not make into one record (multi-turn, …).
+        report.append(
+            {
+                "rule": "reader_skipped",
+                "enabled": True,
+                "input": len(records) + sum(skipped.values()),
+                "dropped": sum(skipped.values()),
+                "reasons": skipped,
+                "examples": [],
+            }
+        )
     for name, settings in rules.in_order():
         row: dict[str, Any] = {
             "rule": name,

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import mlflow
 import pandas as pd
 
 from belle_kedro.common.config import build
@@ -61,8 +62,17 @@ def answer_questions(
     model_version: Mapping[str, Any],
     generation: Mapping[str, Any],
 ) -> pd.DataFrame:
-    """The registered model's answers through the shared template, plus its NLL on each std answer."""
+    """The registered model's answers through the shared template, plus its NLL on each std answer.
+
+    The questions are logged with ``mlflow.log_input`` (context ``evaluation``) on the
+    active run, the variant's child run that scores with them.
+    """
     settings = build(GenerationSettings, generation, "evaluate.generation")
+    if mlflow.active_run() is not None:
+        mlflow.log_input(
+            mlflow.data.from_pandas(questions, name="eval_questions"),  # type: ignore[attr-defined]
+            context="evaluation",
+        )
     return answering.answer_questions(questions, model_version, settings)
 
 

@@ -13,7 +13,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from belle_kedro.common.records import as_text_records, records_digest
+from belle_kedro.common.records import (
+    as_text_records,
+    records_digest,
+    without_skipped,
+)
 from belle_kedro.common.text import similarity_key
 from belle_kedro.pipelines.split.settings import MixInSettings, SplitSettings
 
@@ -40,6 +44,11 @@ def _instruction_keys(records: pd.DataFrame) -> pd.Series:
 
 
 def _normalise_records(records: pd.DataFrame, source: str) -> pd.DataFrame:
+    records, skipped = without_skipped(records)
+    if skipped:
+        logger.warning(
+            "%s: left out conversations the reader skipped: %s", source, skipped
+        )
     records = as_text_records(records, source)
     if "category" not in records.columns:
         records["category"] = None

@@ -1,0 +1,1 @@
+"""The release pipeline: Hub-ready dataset and model folders with cards, and exports."""
