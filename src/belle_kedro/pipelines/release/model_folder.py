@@ -203,7 +203,7 @@ def _usage_lines(facts: ModelFacts) -> list[str]:
         if not facts.is_adapter
         else "from peft import AutoPeftModelForCausalLM as AutoModelForCausalLM; from transformers import AutoTokenizer",
         'model, tok = AutoModelForCausalLM.from_pretrained("path/or/repo"), AutoTokenizer.from_pretrained("path/or/repo")',
-        'prompt = "Human: 请用一句话介绍长城。\\n\\nAssistant: "',
+        f"prompt = {build_prompt('请用一句话介绍长城。')!r}",
         "ids = tok(prompt, return_tensors='pt', add_special_tokens=False).input_ids",
         "print(tok.decode(model.generate(ids)[0, ids.shape[1]:], skip_special_tokens=True))",
         "```",

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from belle_kedro.common.template import build_prompt
 from belle_kedro.pipelines.train.settings import TrainSettings
 
 
@@ -65,6 +66,7 @@ def model_description(
 ) -> str:
     """The registered model's description: what it is and which version is champion."""
     sizes = ", ".join(f"{name} ({v['train_size']})" for name, v in versions.items())
+    template = build_prompt("{instruction}", "{input}").replace("\n", "\\n")
     return "\n".join(
         [
             f"BELLE-style supervised fine-tunes of {base_model(train)} on nested "
@@ -74,7 +76,7 @@ def model_description(
             f"- Variants (records): {sizes}.",
             f"- Champion: version {champion.get('version')} ({champion.get('variant')}), "
             f"{champion.get('rule_description')}.",
-            "- Prompt: `Human: {instruction}\\n{input}\\n\\nAssistant: ` (serving applies it).",
+            f"- Prompt: `{template}` (serving applies it).",
         ]
     )
 
