@@ -72,13 +72,13 @@ LIMITS = RequestLimits(
 )
 
 
-def run_batch(server, requests, journal, report, **changes):
+def run_batch(server, requests, journal, report, limits=LIMITS, **changes):
     return asyncio.run(
         collect_batch_responses(
             backend_for(server),
             requests,
             journal,
-            LIMITS,
+            limits,
             settings=settings(**changes),
             report=report,
         )
@@ -200,16 +200,7 @@ def test_an_item_never_given_a_usable_line_comes_back_as_no_output_after_its_tri
     with FakeOpenAIServer(
         batch_faults=lambda cid, n: "malformed" if cid == "req-001" else None
     ) as server:
-        answers = asyncio.run(
-            collect_batch_responses(
-                backend_for(server),
-                requests,
-                journal,
-                limits,
-                settings=settings(),
-                report=BatchReport(),
-            )
-        )
+        answers = run_batch(server, requests, journal, BatchReport(), limits)
     lost = answers["req-001"]
     assert lost.error == NO_OUTPUT and lost.request_id == "req-001"
     assert lost.model == "m" and lost.attempts == 1 + POLICY.max_retries
@@ -318,16 +309,7 @@ def test_the_spend_limit_counts_batch_prices_and_holds_back_the_rest(tmp_path: P
     )
     journal = ResponseJournal(tmp_path / "raw.jsonl")
     with FakeOpenAIServer() as server:
-        answers = asyncio.run(
-            collect_batch_responses(
-                backend_for(server),
-                requests,
-                journal,
-                limits,
-                settings=settings(),
-                report=BatchReport(),
-            )
-        )
+        answers = run_batch(server, requests, journal, BatchReport(), limits)
     assert sum(a.ok for a in answers.values()) == 2
     assert len(server.batch_submissions) == 2
     assert len(journal.records()) == 2  # the held-back requests are not journaled
