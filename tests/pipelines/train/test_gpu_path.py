@@ -40,6 +40,8 @@ def worker_env() -> dict[str, str]:
 def test_dataloader_workers_count_the_same_tokens_as_the_main_process(mlflow_store):
     """conf/belle's 2 workers: the collator runs in them, the counts must not stay there."""
     mlflow.set_tracking_uri(mlflow_store)
+    # An earlier test's active experiment id means nothing in this fresh store.
+    mlflow.set_experiment("dataloader_workers")
     results, rates = {}, {}
     for workers in (0, 2):
         config = tiny_config(eval_strategy="no", dataloader_num_workers=workers)
