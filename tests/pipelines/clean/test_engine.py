@@ -45,7 +45,13 @@ def test_ray_keeps_the_same_records_as_local_with_seeds(local_ray):
     assert on_ray.duplicate_of.tolist() == local.duplicate_of.tolist()
     assert on_ray.candidates == local.candidates
     reference = dedup.find_reference_matches(
-        keys, seeds, threshold=0.7, minhash=MINHASH, engine="ray"
+        keys,
+        seeds,
+        threshold=0.7,
+        minhash=MINHASH,
+        workers=2,
+        progress=None,
+        engine="ray",
     )
     assert not reference.keep[:50:5].any()  # every seed matches itself
 

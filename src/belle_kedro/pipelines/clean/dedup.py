@@ -574,14 +574,15 @@ def find_reference_matches(
     *,
     threshold: float,
     minhash: MinHashSettings,
-    workers: int | None = None,
-    progress: str | None = None,
-    engine: str = "local",
+    workers: int | None,
+    progress: str | None,
+    engine: str,
 ) -> NearDuplicates:
     """Drop each key that matches one of ``reference_keys``; keys never match each other.
 
     The outcome reads as for :func:`find_near_duplicates` (a match is always
-    ``n + k``, the reference with the highest score).
+    ``n + k``, the reference with the highest score). Its callers are the clean and
+    review stages, which pass every search setting from ``clean``'s block.
     """
     references = len(reference_keys)
     search = _Search.of(threshold, minhash, workers, progress, engine)

@@ -144,6 +144,8 @@ def replay_clean(
             threshold=decon.threshold,
             minhash=matching.minhash,
             workers=matching.workers,
+            progress=None,
+            engine=clean.engine,
         )
         partners = _partner_texts(records, found.duplicate_of, questions)
         drops.append(
