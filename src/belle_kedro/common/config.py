@@ -12,7 +12,7 @@ to domain code, which never sees the dict. :func:`build` refuses, naming the dot
 * a cross-field rule of the class, raised from its ``check`` method as
   :class:`InvalidSetting` (``permutations must be ≥ rows_per_band``).
 
-Fields carry help text (``setting("…")``), read by :func:`describe` for the docs.
+Fields carry help text (``setting("…")``); an error for a missing key quotes it.
 """
 
 from __future__ import annotations
@@ -173,11 +173,16 @@ def build(cls: type[S], values: Any, where: str) -> S:
             f"unknown parameter(s) {', '.join(f'{where}.{key}' for key in unknown)}; "
             f"{where} takes {', '.join(names)}"
         )
-    missing = [name for name in names if name not in values]
+    missing = [field for field in fields if field.name not in values]
     if missing:
+        described = "; ".join(
+            f"{where}.{field.name}: {field.metadata.get('help', '')}"
+            for field in missing
+        )
         raise ParameterError(
-            f"missing parameter(s) {', '.join(f'{where}.{key}' for key in missing)} "
-            "(declared with its default in conf/base/parameters_<pipeline>.yml)"
+            f"missing parameter(s) {', '.join(f'{where}.{f.name}' for f in missing)} "
+            f"(declared with its default in conf/base/parameters_<pipeline>.yml; "
+            f"{described})"
         )
     hints = _hints(cls)
     converted = {
@@ -190,16 +195,3 @@ def build(cls: type[S], values: Any, where: str) -> S:
         except InvalidSetting as problem:
             raise ParameterError(f"{where}.{problem.key} {problem.message}") from None
     return instance
-
-
-def describe(cls: type, where: str = "") -> list[tuple[str, str, str]]:
-    """``(dotted key, type, help)`` for every field of ``cls``, nested classes expanded."""
-    rows: list[tuple[str, str, str]] = []
-    hints = _hints(cls)
-    for field in dataclasses.fields(cls):
-        key = f"{where}.{field.name}" if where else field.name
-        hint = hints[field.name]
-        rows.append((key, _type_name(hint), str(field.metadata.get("help", ""))))
-        if dataclasses.is_dataclass(hint) and isinstance(hint, type):
-            rows.extend(describe(hint, key))
-    return rows
