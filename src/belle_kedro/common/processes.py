@@ -29,6 +29,22 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT)
 STOP_GRACE_S = 60.0
 
 
+def die_with_parent(parent: int, sent: signal.Signals) -> bool:
+    """Ask the kernel to send ``sent`` to this process when its parent dies (Linux).
+
+    False when ``parent`` is no longer this process's parent: it died before the
+    request took effect, so the caller must stop on its own. Elsewhere than Linux it
+    asks nothing and returns True.
+    """
+    if not sys.platform.startswith("linux"):
+        return True
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, sent, 0, 0, 0) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"prctl(PR_SET_PDEATHSIG): {os.strerror(error)}")
+    return os.getppid() == parent
+
+
 def exec_tied(parent: int, command: Sequence[str]) -> None:
     """Become ``command``, first asking the kernel for SIGTERM when ``parent`` dies.
 
@@ -36,13 +52,8 @@ def exec_tied(parent: int, command: Sequence[str]) -> None:
     request survives ``exec``, and a fresh process is safe where a forked copy of a
     threaded one (``preexec_fn``) is not. Elsewhere than Linux it only execs.
     """
-    if sys.platform.startswith("linux"):
-        libc = ctypes.CDLL(None, use_errno=True)
-        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
-            error = ctypes.get_errno()
-            raise OSError(error, f"prctl(PR_SET_PDEATHSIG): {os.strerror(error)}")
-        if os.getppid() != parent:  # the parent died before the request took effect
-            raise SystemExit(f"parent {parent} gone before {command[0]} started")
+    if not die_with_parent(parent, signal.SIGTERM):
+        raise SystemExit(f"parent {parent} gone before {command[0]} started")
     os.execvp(command[0], list(command))
 
 

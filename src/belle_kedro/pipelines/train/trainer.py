@@ -50,6 +50,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from belle_kedro.common.config import build
 from belle_kedro.common.files import write_atomic
+from belle_kedro.common.processes import die_with_parent
 from belle_kedro.pipelines.train.models import (
     load_base_model,
     load_model,
@@ -599,10 +600,6 @@ def load_trained(
     return AutoModelForCausalLM.from_pretrained(model_dir), tokenizer
 
 
-# prctl(2) option: the signal the kernel sends this process when its parent dies.
-_PR_SET_PDEATHSIG = 1
-
-
 def die_with_launcher() -> None:
     """Have the kernel SIGKILL this process when its parent (the launcher) dies (Linux).
 
@@ -611,17 +608,8 @@ def die_with_launcher() -> None:
     run and delete its checkpoints while a rerun resumes in the same folder. Elsewhere
     this does nothing.
     """
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    parent = os.getppid()
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        error = ctypes.get_errno()
-        raise OSError(error, f"prctl(PR_SET_PDEATHSIG): {os.strerror(error)}")
-    if os.getppid() != parent:  # the launcher died before the request took effect
-        os.kill(os.getpid(), signal.SIGKILL)
+    if not die_with_parent(os.getppid(), signal.SIGKILL):
+        os.kill(os.getpid(), signal.SIGKILL)  # the launcher died before the request
 
 
 def main(argv: Sequence[str] | None = None) -> None:
