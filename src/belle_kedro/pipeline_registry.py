@@ -36,7 +36,7 @@ def register_pipelines() -> dict[str, Pipeline]:
         "split": split_pipeline,
         "train": train(variants),
         "evaluate": evaluate(variants),
-        "release": release(variants),
+        "release": release(variants, reviewed),
     }
     default = [p for name, p in stages.items() if reviewed or name != "review"]
     return {

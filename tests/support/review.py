@@ -15,6 +15,7 @@ from belle_kedro.datasets.eval_set import load_eval_set
 from belle_kedro.datasets.instructions import InstructionFileDataset
 from belle_kedro.datasets.seed_tasks import load_seed_tasks
 from belle_kedro.pipelines.clean.nodes import (
+    classify_tasks,
     decontaminate,
     filter_instructions,
     normalise_instructions,
@@ -55,7 +56,8 @@ EDITED_LATER = ("kept", "写一首关于秋天的五言绝句")
 
 
 def clean_fixture_run() -> dict[str, Any]:
-    """The fixture through clean's nodes, then select_for_review with base parameters."""
+    """The fixture through clean's nodes (task classes included), then select_for_review
+    with base parameters."""
     generated = InstructionFileDataset(filepath=[str(CLEAN_FIXTURE)]).load()
     seed_tasks = load_seed_tasks(REPO_ROOT / "data" / "01_raw" / "zh_seed_tasks.json")
     eval_set = load_eval_set(REPO_ROOT / "data" / "01_raw" / "eval_set.json")
@@ -79,15 +81,25 @@ def clean_fixture_run() -> dict[str, Any]:
         3,
         engine=clean["engine"],
     )
+    classifier, classes, class_counts = classify_tasks(
+        records, seed_tasks, eval_set, clean["classifier"]
+    )
     sample, selection = select_for_review(
         generated,
         records,
-        seed_tasks,
-        eval_set,
+        clean_task_classes=classes,
+        task_classifier=classifier,
+        seed_tasks=seed_tasks,
+        eval_set=eval_set,
         clean_params=clean,
         params=base_parameters("review"),
     )
-    return {"clean": records, "sample": sample, "selection": selection}
+    return {
+        "clean": records,
+        "sample": sample,
+        "selection": selection,
+        "class_counts": class_counts,
+    }
 
 
 def sample_row(sample: pd.DataFrame, stratum: str, instruction: str) -> pd.Series:

@@ -37,6 +37,7 @@ def test_clean_pipeline_session_writes_data_report_and_mlflow(kedro_project: Pat
     with open_session(kedro_project) as session:
         catalog = session.load_context().catalog
         clean = catalog.load("clean_instructions")
+        classes = catalog.load("clean_task_classes")
     assert clean["instruction"].tolist() == [
         "写一首关于秋天的五言绝句",
         "解释什么是通货膨胀",  # the phrase addressing the model was stripped
@@ -78,6 +79,10 @@ def test_clean_pipeline_session_writes_data_report_and_mlflow(kedro_project: Pat
         True,
     ]
     assert (report["input_records"], report["output_records"]) == (16, 7)
+    # Per-class counts: the catalog's task classes, row for row with the kept records.
+    per_class = report["task_classes"]["kept_per_class"]
+    assert len(classes) == len(clean)
+    assert per_class == classes["task_class"].value_counts().sort_index().to_dict()
 
     runs = mlflow.search_runs(experiment_names=["belle_kedro"], output_format="list")
     assert len(runs) == 1
@@ -85,6 +90,8 @@ def test_clean_pipeline_session_writes_data_report_and_mlflow(kedro_project: Pat
     assert run.data.metrics["clean.dropped.near_duplicates"] == 2
     assert run.data.metrics["clean.output_records"] == 7
     assert run.data.metrics["clean.decontamination.open qa"] == 1
+    for name, count in per_class.items():
+        assert run.data.metrics[f"clean.kept.class.{name}"] == count
     assert run.data.tags["clean.eval_set_digest"] == digest
     artifacts = [
         item.path

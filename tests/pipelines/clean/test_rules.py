@@ -258,8 +258,9 @@ def test_empty_input_gives_an_empty_output_and_a_report_that_says_so():
     kept, decontamination_report = nodes.decontaminate(
         kept, eval_set, PARAMS["decontamination"], PARAMS["matching"], 3, engine="local"
     )
+    counts = {"classifier": {"held_out_accuracy": 1.0}, "kept_per_class": {}}
     report, metrics, tags = clean_report(
-        filter_report, dedup_report, decontamination_report, kept
+        filter_report, dedup_report, decontamination_report, counts, kept
     )
     assert kept.empty and list(kept.columns[:3]) == ["instruction", "input", "output"]
     assert report["output_records"] == 0 and "no records" in report["note"]

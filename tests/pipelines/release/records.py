@@ -114,6 +114,13 @@ def run_records(
                     "eval_questions": 264,
                 },
             ],
+            "task_classes": {
+                "classifier": {
+                    "held_out_accuracy": 0.8818,
+                    "classes": ["math", "rewrite"],
+                },
+                "kept_per_class": {"math": 4, "rewrite": 3},
+            },
         },
         split_report=split_report,
         model_versions=versions,

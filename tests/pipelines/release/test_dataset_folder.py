@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from belle_kedro.common.template import build_prompt
 from belle_kedro.datasets.folder import FolderDataset
 from belle_kedro.pipelines.release.dataset_folder import dataset_folder, size_category
 from belle_kedro.pipelines.release.settings import DatasetReleaseSettings
+from belle_kedro.pipelines.review.quality import filter_quality
 from tests.pipelines.release.records import instruction_frame, run_records
 from tests.support.project import declared
 
@@ -109,6 +111,48 @@ def test_every_figure_in_the_card_comes_from_the_records(
     assert "`run1`" in card and "parent0" in card
     assert "## Limitations" in card and "Wrong facts" in card
     assert "zh_seed_tasks 5" in card
+    assert "| math | 4 |" in card and "| rewrite | 3 |" in card
+    assert "held-out accuracy 0.8818" in card
+    assert "Review by people" not in card  # the review did not run
+
+
+def test_the_card_states_the_reviews_figures_when_it_ran(
+    variants: dict[str, pd.DataFrame], holdout: pd.DataFrame
+) -> None:
+    """Figures as filter_quality computes them from reviewed rows, never typed."""
+    decided = pd.DataFrame(
+        {
+            "stratum": ["kept", "kept", "kept", "borderline", "dropped", "dropped"],
+            "rule": ["", "", "", "near_duplicates", "length", "length"],
+            "task_class": ["math", "math", "rewrite", "rewrite", "math", "rewrite"],
+            "review_decision": [
+                "accept",
+                "reject",
+                "edit",
+                "accept",
+                "accept",
+                "reject",
+            ],
+        }
+    )
+    review_report = {
+        "input_records": 7,
+        "output_records": 6,
+        "reviewed_records": 6,
+        "quality": filter_quality(decided),
+    }
+    records = dataclasses.replace(
+        run_records(variants, holdout), review_report=review_report
+    )
+    card = str(dataset_folder(holdout, variants, records, _settings())["README.md"])
+    assert "### Review by people" in card
+    # Kept: 3 of 4 accepted; dropped: 1 of 2 would have been kept (Wilson by hand).
+    assert "| all | 0.75 [0.3006, 0.9544] (3/4) | 0.5 [0.0945, 0.9055] (1/2) |" in card
+    assert (
+        "| class math | 0.5 [0.0945, 0.9055] (1/2) | 1.0 [0.2065, 1.0] (1/1) |" in card
+    )
+    assert "| rule length | – | 0.5 [0.0945, 0.9055] (1/2) |" in card
+    assert "| rule none | 0.6667 [0.2077, 0.9385] (2/3) | – |" in card
 
 
 def test_a_changed_upstream_record_changes_the_card(

@@ -13,9 +13,15 @@ from typing import Any
 import pandas as pd
 
 from belle_kedro.common.config import build
+from belle_kedro.pipelines.clean.classifier import (
+    TaskClassifier,
+    labelled_texts,
+    train_classifier,
+)
 from belle_kedro.pipelines.clean.passes import decontamination_pass, near_duplicate_pass
 from belle_kedro.pipelines.clean.rules import apply_rules, normalise_records
 from belle_kedro.pipelines.clean.settings import (
+    ClassifierSettings,
     DecontaminationSettings,
     MatchingSettings,
     NearDuplicatesSettings,
@@ -76,3 +82,25 @@ def decontaminate(
         examples,
         engine=engine,
     )
+
+
+def classify_tasks(
+    clean_instructions: pd.DataFrame,
+    seed_tasks: pd.DataFrame,
+    eval_set: pd.DataFrame,
+    settings: Mapping[str, Any],
+) -> tuple[TaskClassifier, pd.DataFrame, dict[str, Any]]:
+    """Fit the task-class model on the labelled texts; each kept record's class (one
+    ``task_class`` column, row for row with clean_instructions) and the counts."""
+    classifier = train_classifier(
+        labelled_texts(eval_set, seed_tasks),
+        build(ClassifierSettings, settings, "clean.classifier"),
+    )
+    predicted, _ = classifier.predict(clean_instructions["instruction"].tolist())
+    classes = pd.DataFrame({"task_class": pd.Series(predicted, dtype=object)})
+    counts = classes["task_class"].value_counts().sort_index()
+    summary = {
+        "classifier": classifier.summary(),
+        "kept_per_class": {str(k): int(v) for k, v in counts.items()},
+    }
+    return classifier, classes, summary

@@ -1,8 +1,9 @@
-"""Wiring of the clean pipeline: normalise -> rules -> near duplicates -> decontamination -> report."""
+"""Wiring of the clean pipeline: normalise -> rules -> near duplicates -> decontamination -> task classes -> report."""
 
 from kedro.pipeline import Node, Pipeline
 
 from belle_kedro.pipelines.clean.nodes import (
+    classify_tasks,
     decontaminate,
     filter_instructions,
     normalise_instructions,
@@ -12,7 +13,7 @@ from belle_kedro.pipelines.clean.report import clean_report
 
 
 def create_pipeline() -> Pipeline:
-    """generated_instructions (+ seed_tasks, eval_set) -> clean_instructions, clean_report, clean_metrics, clean_tags."""
+    """generated_instructions (+ seed_tasks, eval_set) -> clean_instructions, their task classes, clean_report, clean_metrics, clean_tags."""
     return Pipeline(
         [
             Node(
@@ -58,11 +59,23 @@ def create_pipeline() -> Pipeline:
                 name="decontaminate",
             ),
             Node(
+                classify_tasks,
+                [
+                    "clean_instructions",
+                    "seed_tasks",
+                    "eval_set",
+                    "params:clean.classifier",
+                ],
+                ["task_classifier", "clean_task_classes", "clean_class_counts"],
+                name="classify_tasks",
+            ),
+            Node(
                 clean_report,
                 [
                     "clean_filter_report",
                     "clean_dedup_report",
                     "clean_decontamination_report",
+                    "clean_class_counts",
                     "clean_instructions",
                 ],
                 ["clean_report", "clean_metrics", "clean_tags"],

@@ -176,6 +176,23 @@ class MatchingSettings(Settings):
 
 
 @dataclass(frozen=True)
+class ClassifierSettings(Settings):
+    """``clean.classifier``: the task-class model (char n-gram TF-IDF + linear SVM)."""
+
+    seed: int = setting("seeds the held-out split and the SVM")
+
+    ngram_min: int = setting("shortest character n-gram")
+    ngram_max: int = setting("longest character n-gram")
+    test_fraction: float = setting("share of the labelled texts held out for accuracy")
+
+    def check(self) -> None:
+        if not 1 <= self.ngram_min <= self.ngram_max:
+            raise InvalidSetting("ngram_min", "must be ≥ 1 and ≤ ngram_max")
+        if not 0.0 < self.test_fraction < 1.0:
+            raise InvalidSetting("test_fraction", "must be in (0, 1)")
+
+
+@dataclass(frozen=True)
 class CleanSettings(Settings):
     """The whole ``clean`` block."""
 
@@ -187,3 +204,6 @@ class CleanSettings(Settings):
     near_duplicates: NearDuplicatesSettings = setting("Alpaca's near-duplicate pass")
     decontamination: DecontaminationSettings = setting("the eval-set pass")
     matching: MatchingSettings = setting("pair finding shared by both passes")
+    classifier: ClassifierSettings = setting(
+        "predicts each record's task class (the report's per-class counts, the review)"
+    )

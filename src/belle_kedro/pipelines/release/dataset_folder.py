@@ -49,6 +49,8 @@ class RunRecords:
     champion: Mapping[str, Any]
     run_command: Mapping[str, Any]
     parent_run_id: str | None
+    # review_report when the review stage ran (review.enabled), else None.
+    review_report: Mapping[str, Any] | None = None
 
 
 def content_digest(value: Any) -> str:
@@ -182,6 +184,57 @@ def _clean_lines(report: Mapping[str, Any]) -> list[str]:
             f"`{report['eval_set_digest']}` ({decon.get('eval_questions', 0)} questions, "
             f"ROUGE-L ≥ {decon['threshold']}); {decon['dropped']} dropped."
         )
+    classes = report["task_classes"]
+    accuracy = classes["classifier"]["held_out_accuracy"]
+    lines += [
+        "",
+        "Kept records per task class, as predicted by a character n-gram classifier "
+        f"trained on the eval set's questions and the seed tasks (held-out accuracy "
+        f"{accuracy}):",
+        "",
+        "| class | kept |",
+        "|---|---|",
+        *(f"| {name} | {count} |" for name, count in classes["kept_per_class"].items()),
+        "",
+    ]
+    return lines
+
+
+def _share_cell(entry: Mapping[str, Any]) -> str:
+    if entry["share"] is None:
+        return "–"
+    return (
+        f"{entry['share']} [{entry['low']}, {entry['high']}] "
+        f"({entry['accepted']}/{entry['reviewed']})"
+    )
+
+
+def _review_lines(report: Mapping[str, Any] | None) -> list[str]:
+    """The review's measured filter quality (Wilson 95 % intervals), when it ran."""
+    if report is None:
+        return []
+    quality = report["quality"]
+    keep, drops = quality["keep_precision"], quality["false_drops"]
+    lines = [
+        "### Review by people",
+        "",
+        f"Reviewers decided on {report['reviewed_records']} sampled records in Label "
+        f"Studio; {report['input_records']} records in, {report['output_records']} "
+        "after the review. Precision of keeping: the share of reviewed kept records "
+        "they accepted; false drops: the share of reviewed dropped records they would "
+        "have kept. Share [Wilson 95 % interval] (accepted/reviewed):",
+        "",
+        "| group | precision of keeping | false drops |",
+        "|---|---|---|",
+        f"| all | {_share_cell(keep['all'])} | {_share_cell(drops['all'])} |",
+    ]
+    empty = {"share": None}
+    for kind, label in (("by_class", "class"), ("by_rule", "rule")):
+        for name in sorted({*keep[kind], *drops[kind]}):
+            lines.append(
+                f"| {label} {name} | {_share_cell(keep[kind].get(name, empty))} | "
+                f"{_share_cell(drops[kind].get(name, empty))} |"
+            )
     lines.append("")
     return lines
 
@@ -323,6 +376,7 @@ def dataset_card(
         "",
         *_generation_lines(records.generation_summary, records),
         *_clean_lines(records.clean_report),
+        *_review_lines(records.review_report),
         *_split_lines(records.split_report, records, sources),
         *_eval_lines(records.eval_macro, records.champion),
         *_reproduce_lines(records),

@@ -63,9 +63,11 @@ def build_dataset_folder(
     champion: Mapping[str, Any],
     run_command: Mapping[str, Any],
     release_params: Mapping[str, Any],
+    review_report: Mapping[str, Any] | None = None,
     **variant_inputs: Any,
 ) -> dict[str, str | bytes]:
-    """The dataset folder (Parquet per config, exports, dataset_info.json, card).
+    """The dataset folder (Parquet per config, exports, dataset_info.json, card);
+    ``review_report`` is wired in only when the review stage runs.
 
     Reads the active MLflow run's id (the release's parent run) for the card.
     """
@@ -83,6 +85,7 @@ def build_dataset_folder(
         champion=champion,
         run_command=run_command,
         parent_run_id=active.info.run_id if active else None,
+        review_report=review_report,
     )
     return dataset_folder(
         holdout, by_variant(variant_inputs, TRAIN_DATA), records, settings.dataset

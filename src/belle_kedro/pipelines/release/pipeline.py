@@ -23,8 +23,9 @@ def _variant_inputs(
     return {f"{prefix}{name}": f"{name}.{dataset}" for name in variants}
 
 
-def create_pipeline(variants: Sequence[str]) -> Pipeline:
-    """Dataset folder, model folders, registry descriptions and the optional upload."""
+def create_pipeline(variants: Sequence[str], reviewed: bool) -> Pipeline:
+    """Dataset folder, model folders, registry descriptions and the optional upload;
+    ``reviewed``: the review stage ran, so the card states its figures."""
     versions = _variant_inputs(variants, MODEL_VERSION, "model_version")
     return Pipeline(
         [
@@ -41,6 +42,7 @@ def create_pipeline(variants: Sequence[str]) -> Pipeline:
                     "champion": "champion",
                     "run_command": RUN_COMMAND,
                     "release_params": "params:release",
+                    **({"review_report": "review_report"} if reviewed else {}),
                     **_variant_inputs(variants, TRAIN_DATA, "train_data"),
                     **versions,
                 },

@@ -14,10 +14,10 @@ import pandas as pd
 
 from belle_kedro.common.config import build
 from belle_kedro.common.tracking import as_metrics
+from belle_kedro.pipelines.clean.classifier import TaskClassifier
 from belle_kedro.pipelines.clean.settings import CleanSettings
 from belle_kedro.pipelines.review.annotations import ExportError, read_export, resolve
 from belle_kedro.pipelines.review.apply import apply_decisions, decision_counts
-from belle_kedro.pipelines.review.classifier import labelled_texts, train_classifier
 from belle_kedro.pipelines.review.quality import filter_quality, quality_metrics
 from belle_kedro.pipelines.review.selection import draw_sample, record_ids, replay_clean
 from belle_kedro.pipelines.review.server import LabelStudio
@@ -32,13 +32,18 @@ def _settings(params: Mapping[str, Any]) -> ReviewSettings:
 def select_for_review(
     generated_instructions: pd.DataFrame,
     clean_instructions: pd.DataFrame,
+    *,
+    clean_task_classes: pd.DataFrame,
+    task_classifier: TaskClassifier,
     seed_tasks: pd.DataFrame,
     eval_set: pd.DataFrame,
-    *,
     clean_params: Mapping[str, Any],
     params: Mapping[str, Any],
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The seeded review sample and what went into it (classifier, class counts)."""
+    """The seeded review sample and what went into it (classifier, class counts).
+
+    Kept records carry the class clean predicted (``clean_task_classes``); dropped
+    ones get theirs from clean's own model (``task_classifier``)."""
     settings = _settings(params)
     clean = build(CleanSettings, clean_params, "clean")
     kept, dropped = replay_clean(
@@ -54,23 +59,25 @@ def select_for_review(
             f"records, but clean_instructions holds {len(clean_instructions)} others: "
             "run the clean pipeline again before drawing the review sample"
         )
-    classifier = train_classifier(
-        labelled_texts(eval_set, seed_tasks), settings.classifier, settings.seed
-    )
-    kept["task_class"], _ = classifier.predict(kept["instruction"].tolist())
-    dropped["task_class"], _ = classifier.predict(dropped["instruction"].tolist())
+    if len(clean_task_classes) != len(clean_instructions):
+        raise ValueError(
+            f"clean_task_classes holds {len(clean_task_classes)} rows for "
+            f"{len(clean_instructions)} clean records: run the clean pipeline again"
+        )
+    kept["task_class"] = clean_task_classes["task_class"].to_numpy()
+    dropped["task_class"], _ = task_classifier.predict(dropped["instruction"].tolist())
     sample = draw_sample(kept, dropped, clean, settings.sample, settings.seed)
     summary = {
         "seed": settings.seed,
-        "classifier": classifier.summary(),
-        "clean_records_per_class": kept["task_class"]
-        .value_counts()
-        .sort_index()
-        .to_dict(),
+        "classifier": task_classifier.summary(),
         "dropped_records_per_rule": dropped["rule"]
         .value_counts()
         .sort_index()
         .to_dict(),
+        "dropped_records_per_rule_and_class": {
+            str(rule): group["task_class"].value_counts().sort_index().to_dict()
+            for rule, group in dropped.groupby("rule", sort=True)
+        },
         "sample_per_stratum": sample["stratum"].value_counts().sort_index().to_dict(),
         "sample_records": len(sample),
     }
@@ -153,11 +160,6 @@ def apply_review(
     }
     metrics = {
         **quality_metrics(quality),
-        "classifier.held_out_accuracy": selection["classifier"]["held_out_accuracy"],
-        **{
-            f"clean_records.class.{name}": count
-            for name, count in selection["clean_records_per_class"].items()
-        },
         "output_records": len(reviewed),
         "conflicts": len(resolved.conflicts),
     }

@@ -19,6 +19,8 @@ def create_tasks_pipeline() -> Pipeline:
                 {
                     "generated_instructions": "generated_instructions",
                     "clean_instructions": "clean_instructions",
+                    "clean_task_classes": "clean_task_classes",
+                    "task_classifier": "task_classifier",
                     "seed_tasks": "seed_tasks",
                     "eval_set": "eval_set",
                     "clean_params": "params:clean",

@@ -44,21 +44,6 @@ class SampleSettings(Settings):
 
 
 @dataclass(frozen=True)
-class ClassifierSettings(Settings):
-    """``review.classifier``: the task-class model (char n-gram TF-IDF + linear SVM)."""
-
-    ngram_min: int = setting("shortest character n-gram")
-    ngram_max: int = setting("longest character n-gram")
-    test_fraction: float = setting("share of the labelled texts held out for accuracy")
-
-    def check(self) -> None:
-        if not 1 <= self.ngram_min <= self.ngram_max:
-            raise InvalidSetting("ngram_min", "must be ≥ 1 and ≤ ngram_max")
-        if not 0.0 < self.test_fraction < 1.0:
-            raise InvalidSetting("test_fraction", "must be in (0, 1)")
-
-
-@dataclass(frozen=True)
 class ServerSettings(Settings):
     """``review.label_studio``: where the Label Studio project lives."""
 
@@ -79,9 +64,8 @@ class ReviewSettings(Settings):
         "false: split reads clean_instructions; true: the review stage runs and "
         "split reads reviewed_instructions"
     )
-    seed: int = setting("seeds the sample and the classifier's split")
+    seed: int = setting("seeds the sample's draws")
     sample: SampleSettings = setting("sizes of the review sample's strata")
-    classifier: ClassifierSettings = setting("the task-class classifier")
     reject_reasons: tuple[str, ...] = setting("reasons a reviewer picks from on reject")
     unreviewed: Literal["keep", "drop"] = setting(
         "what happens to kept records no reviewer decided on"
