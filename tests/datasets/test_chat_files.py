@@ -75,7 +75,7 @@ def test_multi_turn_conversations_are_counted_with_a_reason(tmp_path: Path) -> N
     frame = load_instruction_file(path)
     assert frame["skip_reason"].tolist()[1] == "multi_turn"
     rules = build(RulesSettings, base_parameters("clean")["rules"], "clean.rules")
-    kept, report = apply_rules(frame, rules, examples=1)
+    kept, _, report = apply_rules(frame, rules, examples=1)
     assert report[0]["rule"] == "reader_skipped"
     assert report[0]["dropped"] == 1 and report[0]["reasons"] == {"multi_turn": 1}
     assert "skip_reason" not in kept.columns

@@ -62,10 +62,10 @@ def clean_fixture_run() -> dict[str, Any]:
     seed_tasks = load_seed_tasks(REPO_ROOT / "data" / "01_raw" / "zh_seed_tasks.json")
     eval_set = load_eval_set(REPO_ROOT / "data" / "01_raw" / "eval_set.json")
     clean = base_parameters("clean")
-    records, _ = filter_instructions(
+    records, rule_drops, _ = filter_instructions(
         normalise_instructions(generated), clean["rules"], 3
     )
-    records, _ = remove_near_duplicates(
+    records, duplicate_drops, _ = remove_near_duplicates(
         records,
         seed_tasks,
         clean["near_duplicates"],
@@ -73,7 +73,7 @@ def clean_fixture_run() -> dict[str, Any]:
         3,
         engine=clean["engine"],
     )
-    records, _ = decontaminate(
+    records, contamination_drops, _ = decontaminate(
         records,
         eval_set,
         clean["decontamination"],
@@ -81,21 +81,27 @@ def clean_fixture_run() -> dict[str, Any]:
         3,
         engine=clean["engine"],
     )
-    classifier, classes, class_counts = classify_tasks(
-        records, seed_tasks, eval_set, clean["classifier"]
-    )
-    sample, selection = select_for_review(
-        generated,
+    classifier, classes, drops, class_counts = classify_tasks(
         records,
-        clean_task_classes=classes,
-        task_classifier=classifier,
+        rule_drops,
+        duplicate_drops,
+        contamination_drops,
         seed_tasks=seed_tasks,
         eval_set=eval_set,
+        settings=clean["classifier"],
+    )
+    sample, selection = select_for_review(
+        records,
+        classes,
+        drops,
+        seed_tasks,
+        task_classifier=classifier,
         clean_params=clean,
         params=base_parameters("review"),
     )
     return {
         "clean": records,
+        "drops": drops,
         "sample": sample,
         "selection": selection,
         "class_counts": class_counts,

@@ -195,7 +195,7 @@ def test_exact_duplicates_leave_unique_keys(raw):
 def test_apply_rules_never_raises_and_reports_every_rule(raw):
     records = filters.normalise_records(raw)
     rules = build(RulesSettings, PARAMS["rules"], "clean.rules")
-    kept, report = filters.apply_rules(records, rules, examples=2)
+    kept, _, report = filters.apply_rules(records, rules, examples=2)
     assert [row["rule"] for row in report] == list(PARAMS["rules"])
     assert len(kept) == len(records) - sum(row["dropped"] for row in report)
 

@@ -217,7 +217,7 @@ def test_apply_rules_reports_counts_examples_and_honours_enabled():
     rules = _rules(
         blacklist={"terms": ["图片"]}, length={"enabled": False}, language={}
     )
-    kept, report = filters.apply_rules(records, rules, examples=3)
+    kept, _, report = filters.apply_rules(records, rules, examples=3)
     assert kept["instruction"].tolist() == ["写一首关于秋天的诗"]
     assert [row["rule"] for row in report] == list(PARAMS["rules"])
     blacklist = report[1]
@@ -245,17 +245,17 @@ def test_empty_input_gives_an_empty_output_and_a_report_that_says_so():
     from belle_kedro.pipelines.clean import nodes
 
     records = nodes.normalise_instructions(frame())
-    kept, filter_report = nodes.filter_instructions(records, PARAMS["rules"], 3)
+    kept, _, filter_report = nodes.filter_instructions(records, PARAMS["rules"], 3)
     seeds = pd.DataFrame(
         {"instruction": ["写一首诗"], "instances": [[{"input": "", "output": "好"}]]}
     )
-    kept, dedup_report = nodes.remove_near_duplicates(
+    kept, _, dedup_report = nodes.remove_near_duplicates(
         kept, seeds, PARAMS["near_duplicates"], PARAMS["matching"], 3, engine="local"
     )
     eval_set = pd.DataFrame(
         {"question": ["写一首诗"], "std_answer": [""], "class": ["generation"]}
     )
-    kept, decontamination_report = nodes.decontaminate(
+    kept, _, decontamination_report = nodes.decontaminate(
         kept, eval_set, PARAMS["decontamination"], PARAMS["matching"], 3, engine="local"
     )
     counts = {"classifier": {"held_out_accuracy": 1.0}, "kept_per_class": {}}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pandas as pd
 import pytest
 
@@ -32,6 +34,23 @@ def test_the_report_counts_kept_records_per_predicted_class():
     # The arithmetic question and the translation request land in their classes.
     assert per_class["math"] == 1 and per_class["translation"] == 1
     assert metrics["kept.class.math"]["value"] == 1.0
+    # Dropped per rule and class: every record clean dropped (9 of the fixture's 16),
+    # as many per rule as the report's steps count.
+    by_rule = counts["dropped_per_rule_and_class"]
+    assert sum(sum(c.values()) for c in by_rule.values()) == len(run["drops"]) == 9
+    assert {rule: sum(c.values()) for rule, c in by_rule.items()} == (
+        run["drops"]["rule"].value_counts().to_dict()
+    )
+    assert by_rule["near_duplicates"] == {"brainstorming": 2}
+    drops = run["drops"].set_index("rule")
+    assert (drops.loc["near_duplicates", "score"] >= 0.7).all()
+    assert drops.loc["near_duplicates", "partner"].str.len().gt(0).all()
+    assert drops.loc["decontamination", "partner"] == (
+        "在一个标准大气压下，纯水的沸点是多少摄氏度？"
+    )
+    assert drops.loc["length", "partner"] == "" and pd.isna(
+        drops.loc["length", "score"]
+    )
     accuracy = report["task_classes"]["classifier"]["held_out_accuracy"]
     assert 0.5 < accuracy <= 1.0
     assert metrics["classifier.held_out_accuracy"]["value"] == accuracy
@@ -42,7 +61,7 @@ def test_classes_are_row_for_row_with_the_kept_records_and_seeded():
     again = clean_fixture_run()
     assert run["class_counts"] == again["class_counts"]
     kept = run["clean"]
-    _, classes, counts = classify_tasks(kept, *_labelled(), SETTINGS)
+    _, classes, _, counts = _classify(kept)
     assert len(classes) == len(kept)
     assert classes["task_class"].value_counts().to_dict() == counts["kept_per_class"]
     # Two classes (LinearSVC's one signed margin) still give each row its class.
@@ -68,16 +87,23 @@ def _labelled() -> tuple[pd.DataFrame, pd.DataFrame]:
     return seeds, eval_set
 
 
+def _classify(
+    kept: pd.DataFrame, settings: dict[str, Any] = SETTINGS
+) -> tuple[Any, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """classify_tasks on ``kept`` with no drops and the two-class labelled texts."""
+    seeds, eval_set = _labelled()
+    none = kept.iloc[:0].assign(rule="", partner="", score=float("nan"))
+    return classify_tasks(
+        kept, none, none, none, seed_tasks=seeds, eval_set=eval_set, settings=settings
+    )
+
+
 def test_an_empty_clean_output_gets_empty_counts():
     empty = pd.DataFrame({"instruction": [], "input": [], "output": []}, dtype=object)
-    _, classes, counts = classify_tasks(empty, *_labelled(), SETTINGS)
-    assert classes.empty and counts["kept_per_class"] == {}
+    _, classes, drops, counts = _classify(empty)
+    assert classes.empty and drops.empty and counts["kept_per_class"] == {}
 
 
 def test_a_bad_classifier_setting_names_its_key():
     with pytest.raises(ParameterError, match=r"clean\.classifier\.ngram_min"):
-        classify_tasks(
-            pd.DataFrame({"instruction": []}),
-            *_labelled(),
-            {**SETTINGS, "ngram_min": 0},
-        )
+        _classify(pd.DataFrame({"instruction": []}), {**SETTINGS, "ngram_min": 0})

@@ -120,6 +120,10 @@ def run_records(
                     "classes": ["math", "rewrite"],
                 },
                 "kept_per_class": {"math": 4, "rewrite": 3},
+                "dropped_per_rule_and_class": {
+                    "length": {"math": 1, "code": 1},
+                    "near_duplicates": {"math": 1},
+                },
             },
         },
         split_report=split_report,

@@ -36,12 +36,13 @@ def normalise_instructions(generated_instructions: pd.DataFrame) -> pd.DataFrame
 
 def filter_instructions(
     records: pd.DataFrame, rules: Mapping[str, Any], examples: int
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Run the rule filters in order; report each rule's drops with examples."""
-    kept, rule_rows = apply_rules(
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """Run the rule filters in order; the survivors, the dropped records (each with
+    its rule) and each rule's drops with examples."""
+    kept, dropped, rule_rows = apply_rules(
         records, build(RulesSettings, rules, "clean.rules"), examples=examples
     )
-    return kept, {"input_records": len(records), "rules": rule_rows}
+    return kept, dropped, {"input_records": len(records), "rules": rule_rows}
 
 
 def remove_near_duplicates(
@@ -52,7 +53,7 @@ def remove_near_duplicates(
     examples: int,
     *,
     engine: str,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Alpaca's near-duplicate rule against earlier kept records and the seed tasks."""
     return near_duplicate_pass(
         records,
@@ -72,7 +73,7 @@ def decontaminate(
     examples: int,
     *,
     engine: str,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Drop records that repeat an eval-set question; report drops per eval class."""
     return decontamination_pass(
         records,
@@ -86,21 +87,39 @@ def decontaminate(
 
 def classify_tasks(
     clean_instructions: pd.DataFrame,
+    rule_drops: pd.DataFrame,
+    duplicate_drops: pd.DataFrame,
+    contamination_drops: pd.DataFrame,
+    *,
     seed_tasks: pd.DataFrame,
     eval_set: pd.DataFrame,
     settings: Mapping[str, Any],
-) -> tuple[TaskClassifier, pd.DataFrame, dict[str, Any]]:
+) -> tuple[TaskClassifier, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Fit the task-class model on the labelled texts; each kept record's class (one
-    ``task_class`` column, row for row with clean_instructions) and the counts."""
+    ``task_class`` column, row for row with clean_instructions), every dropped record
+    with its rule, partner, score and class (``clean_drops``), and the counts."""
     classifier = train_classifier(
         labelled_texts(eval_set, seed_tasks),
         build(ClassifierSettings, settings, "clean.classifier"),
     )
     predicted, _ = classifier.predict(clean_instructions["instruction"].tolist())
     classes = pd.DataFrame({"task_class": pd.Series(predicted, dtype=object)})
+    drops = pd.concat(
+        [rule_drops, duplicate_drops, contamination_drops], ignore_index=True
+    )
+    drops["task_class"] = pd.Series(
+        classifier.predict(drops["instruction"].tolist())[0], dtype=object
+    )
     counts = classes["task_class"].value_counts().sort_index()
     summary = {
         "classifier": classifier.summary(),
         "kept_per_class": {str(k): int(v) for k, v in counts.items()},
+        "dropped_per_rule_and_class": {
+            str(rule): {
+                str(k): int(v)
+                for k, v in group["task_class"].value_counts().sort_index().items()
+            }
+            for rule, group in drops.groupby("rule", sort=True)
+        },
     }
-    return classifier, classes, summary
+    return classifier, classes, drops, summary

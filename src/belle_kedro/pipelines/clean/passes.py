@@ -18,7 +18,7 @@ from belle_kedro.pipelines.clean.dedup import (
     find_near_duplicates,
     find_reference_matches,
 )
-from belle_kedro.pipelines.clean.rules import EXAMPLE_CHARS
+from belle_kedro.pipelines.clean.rules import EXAMPLE_CHARS, dropped_rows
 from belle_kedro.pipelines.clean.settings import (
     DecontaminationSettings,
     MatchingSettings,
@@ -26,7 +26,7 @@ from belle_kedro.pipelines.clean.settings import (
 )
 
 
-def _seed_texts(
+def seed_texts(
     seed_tasks: pd.DataFrame, include_input: bool
 ) -> tuple[list[str], list[str] | None]:
     """Each seed task's instruction, with its first instance's input when asked."""
@@ -48,9 +48,10 @@ def near_duplicate_pass(
     examples: int,
     *,
     engine: str,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Drop records whose instruction (optionally + input) has ROUGE-L F >= threshold
-    against an earlier kept record or a seed task (Alpaca's rule, order-stable)."""
+    against an earlier kept record or a seed task (Alpaca's rule, order-stable); the
+    survivors, the dropped records (each with its partner and score) and the report."""
     report: dict[str, Any] = {
         "rule": "near_duplicates",
         "enabled": settings.enabled,
@@ -63,7 +64,7 @@ def near_duplicate_pass(
         "examples": [],
     }
     if not settings.enabled:
-        return records, report
+        return records, dropped_rows(records, [False] * len(records), ""), report
     keys = comparison_keys(
         records["instruction"].tolist(),
         records["input"].tolist() if settings.include_input else None,
@@ -71,7 +72,7 @@ def near_duplicate_pass(
     seed_keys: list[str] = []
     seed_instructions: list[str] = []
     if settings.against_seed_tasks:
-        seed_instructions, seed_inputs = _seed_texts(seed_tasks, settings.include_input)
+        seed_instructions, seed_inputs = seed_texts(seed_tasks, settings.include_input)
         seed_keys = comparison_keys(seed_instructions, seed_inputs)
     found = find_near_duplicates(
         keys,
@@ -89,13 +90,12 @@ def near_duplicate_pass(
     report["dropped_as_seed_duplicates"] = int(
         (found.duplicate_of >= len(records)).sum()
     )
-    for position in dropped_positions[:examples]:
+    partners = [
+        partner_text(records, int(found.duplicate_of[p]), seed_instructions)
+        for p in dropped_positions
+    ]
+    for position, matched in zip(dropped_positions[:examples], partners, strict=False):
         match = int(found.duplicate_of[position])
-        matched = (
-            seed_instructions[match - len(records)]
-            if match >= len(records)
-            else records["instruction"].iat[match]
-        )
         report["examples"].append(
             {
                 "instruction": records["instruction"].iat[position],
@@ -104,7 +104,27 @@ def near_duplicate_pass(
                 "rouge_l": round(float(found.score[position]), 4),
             }
         )
-    return records[found.keep].reset_index(drop=True), report
+    dropped = dropped_rows(
+        records,
+        ~found.keep,
+        "near_duplicates",
+        partners,
+        found.score[~found.keep].round(4),
+    )
+    return records[found.keep].reset_index(drop=True), dropped, report
+
+
+def partner_text(records: pd.DataFrame, match: int, references: list[str]) -> str:
+    """The text a record matched: an earlier record's instruction (``match`` < the
+    record count) or ``references[match - count]`` (a seed task, an eval question)."""
+    count = len(records)
+    if match < 0:
+        return ""
+    return (
+        references[match - count]
+        if match >= count
+        else str(records["instruction"].iat[match])
+    )
 
 
 def decontamination_pass(
@@ -115,9 +135,10 @@ def decontamination_pass(
     examples: int,
     *,
     engine: str,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Drop records whose instruction (+ input) has ROUGE-L F >= threshold against an
-    eval-set question; report drops per eval class and the eval set's digest."""
+    eval-set question; the survivors, the dropped records (each with its eval question
+    and score) and the report (drops per eval class, the eval set's digest)."""
     report: dict[str, Any] = {
         "rule": "decontamination",
         "enabled": settings.enabled,
@@ -130,7 +151,7 @@ def decontamination_pass(
         "classes": {},
     }
     if not settings.enabled or records.empty or eval_set.empty:
-        return records, report
+        return records, dropped_rows(records, [False] * len(records), ""), report
     keys = comparison_keys(
         records["instruction"].tolist(),
         records["input"].tolist() if settings.include_input else None,
@@ -165,4 +186,14 @@ def decontamination_pass(
             )
     report["dropped"] = int((~found.keep).sum())
     report["classes"] = dict(sorted(report["classes"].items()))
-    return records[found.keep].reset_index(drop=True), report
+    dropped = dropped_rows(
+        records,
+        ~found.keep,
+        "decontamination",
+        [
+            partner_text(records, int(m), questions)
+            for m in found.duplicate_of[~found.keep]
+        ],
+        found.score[~found.keep].round(4),
+    )
+    return records[found.keep].reset_index(drop=True), dropped, report

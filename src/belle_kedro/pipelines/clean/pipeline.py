@@ -13,7 +13,7 @@ from belle_kedro.pipelines.clean.report import clean_report
 
 
 def create_pipeline() -> Pipeline:
-    """generated_instructions (+ seed_tasks, eval_set) -> clean_instructions, their task classes, clean_report, clean_metrics, clean_tags."""
+    """generated_instructions (+ seed_tasks, eval_set) -> clean_instructions, their task classes, clean_drops, clean_report, clean_metrics, clean_tags."""
     return Pipeline(
         [
             Node(
@@ -29,7 +29,7 @@ def create_pipeline() -> Pipeline:
                     "params:clean.rules",
                     "params:clean.report_examples",
                 ],
-                ["filtered_instructions", "clean_filter_report"],
+                ["filtered_instructions", "clean_rule_drops", "clean_filter_report"],
                 name="filter_instructions",
             ),
             Node(
@@ -42,7 +42,11 @@ def create_pipeline() -> Pipeline:
                     "examples": "params:clean.report_examples",
                     "engine": "params:clean.engine",
                 },
-                ["deduplicated_instructions", "clean_dedup_report"],
+                [
+                    "deduplicated_instructions",
+                    "clean_duplicate_drops",
+                    "clean_dedup_report",
+                ],
                 name="remove_near_duplicates",
             ),
             Node(
@@ -55,18 +59,30 @@ def create_pipeline() -> Pipeline:
                     "examples": "params:clean.report_examples",
                     "engine": "params:clean.engine",
                 },
-                ["clean_instructions", "clean_decontamination_report"],
+                [
+                    "clean_instructions",
+                    "clean_contamination_drops",
+                    "clean_decontamination_report",
+                ],
                 name="decontaminate",
             ),
             Node(
                 classify_tasks,
+                {
+                    "clean_instructions": "clean_instructions",
+                    "rule_drops": "clean_rule_drops",
+                    "duplicate_drops": "clean_duplicate_drops",
+                    "contamination_drops": "clean_contamination_drops",
+                    "seed_tasks": "seed_tasks",
+                    "eval_set": "eval_set",
+                    "settings": "params:clean.classifier",
+                },
                 [
-                    "clean_instructions",
-                    "seed_tasks",
-                    "eval_set",
-                    "params:clean.classifier",
+                    "task_classifier",
+                    "clean_task_classes",
+                    "clean_drops",
+                    "clean_class_counts",
                 ],
-                ["task_classifier", "clean_task_classes", "clean_class_counts"],
                 name="classify_tasks",
             ),
             Node(

@@ -29,6 +29,25 @@ from belle_kedro.pipelines.clean.settings import RulesSettings
 
 _PROGRESS_FROM = 50_000  # records; smaller inputs finish before a bar would help
 EXAMPLE_CHARS = 200  # each text of a report example is cut to this length
+DROP_COLUMNS = ("rule", "partner", "score")  # what clean_drops adds to a record
+
+
+def dropped_rows(
+    records: pd.DataFrame,
+    mask: Sequence[bool] | pd.Series | Any,
+    rule: str,
+    partners: Sequence[str] | None = None,
+    scores: Any = None,
+) -> pd.DataFrame:
+    """The records ``mask`` drops, with the rule that dropped them and, for a matching
+    pass, the kept record, seed task or eval question each repeats and that pair's
+    ROUGE-L F (empty and NaN for a rule)."""
+    rows = records[mask]
+    return rows.assign(
+        rule=rule,
+        partner=list(partners) if partners is not None else [""] * len(rows),
+        score=scores if scores is not None else float("nan"),
+    )
 
 
 def _safe_nfkc_table() -> dict[int, str]:
@@ -356,8 +375,9 @@ def _example(record: pd.Series, max_chars: int) -> dict[str, str]:
 
 def apply_rules(
     records: pd.DataFrame, rules: RulesSettings, examples: int
-) -> tuple[pd.DataFrame, list[dict[str, Any]]]:
-    """Run the rules in order; return the survivors and one report row per rule.
+) -> tuple[pd.DataFrame, pd.DataFrame, list[dict[str, Any]]]:
+    """Run the rules in order; return the survivors, the dropped records (with
+    :data:`DROP_COLUMNS`) and one report row per rule.
 
     Each report row: ``rule, enabled, input, dropped, examples`` (the first dropped
     records). Rows a reader skipped (``skip_reason``) come first, as ``reader_skipped``
@@ -365,6 +385,7 @@ def apply_rules(
     """
     report = []
     records, skipped = without_skipped(records)
+    drops = [dropped_rows(records, [False] * len(records), "")]
     if skipped:
         # Conversations the reader could not make into one record (multi-turn, …).
         report.append(
@@ -393,6 +414,7 @@ def apply_rules(
                 _example(record, EXAMPLE_CHARS)
                 for _, record in records[dropped].head(examples).iterrows()
             ]
+            drops.append(dropped_rows(records, dropped, name))
             records = records[~dropped].reset_index(drop=True)
         report.append(row)
-    return records, report
+    return records, pd.concat(drops, ignore_index=True), report

@@ -185,16 +185,23 @@ def _clean_lines(report: Mapping[str, Any]) -> list[str]:
             f"ROUGE-L ≥ {decon['threshold']}); {decon['dropped']} dropped."
         )
     classes = report["task_classes"]
-    accuracy = classes["classifier"]["held_out_accuracy"]
+    kept = classes["kept_per_class"]
+    dropped: dict[str, int] = {}
+    for per_class in classes["dropped_per_rule_and_class"].values():
+        for name, count in per_class.items():
+            dropped[name] = dropped.get(name, 0) + count
     lines += [
         "",
-        "Kept records per task class, as predicted by a character n-gram classifier "
-        f"trained on the eval set's questions and the seed tasks (held-out accuracy "
-        f"{accuracy}):",
+        "Records per task class, as predicted by a character n-gram classifier trained "
+        "on the eval set's questions and the seed tasks (held-out accuracy "
+        f"{classes['classifier']['held_out_accuracy']}):",
         "",
-        "| class | kept |",
-        "|---|---|",
-        *(f"| {name} | {count} |" for name, count in classes["kept_per_class"].items()),
+        "| class | kept | dropped |",
+        "|---|---|---|",
+        *(
+            f"| {name} | {kept.get(name, 0)} | {dropped.get(name, 0)} |"
+            for name in sorted({*kept, *dropped})
+        ),
         "",
     ]
     return lines

@@ -1,7 +1,8 @@
 """Nodes of the review pipeline: sample -> Label Studio tasks -> annotations -> reviewed data.
 
 Each node builds :class:`~belle_kedro.pipelines.review.settings.ReviewSettings` (and,
-to replay the clean stage, ``CleanSettings``) from the raw blocks it receives.
+for the borderline search with clean's settings, ``CleanSettings``) from the raw
+blocks it receives.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from belle_kedro.pipelines.clean.settings import CleanSettings
 from belle_kedro.pipelines.review.annotations import ExportError, read_export, resolve
 from belle_kedro.pipelines.review.apply import apply_decisions, decision_counts
 from belle_kedro.pipelines.review.quality import filter_quality, quality_metrics
-from belle_kedro.pipelines.review.selection import draw_sample, record_ids, replay_clean
+from belle_kedro.pipelines.review.selection import borderline_duplicates, draw_sample
 from belle_kedro.pipelines.review.server import LabelStudio
 from belle_kedro.pipelines.review.settings import ReviewSettings
 from belle_kedro.pipelines.review.tasks import label_config, review_tasks
@@ -30,54 +31,39 @@ def _settings(params: Mapping[str, Any]) -> ReviewSettings:
 
 
 def select_for_review(
-    generated_instructions: pd.DataFrame,
     clean_instructions: pd.DataFrame,
-    *,
     clean_task_classes: pd.DataFrame,
-    task_classifier: TaskClassifier,
+    clean_drops: pd.DataFrame,
     seed_tasks: pd.DataFrame,
-    eval_set: pd.DataFrame,
+    *,
+    task_classifier: TaskClassifier,
     clean_params: Mapping[str, Any],
     params: Mapping[str, Any],
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The seeded review sample and what went into it (classifier, class counts).
-
-    Kept records carry the class clean predicted (``clean_task_classes``); dropped
-    ones get theirs from clean's own model (``task_classifier``)."""
+    """The seeded review sample and what went into it, from clean's outputs of the
+    same run: kept records with their classes, dropped ones with rule, partner, score
+    and class; ``task_classifier`` (clean's model) names every class the form offers."""
     settings = _settings(params)
     clean = build(CleanSettings, clean_params, "clean")
-    kept, dropped = replay_clean(
-        generated_instructions,
-        seed_tasks,
-        eval_set,
-        clean,
-        settings.sample.duplicate_margin,
-    )
-    if record_ids(kept) != record_ids(clean_instructions):
-        raise ValueError(
-            f"replaying clean with the current clean parameters keeps {len(kept)} "
-            f"records, but clean_instructions holds {len(clean_instructions)} others: "
-            "run the clean pipeline again before drawing the review sample"
-        )
     if len(clean_task_classes) != len(clean_instructions):
         raise ValueError(
             f"clean_task_classes holds {len(clean_task_classes)} rows for "
             f"{len(clean_instructions)} clean records: run the clean pipeline again"
         )
-    kept["task_class"] = clean_task_classes["task_class"].to_numpy()
-    dropped["task_class"], _ = task_classifier.predict(dropped["instruction"].tolist())
-    sample = draw_sample(kept, dropped, clean, settings.sample, settings.seed)
+    borderline = borderline_duplicates(
+        clean_instructions, seed_tasks, clean, settings.sample.duplicate_margin
+    )
+    kept = pd.concat(
+        [clean_instructions.reset_index(drop=True), borderline], axis=1
+    ).assign(task_class=clean_task_classes["task_class"].to_numpy())
+    sample = draw_sample(kept, clean_drops, clean, settings.sample, settings.seed)
     summary = {
         "seed": settings.seed,
         "classifier": task_classifier.summary(),
-        "dropped_records_per_rule": dropped["rule"]
+        "dropped_records_per_rule": clean_drops["rule"]
         .value_counts()
         .sort_index()
         .to_dict(),
-        "dropped_records_per_rule_and_class": {
-            str(rule): group["task_class"].value_counts().sort_index().to_dict()
-            for rule, group in dropped.groupby("rule", sort=True)
-        },
         "sample_per_stratum": sample["stratum"].value_counts().sort_index().to_dict(),
         "sample_records": len(sample),
     }

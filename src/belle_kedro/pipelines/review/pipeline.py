@@ -11,18 +11,17 @@ from belle_kedro.pipelines.review.nodes import (
 
 
 def create_tasks_pipeline() -> Pipeline:
-    """clean's input and output -> review_sample, review_tasks, review_label_config."""
+    """clean's outputs -> review_sample, review_tasks, review_label_config."""
     return Pipeline(
         [
             Node(
                 select_for_review,
                 {
-                    "generated_instructions": "generated_instructions",
                     "clean_instructions": "clean_instructions",
                     "clean_task_classes": "clean_task_classes",
-                    "task_classifier": "task_classifier",
+                    "clean_drops": "clean_drops",
                     "seed_tasks": "seed_tasks",
-                    "eval_set": "eval_set",
+                    "task_classifier": "task_classifier",
                     "clean_params": "params:clean",
                     "params": "params:review",
                 },

@@ -1,9 +1,9 @@
 """The review sample: kept records per task class, dropped records per rule, borderline ones.
 
-The clean stage keeps only its survivors, so the records it dropped (and why) are found
-by replaying its passes here with the same ``clean`` settings, through the clean
-stage's own functions; the replay must end on exactly ``clean_instructions``, or the
-two were made with other parameters and the sample would lie.
+Everything comes from the clean stage's own outputs of the same run: the kept records
+(``clean_instructions``) with their predicted classes, and every dropped record with its
+rule, partner, score and class (``clean_drops``). The only matching done here is the
+borderline search: kept records a slightly lower near-duplicate threshold would drop.
 """
 
 from __future__ import annotations
@@ -14,15 +14,9 @@ import numpy as np
 import pandas as pd
 
 from belle_kedro.common.records import RECORD_COLUMNS, record_bytes
-from belle_kedro.pipelines.clean.dedup import (
-    NearDuplicates,
-    comparison_keys,
-    find_near_duplicates,
-    find_reference_matches,
-)
-from belle_kedro.pipelines.clean.passes import _seed_texts
-from belle_kedro.pipelines.clean.rules import RULES, normalise_records
-from belle_kedro.pipelines.clean.settings import CleanSettings, MatchingSettings
+from belle_kedro.pipelines.clean.dedup import comparison_keys, find_near_duplicates
+from belle_kedro.pipelines.clean.passes import partner_text, seed_texts
+from belle_kedro.pipelines.clean.settings import CleanSettings
 from belle_kedro.pipelines.review.settings import SampleSettings
 
 SIGNAL_COLUMNS = ("stratum", "rule", "partner", "score")
@@ -36,130 +30,41 @@ def record_ids(records: pd.DataFrame) -> list[str]:
     ]
 
 
-def _dropped(records: pd.DataFrame, mask: np.ndarray, rule: str) -> pd.DataFrame:
-    return records[mask].assign(rule=rule, partner="", score=np.nan)
-
-
-def _matched(
-    records: pd.DataFrame,
-    found_keep: np.ndarray,
-    partners: list[str],
-    scores: np.ndarray,
-    rule: str,
+def borderline_duplicates(
+    kept: pd.DataFrame, seed_tasks: pd.DataFrame, clean: CleanSettings, margin: float
 ) -> pd.DataFrame:
-    dropped = ~found_keep
-    return records[dropped].assign(
-        rule=rule,
-        partner=[partners[i] for i in np.flatnonzero(dropped)],
-        score=scores[dropped].round(4),
-    )
-
-
-def _partner_texts(
-    records: pd.DataFrame, duplicate_of: np.ndarray, references: list[str]
-) -> list[str]:
-    count = len(records)
-    instructions = records["instruction"].tolist()
-    return [
-        ""
-        if match < 0
-        else (references[match - count] if match >= count else instructions[match])
-        for match in duplicate_of.tolist()
-    ]
-
-
-def _keys(records: pd.DataFrame, include_input: bool) -> list[str]:
-    return comparison_keys(
-        records["instruction"].tolist(),
-        records["input"].tolist() if include_input else None,
-    )
-
-
-def _near_duplicates(
-    keys: list[str], seed_keys: list[str], threshold: float, matching: MatchingSettings
-) -> NearDuplicates:
-    return find_near_duplicates(
-        keys,
-        seed_keys,
-        threshold=threshold,
-        minhash=matching.minhash,
-        workers=matching.workers,
-    )
-
-
-def replay_clean(
-    generated: pd.DataFrame,
-    seed_tasks: pd.DataFrame,
-    eval_set: pd.DataFrame,
-    clean: CleanSettings,
-    margin: float,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``(kept, dropped)`` as the clean stage decides them.
-
-    ``dropped`` carries ``rule`` (which step dropped it), ``partner`` (the kept record,
-    seed task or eval question it repeats) and ``score`` (that pair's ROUGE-L F).
-    ``kept`` carries the best near-duplicate ``score`` of the records that would have
-    been dropped at ``threshold - margin`` (NaN for the rest) and its ``partner``.
+    """``partner, score`` per kept record: its best near-duplicate partner when a
+    threshold ``margin`` lower would have dropped it (the least sure keeps), else
+    empty and NaN. One near-duplicate pass over the kept records, with clean's settings.
     """
-    records = normalise_records(generated)
-    drops = []
-    for name, rule in clean.rules.in_order():
-        if rule.enabled:
-            records, flags = RULES[name](records, **rule.options())
-            mask = flags.fillna(False).astype(bool).to_numpy()
-            drops.append(_dropped(records, mask, name))
-            records = records[~mask].reset_index(drop=True)
     near, matching = clean.near_duplicates, clean.matching
-    seed_instructions, seed_inputs = _seed_texts(seed_tasks, near.include_input)
+    none = pd.DataFrame({"partner": [""] * len(kept), "score": np.nan})
+    if not near.enabled or margin <= 0 or kept.empty:
+        return none
+    seed_instructions, seed_inputs = seed_texts(seed_tasks, near.include_input)
     if not near.against_seed_tasks:
         seed_instructions, seed_inputs = [], None if seed_inputs is None else []
-    borderline = pd.DataFrame({"partner": [""] * len(records), "score": np.nan})
-    if near.enabled:
-        keys = _keys(records, near.include_input)
-        seed_keys = comparison_keys(seed_instructions, seed_inputs)
-        found = _near_duplicates(keys, seed_keys, near.threshold, matching)
-        partners = _partner_texts(records, found.duplicate_of, seed_instructions)
-        drops.append(
-            _matched(records, found.keep, partners, found.score, "near_duplicates")
-        )
-        records = records[found.keep].reset_index(drop=True)
-        keys = [key for key, keep in zip(keys, found.keep, strict=True) if keep]
-        if margin > 0:
-            # Kept records a slightly lower threshold would drop: the least sure keeps.
-            close = _near_duplicates(keys, seed_keys, near.threshold - margin, matching)
-            borderline = pd.DataFrame(
-                {
-                    "partner": _partner_texts(
-                        records, close.duplicate_of, seed_instructions
-                    ),
-                    "score": np.where(close.keep, np.nan, close.score.round(4)),
-                }
-            )
-    decon = clean.decontamination
-    if decon.enabled and len(records) and len(eval_set):
-        questions = eval_set["question"].tolist()
-        found = find_reference_matches(
-            _keys(records, decon.include_input),
-            comparison_keys(questions),
-            threshold=decon.threshold,
-            minhash=matching.minhash,
-            workers=matching.workers,
-            progress=None,
-            engine=clean.engine,
-        )
-        partners = _partner_texts(records, found.duplicate_of, questions)
-        drops.append(
-            _matched(records, found.keep, partners, found.score, "decontamination")
-        )
-        records = records[found.keep].reset_index(drop=True)
-        borderline = borderline[found.keep].reset_index(drop=True)
-    kept = pd.concat([records, borderline], axis=1)
-    dropped = (
-        pd.concat(drops, ignore_index=True)
-        if drops
-        else records.iloc[:0].assign(rule="", partner="", score=np.nan)
+    close = find_near_duplicates(
+        comparison_keys(
+            kept["instruction"].tolist(),
+            kept["input"].tolist() if near.include_input else None,
+        ),
+        comparison_keys(seed_instructions, seed_inputs),
+        threshold=near.threshold - margin,
+        minhash=matching.minhash,
+        workers=matching.workers,
+        progress="borderline near duplicates",
+        engine=clean.engine,
     )
-    return kept, dropped
+    return pd.DataFrame(
+        {
+            "partner": [
+                partner_text(kept, int(match), seed_instructions)
+                for match in close.duplicate_of
+            ],
+            "score": np.where(close.keep, np.nan, close.score.round(4)),
+        }
+    )
 
 
 def _length_borderline(
