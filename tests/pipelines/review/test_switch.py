@@ -26,3 +26,6 @@ def test_review_switch_rewires_split_and_the_default_run(enabled, split_reads):
     assert "apply_review" in {node.name for node in pipelines["review"].nodes}
     # The review stage's own input stays clean's output either way.
     assert "clean_instructions" in pipelines["review"].inputs()
+    # The dataset card reads the review's figures only when the review runs.
+    [card] = [n for n in pipelines["release"].nodes if n.name == "build_dataset_folder"]
+    assert ("review_report" in card.inputs) is enabled
