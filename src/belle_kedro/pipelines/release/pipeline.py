@@ -53,6 +53,7 @@ def create_pipeline(variants: Sequence[str]) -> Pipeline:
                     "eval_table": "eval_table",
                     "eval_macro": "eval_macro",
                     "champion": "champion",
+                    "run_command": RUN_COMMAND,
                     "train_params": "params:train",
                     "evaluate_params": "params:evaluate",
                     "release_params": "params:release",
