@@ -42,9 +42,10 @@ def _python() -> Path:
 def _expected(frame: pd.DataFrame) -> list[tuple[str, str]]:
     """(user turn, answer) per record: instruction, then the input on its own line."""
     return [
-        ("\n".join(part for part in (row.instruction, row.input) if part), row.output)
-        for row in frame.itertuples()
-    ]
+        ("\n".join(part for part in (record["instruction"], record["input"]) if part),
+         str(record["output"]))
+        for record in frame.to_dict("records")
+    ]  # fmt: skip
 
 
 def test_llamafactory_reads_every_entry_as_the_same_records(tmp_path: Path) -> None:
