@@ -110,7 +110,7 @@ def register_variants(
                 tokenizer,
                 registered_model_name=REGISTERED_MODEL,
                 source=TrainedFrom(
-                    variant, int(size), f"test-{variant}", f"test-{variant}"
+                    variant, int(size), f"test-{variant}", f"test-{variant}", "tiny"
                 ),
                 keep_adapter=False,
             )

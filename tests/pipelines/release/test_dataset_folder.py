@@ -170,6 +170,44 @@ def test_a_changed_upstream_record_changes_the_card(
     )
 
 
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (
+            {"commit": "c0ffee" * 6 + "ab", "dirty": False},
+            [
+                "`" + "c0ffee" * 6 + "ab` (clean tree)",
+                "git checkout " + "c0ffee" * 6 + "ab",
+            ],
+        ),
+        (
+            {"commit": "c0ffee" * 6 + "ab", "dirty": True},
+            ["**dirty**", "git checkout " + "c0ffee" * 6 + "ab"],
+        ),
+        (
+            {"commit": None, "dirty": None},
+            [
+                "not run from a git checkout",
+                "the commit is unknown (not a git checkout)",
+            ],
+        ),
+    ],
+)
+def test_the_reproduce_section_names_the_codes_commit(
+    variants: dict[str, pd.DataFrame],
+    holdout: pd.DataFrame,
+    code: dict,
+    expected: list[str],
+) -> None:
+    records = run_records(variants, holdout)
+    records = dataclasses.replace(records, run_command={**records.run_command, **code})
+    card = str(dataset_folder(holdout, variants, records, _settings())["README.md"])
+    reproduce = card.split("## Reproduce")[1].split("\n## ", maxsplit=1)[0]
+    for text in expected:
+        assert text in reproduce
+    assert ".venv/bin/kedro run" in reproduce
+
+
 def test_records_that_do_not_match_the_split_report_are_refused(
     variants: dict[str, pd.DataFrame], holdout: pd.DataFrame
 ) -> None:

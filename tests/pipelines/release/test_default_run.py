@@ -118,6 +118,8 @@ def test_the_card_states_the_runs_own_figures(default_run: dict[str, Any]) -> No
         assert default_run["versions"][variant]["run_id"] in card
     assert "Seed 42." in card
     assert "--params" in card and "split.variant_sizes.small=8" in card
+    # make_project copies the tree without .git: the card says the commit is unknown.
+    assert "not run from a git checkout" in card
 
 
 def test_the_released_model_gives_the_registered_models_logits(

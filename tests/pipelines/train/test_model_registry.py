@@ -44,14 +44,14 @@ def test_versions_are_registered_tagged_and_load_back_and_answer(mlflow_store):
             model,
             tokenizer,
             registered_model_name="belle-test",
-            source=registry.TrainedFrom("small", 24, "d" * 64, "fp-small"),
+            source=registry.TrainedFrom("small", 24, "d" * 64, "fp-small", "tiny"),
             keep_adapter=False,
         )
         second = registry.log_and_register(
             model,
             tokenizer,
             registered_model_name="belle-test",
-            source=registry.TrainedFrom("medium", 48, "e" * 64, "fp-medium"),
+            source=registry.TrainedFrom("medium", 48, "e" * 64, "fp-medium", "tiny"),
             keep_adapter=False,
         )
     assert first == {
@@ -69,13 +69,14 @@ def test_versions_are_registered_tagged_and_load_back_and_answer(mlflow_store):
         "variant": "medium",
         "train_size": "48",
         "data_digest": "e" * 64,
+        "base_model": "tiny",
         "run_fingerprint": "fp-medium",
     }
     assert version.run_id == run.info.run_id
     # A rerun of the same run folder finds its version instead of registering another.
-    small = registry.TrainedFrom("small", 24, "d" * 64, "fp-small")
+    small = registry.TrainedFrom("small", 24, "d" * 64, "fp-small", "tiny")
     assert registry.find_registered("belle-test", small) == first
-    other_folder = registry.TrainedFrom("small", 24, "d" * 64, "fp-other")
+    other_folder = registry.TrainedFrom("small", 24, "d" * 64, "fp-other", "tiny")
     assert registry.find_registered("belle-test", other_folder) is None
 
     info = mlflow.models.get_model_info(first["model_uri"])
@@ -84,6 +85,7 @@ def test_versions_are_registered_tagged_and_load_back_and_answer(mlflow_store):
         "{prompt}"
     )  # serving wraps questions in it
     assert info.metadata["variant"] == "small"
+    assert info.signature is not None and info.saved_input_example_info is not None
     requirements = Path(
         mlflow.artifacts.download_artifacts(f"{first['model_uri']}/requirements.txt")
     ).read_text()
@@ -144,7 +146,7 @@ def test_lora_on_a_local_base_is_merged_before_logging(mlflow_store):
             model,
             tokenizer,
             registered_model_name="belle-lora",
-            source=registry.TrainedFrom("small", 8, "f" * 64, "fp-lora"),
+            source=registry.TrainedFrom("small", 8, "f" * 64, "fp-lora", "tiny"),
             keep_adapter=False,
         )
     loaded, _ = load_registered_model(
@@ -163,7 +165,7 @@ def test_logging_needs_the_variant_run(mlflow_store):
             model,
             tokenizer,
             registered_model_name="x",
-            source=registry.TrainedFrom("v", 1, "0", "fp"),
+            source=registry.TrainedFrom("v", 1, "0", "fp", "tiny"),
             keep_adapter=False,
         )
 

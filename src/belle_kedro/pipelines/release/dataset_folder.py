@@ -305,19 +305,51 @@ def _eval_lines(macro: pd.DataFrame, champion: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def code_note(run_command: Mapping[str, Any]) -> str:
+    """The code's version in words: its commit, and whether uncommitted changes ran too."""
+    commit = run_command.get("commit")
+    if commit is None:
+        return (
+            "Code: not run from a git checkout, so the commit is unknown; the "
+            "command below reproduces the run only with the same source tree."
+        )
+    if run_command.get("dirty"):
+        return (
+            f"Code: belle-kedro commit `{commit}`, **dirty** (the tree had uncommitted "
+            "changes when it ran, so this commit alone may not reproduce it)."
+        )
+    return f"Code: belle-kedro commit `{commit}` (clean tree)."
+
+
+def reproduce_lines(run_command: Mapping[str, Any]) -> list[str]:
+    """The ``Reproduce`` section: checkout of the run's commit, install, the command."""
+    commit = run_command.get("commit")
+    checkout = (
+        [f"git checkout {commit}"]
+        if commit
+        else ["# the commit is unknown (not a git checkout); use the same source tree"]
+    )
+    return [
+        "## Reproduce",
+        "",
+        code_note(run_command),
+        "",
+        "From a clone of belle-kedro:",
+        "",
+        "```bash",
+        *checkout,
+        "bash scripts/install.sh",
+        f".venv/bin/{run_command['command']}",
+        "```",
+        "",
+    ]
+
+
 def _reproduce_lines(records: RunRecords) -> list[str]:
     command = records.run_command
     overrides = command.get("runtime_params") or {}
     lines = [
-        "## Reproduce",
-        "",
-        "From a clone of belle-kedro at the same commit:",
-        "",
-        "```bash",
-        "bash scripts/install.sh",
-        f".venv/bin/{command['command']}",
-        "```",
-        "",
+        *reproduce_lines(command),
         f"Environment: `{command['env']}`; parameter overrides: "
         + (", ".join(f"`{k}={v}`" for k, v in sorted(overrides.items())) or "none")
         + ".",

@@ -4,12 +4,16 @@ A folder holds what ``transformers`` (or ``peft``) loads: ``config.json``,
 ``model.safetensors`` (sharded above ``release.model.max_shard_size``), the tokenizer
 files and ``generation_config.json`` carrying the evaluation's decoding settings; a
 LoRA version logged as its adapter gives ``adapter_config.json`` and
-``adapter_model.safetensors`` instead, ``base_model`` set. The weights come from the
-registered version (``models:/<name>/<version>``), never from the training folder.
+``adapter_model.safetensors`` instead, ``base_model`` set. A LoRA version merged at
+registration (a local base) gives the merged model and, in ``adapter/``, the adapter
+that was logged beside it. The weights come from the registered version
+(``models:/<name>/<version>``), never from the training folder.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +25,13 @@ import yaml
 from belle_kedro.common.template import CHAT_TEMPLATE, build_prompt
 from belle_kedro.pipelines.evaluate.answering import GREEDY_BELOW_TEMPERATURE
 from belle_kedro.pipelines.evaluate.settings import EvaluateSettings
-from belle_kedro.pipelines.release.dataset_folder import limitations
+from belle_kedro.pipelines.release.dataset_folder import limitations, reproduce_lines
 from belle_kedro.pipelines.release.settings import ReleaseSettings
+from belle_kedro.pipelines.train.model_registry import ADAPTER_TAG
 from belle_kedro.pipelines.train.settings import TrainSettings
+
+# The merged LoRA version's adapter, inside its model folder.
+ADAPTER_FOLDER = "adapter"
 
 
 class ReleaseError(ValueError):
@@ -69,6 +77,36 @@ def load_registered(model_uri: str, variant: str) -> dict[str, Any]:
     return components
 
 
+def registered_adapter(version: Mapping[str, Any]) -> Path | None:
+    """The adapter logged beside a merged LoRA version (its ``adapter`` tag), downloaded;
+    None for a version without one."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    tags = (
+        MlflowClient()
+        .get_model_version(
+            str(version["registered_model_name"]), str(version["version"])
+        )
+        .tags
+    )
+    if ADAPTER_TAG not in tags:
+        return None
+    return Path(
+        mlflow.artifacts.download_artifacts(
+            f"{version['model_uri']}/{tags[ADAPTER_TAG]}"
+        )
+    )
+
+
+def adapter_base(adapter: Path | None) -> str | None:
+    """The base model an adapter folder names (``base_model_name_or_path``)."""
+    if adapter is None:
+        return None
+    config = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+    return str(config["base_model_name_or_path"])
+
+
 def generation_config(model: Any, evaluate: EvaluateSettings) -> Any:
     """The model's generation config with the evaluation's decoding settings."""
     from transformers import GenerationConfig
@@ -86,12 +124,17 @@ def generation_config(model: Any, evaluate: EvaluateSettings) -> Any:
 
 
 def folder_writer(
-    components: Mapping[str, Any], evaluate: EvaluateSettings, max_shard_size: str
+    components: Mapping[str, Any],
+    evaluate: EvaluateSettings,
+    max_shard_size: str,
+    adapter: Path | None,
 ) -> Callable[[Path], None]:
     """Writes the model (or adapter), tokenizer (with our chat template) and generation
-    config into a folder."""
+    config into a folder, and a merged version's ``adapter`` into ``adapter/``."""
 
     def write(folder: Path) -> None:
+        if adapter is not None:
+            shutil.copytree(adapter, folder / ADAPTER_FOLDER)
         model = components["model"]
         model.save_pretrained(folder, max_shard_size=max_shard_size)
         tokenizer = components["tokenizer"]
@@ -114,6 +157,8 @@ class ModelFacts:
     macro: Mapping[str, Any]  # eval_macro row of this variant
     champion: Mapping[str, Any]
     dataset_repo: str | None
+    adapter_base: str | None  # a merged LoRA version's adapter/ base; None: no adapter/
+    run_command: Mapping[str, Any]  # RunCommandHook's record: command, commit, dirty
 
 
 def _recipe_lines(train: TrainSettings) -> list[str]:
@@ -210,6 +255,19 @@ def _usage_lines(facts: ModelFacts) -> list[str]:
         "",
         f"(`{load}` loads this folder; `generation_config.json` carries the evaluation's decoding settings.)",
         "",
+        *_adapter_lines(facts),
+    ]
+
+
+def _adapter_lines(facts: ModelFacts) -> list[str]:
+    if facts.adapter_base is None:
+        return []
+    return [
+        f"`{ADAPTER_FOLDER}/` holds the LoRA adapter these weights merge "
+        f"(`adapter_config.json`, `adapter_model.safetensors`), on the base "
+        f"`{facts.adapter_base}`: "
+        f'`PeftModel.from_pretrained(base, "path/or/repo/{ADAPTER_FOLDER}")`.',
+        "",
     ]
 
 
@@ -255,6 +313,7 @@ def model_card(
         *_recipe_lines(train),
         *_eval_lines(facts, evaluate),
         *_usage_lines(facts),
+        *reproduce_lines(facts.run_command),
         limitations(model=True),
     ]
     front = yaml.safe_dump(header, allow_unicode=True, sort_keys=False)

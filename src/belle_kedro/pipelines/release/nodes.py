@@ -24,9 +24,11 @@ from belle_kedro.pipelines.release.dataset_folder import (
 )
 from belle_kedro.pipelines.release.model_folder import (
     ModelFacts,
+    adapter_base,
     folder_writer,
     load_registered,
     model_card,
+    registered_adapter,
     released_variants,
 )
 from belle_kedro.pipelines.release.push import push_release
@@ -105,6 +107,7 @@ def export_models(
     *,
     eval_macro: pd.DataFrame,
     champion: Mapping[str, Any],
+    run_command: Mapping[str, Any],
     train_params: Mapping[str, Any],
     evaluate_params: Mapping[str, Any],
     release_params: Mapping[str, Any],
@@ -112,7 +115,8 @@ def export_models(
 ) -> dict[str, Any]:
     """A folder per released variant (``release.variants``), loaded from the registry.
 
-    Loads each registered version through MLflow (``models:/<name>/<version>``).
+    Loads each registered version through MLflow (``models:/<name>/<version>``), and
+    the adapter a merged LoRA version logged beside it.
     """
     settings = _settings(release_params)
     train = build(TrainSettings, train_params, "train")
@@ -122,6 +126,7 @@ def export_models(
     for variant in released_variants(settings.variants, versions, champion):
         version = versions[variant]
         components = load_registered(str(version["model_uri"]), variant)
+        adapter = registered_adapter(version)
         macro = [
             {str(key): value for key, value in row.items()}
             for row in eval_macro[eval_macro["variant"] == variant].to_dict("records")
@@ -134,9 +139,11 @@ def export_models(
             macro=macro[0] if macro else {},
             champion=champion,
             dataset_repo=settings.push.dataset_repo,
+            adapter_base=adapter_base(adapter),
+            run_command=run_command,
         )
         files[variant] = folder_writer(
-            components, evaluate, settings.model.max_shard_size
+            components, evaluate, settings.model.max_shard_size, adapter
         )
         files[f"{variant}/README.md"] = model_card(facts, train, evaluate, settings)
     return files

@@ -55,6 +55,7 @@ def create_pipeline(variants: Sequence[str], reviewed: bool) -> Pipeline:
                     "eval_table": "eval_table",
                     "eval_macro": "eval_macro",
                     "champion": "champion",
+                    "run_command": RUN_COMMAND,
                     "train_params": "params:train",
                     "evaluate_params": "params:evaluate",
                     "release_params": "params:release",

@@ -182,6 +182,21 @@ def load_base_model(
     )
 
 
+def base_model_id(model: ModelSettings) -> str:
+    """What a LoRA adapter's ``base_model_name_or_path`` names: the hub id or folder, the
+    GGUF file, or (a tiny BLOOM, which has neither) its config; ``train.seed`` seeds it."""
+    if model.source == "pretrained":
+        assert model.name_or_path, "ModelSettings.check requires it for pretrained"
+        return model.name_or_path
+    if model.source == "gguf":
+        return str(gguf_file(model))
+    tiny = model.tiny_bloom
+    return (
+        f"tiny_bloom(n_layer={tiny.n_layer},hidden_size={tiny.hidden_size},"
+        f"n_head={tiny.n_head})"
+    )
+
+
 def apply_lora(model: PreTrainedModel, lora: LoraSettings) -> Any:
     """Wrap ``model`` in a peft LoRA adapter configured by ``train.finetuning.lora``."""
     from peft import LoraConfig, get_peft_model

@@ -24,6 +24,7 @@ from belle_kedro.pipelines.train import (
     tracking,
     trainer,
 )
+from belle_kedro.pipelines.train.models import base_model_id
 from belle_kedro.pipelines.train.settings import TrainSettings
 
 
@@ -82,13 +83,14 @@ def register_model(
     reused rather than logged again, unless ``train.force`` is set.
     """
     run_dir = Path(training_result["run_dir"])
+    settings = build(TrainSettings, train_params, "train")
     source = model_registry.TrainedFrom(
         variant=str(lineage["variant"]),
         train_size=int(lineage["train_size"]),
         data_digest=str(lineage["data_digest"]),
         fingerprint=run_dir.name,
+        base_model=base_model_id(settings.model),
     )
-    settings = build(TrainSettings, train_params, "train")
     return model_registry.register_trained(run_dir, settings, source)
 
 
