@@ -9,26 +9,69 @@ weights, the evaluation flow) run as configured.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 from belle_kedro.hooks.run_command import RUN_COMMAND
 from tests.support.project import open_session
 from tests.support.records import make_records
 
+ENV_DEFAULT = re.compile(r"\$\{oc\.env:[A-Z_]+,([^}]*)\}")
+
+
+def declared_catalog(project: Path, env: str) -> dict[str, dict]:
+    """conf/base's catalog entries with conf/<env>'s replacing them (Kedro's rule), with
+    ``{variant}`` patterns filled in as ``small`` and ``${oc.env:X,default}`` as default."""
+    entries: dict[str, dict] = {}
+    for folder in ("base", env):
+        for path in sorted((project / "conf" / folder).glob("catalog*.yml")):
+            text = ENV_DEFAULT.sub(r"\1", path.read_text(encoding="utf-8"))
+            entries.update(yaml.safe_load(text.replace("{variant}", "small")) or {})
+    return {name: entry for name, entry in entries.items() if not name.startswith("_")}
+
+
+def check_entry(catalog, project: Path, name: str, entry: dict) -> None:
+    """The catalog built ``name`` as its YAML entry says: class, file and versioning."""
+    dataset = catalog.get(name)
+    inner = entry.get("dataset")
+    declared_type = inner["type"] if isinstance(inner, dict) else entry["type"]
+    class_name = declared_type.rsplit(".", 1)[-1]
+    if entry["type"].startswith(
+        ("kedro_mlflow.io.artifacts", "belle_kedro.datasets.versioned")
+    ):
+        class_name = (
+            f"Mlflow{class_name}"  # kedro-mlflow's wrapper class of the inner type
+        )
+    assert type(dataset).__name__ == class_name, (name, type(dataset), declared_type)
+    if declared_type.startswith("belle_kedro."):
+        assert type(dataset).__module__ == declared_type.rsplit(".", 1)[0], name
+    filepath = (inner if isinstance(inner, dict) else entry).get("filepath")
+    if filepath is not None and hasattr(dataset, "_filepath"):
+        assert Path(str(dataset._filepath)) == (project / filepath).resolve(), name
+    versioned = getattr(dataset, "_version", None) is not None
+    assert versioned == bool(entry.get("versioned")), name
+
 
 @pytest.mark.slow
-def test_every_pipeline_and_dataset_resolves_and_the_recipe_is_belles(kedro_project):
+def test_every_pipeline_and_dataset_resolves_and_the_recipe_is_belles(
+    kedro_project, monkeypatch
+):
+    for variable in ("BELLE_EVAL_SET", "BELLE_EVAL_PROMPT", "ALPACA_EN_JSON"):
+        monkeypatch.delenv(variable, raising=False)  # the entries' defaults apply
     from kedro.framework.project import pipelines
 
     with open_session(kedro_project, env="belle") as session:
         context = session.load_context()
         catalog = context.catalog
         params = context.params
-        declared = list(catalog.keys())
-        assert declared and all(catalog.get(name) is not None for name in declared)
+        declared = declared_catalog(kedro_project, "belle")
+        assert len(declared) > 30
+        for name, entry in declared.items():
+            check_entry(catalog, kedro_project, name, entry)
         for name, pipeline in pipelines.items():
             assert pipeline.nodes, name
             # What a pipeline reads from outside must come from the catalog (factory

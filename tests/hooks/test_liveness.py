@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import mlflow
@@ -94,15 +95,19 @@ def test_the_heartbeat_thread_moves_the_tag_on_until_stopped(mlflow_store):
     experiment = mlflow.set_experiment("liveness").experiment_id
     client = MlflowClient()
     run = make_run(client, experiment, "beating", **{HEARTBEAT_TAG: "1000"})
+    started = time.time()
     beat = Heartbeat(run, interval_s=0.1).start()
     try:
-        deadline = time.monotonic() + 20
+        # A generous wait, not a bound: a loaded box may take long to beat once.
+        deadline = time.monotonic() + 300
         while client.get_run(run).data.tags[HEARTBEAT_TAG] == "1000":
-            assert time.monotonic() < deadline, "no heartbeat within 20 s"
+            assert time.monotonic() < deadline, "no heartbeat within 300 s"
             time.sleep(0.05)
     finally:
         beat.stop()
-    assert abs(float(client.get_run(run).data.tags[HEARTBEAT_TAG]) - time.time()) < 30
+    # Event order, not a wall-clock bound: the beat was stamped while it ran.
+    stamp = float(client.get_run(run).data.tags[HEARTBEAT_TAG])  # whole seconds
+    assert math.floor(started) <= stamp <= math.ceil(time.time())
     assert not beat._thread.is_alive()
     assert end_dead_runs(experiment, DEAD_AFTER_S) == []
 

@@ -16,6 +16,7 @@ from belle_kedro.llm.batch import (
     NOT_SUBMITTED,
     BatchLedger,
     BatchReport,
+    SubmittedBatch,
     collect_batch_responses,
     parse_output_line,
     split_into_files,
@@ -380,3 +381,35 @@ def test_offline_input_files_then_their_run_batch_output_is_imported(tmp_path: P
     }
     with pytest.raises(FileNotFoundError, match="import_outputs: no file"):
         run_batch(server, requests, journal, BatchReport(), import_outputs=["nope"])
+
+
+def test_the_ledger_lists_uploaded_batches_until_collected_in_order(tmp_path: Path):
+    ledger = BatchLedger(tmp_path / "raw.batches.jsonl")
+    for key, ids in (("k1", ["a", 1]), ("k2", ["b"]), ("k3", ["c"])):
+        ledger.append(
+            {
+                "batch_key": key,
+                "event": "uploaded",
+                "input_file_id": f"file-{key}",
+                "endpoint": "/v1/chat/completions",
+                "request_ids": ids,
+            }
+        )
+    ledger.append({"batch_key": "k2", "event": "created", "batch_id": "batch-2"})
+    ledger.append({"batch_key": "k9", "event": "created", "batch_id": "batch-9"})
+    ledger.append({"batch_key": "k1", "event": "collected"})
+    ledger.append({"batch_key": "k8", "event": "collected"})  # never uploaded
+    assert BatchLedger(ledger.path).open_batches() == [
+        SubmittedBatch("k2", "file-k2", "/v1/chat/completions", ["b"], "batch-2"),
+        SubmittedBatch("k3", "file-k3", "/v1/chat/completions", ["c"], None),
+    ]
+    ledger.append({"batch_key": "k3", "event": "created", "batch_id": "batch-3"})
+    ledger.append({"batch_key": "k2", "event": "collected"})
+    (opened,) = BatchLedger(ledger.path).open_batches()
+    assert (opened.batch_key, opened.batch_id) == ("k3", "batch-3")
+    ledger.append({"batch_key": "k1", "event": "uploaded", "input_file_id": "f",
+                   "endpoint": "/v1/completions", "request_ids": [7]})  # fmt: skip
+    assert [b.request_ids for b in BatchLedger(ledger.path).open_batches()] == [
+        ["c"],
+        ["7"],  # ids as text
+    ]

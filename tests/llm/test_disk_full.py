@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,14 @@ def test_a_full_disk_leaves_no_torn_record_and_a_later_append_works(
     for number in range(3):
         journal.append(record(number), sync=sync)
     before = journal.path.read_bytes()
-    with pytest.raises(JournalWriteError, match=f"{journal.path}: could not append"):
+    with pytest.raises(JournalWriteError) as raised:
         journal.append(record(3), sync=sync)
+    assert raised.value.errno == errno.ENOSPC
+    assert raised.value.strerror == (
+        f"{journal.path}: could not append a record (No space left on device); the "
+        "journal was cut back to its last whole record. Free space and rerun: what it "
+        "holds is not asked for (or paid) again"
+    )
     assert disk.full  # half of the record reached the file before the error
     assert journal.path.read_bytes() == before  # ...and was cut back
     disk.free()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,108 @@ def test_close_releases_the_file_and_a_later_append_reopens_it(tmp_path: Path):
     journal.append({"request_id": "b", "text": "y"})
     assert [r["request_id"] for r in journal.records()] == ["a", "b"]
     journal.close()
+
+
+# What mutation testing (scripts/mutation.sh journal) showed untested; docs/mutation.md.
+
+
+def test_a_journal_in_missing_nested_folders_makes_them(tmp_path: Path):
+    journal = ResponseJournal(tmp_path / "a" / "b" / "raw.jsonl")
+    journal.append({"request_id": "a", "text": "一"})
+    assert repr(journal) == f"ResponseJournal('{journal.path}')"
+    assert [r["request_id"] for r in journal.records()] == ["a"]
+
+
+def test_each_line_is_the_record_as_sorted_utf8_json(tmp_path: Path):
+    journal = ResponseJournal(tmp_path / "raw.jsonl")
+    record = {"text": "答案", "request_id": "a", "model": "m"}
+    journal.append(record)
+    assert journal.path.read_bytes() == (
+        '{"model": "m", "request_id": "a", "text": "答案"}\n'.encode()
+    )
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [b"[1, 2]", b'{"text": "no id"}', b'{"request_id": "c", "te'],
+    ids=["not-an-object", "no-key", "torn"],
+)
+def test_only_a_whole_record_counts_as_a_last_line_and_earlier_ones_stay(
+    tmp_path: Path, tail: bytes
+):
+    path = tmp_path / "raw.jsonl"
+    journal = ResponseJournal(path)
+    for name in ("a", "b"):
+        journal.append({"request_id": name, "text": name})
+    journal.close()
+    with open(path, "ab") as handle:
+        handle.write(tail)
+    assert [r["request_id"] for r in ResponseJournal(path).records()] == ["a", "b"]
+    journal.append({"request_id": "d", "text": "d"})  # cuts the tail, keeps a and b
+    assert [r["request_id"] for r in ResponseJournal(path).records()] == ["a", "b", "d"]
+    assert path.read_bytes().count(b"\n") == 3
+
+
+def test_blank_lines_are_skipped_not_the_end(tmp_path: Path):
+    path = tmp_path / "raw.jsonl"
+    path.write_text(
+        '{"request_id": "a"}\n\n  \n{"request_id": "b"}\n', encoding="utf-8"
+    )
+    assert [r["request_id"] for r in ResponseJournal(path).records()] == ["a", "b"]
+
+
+def test_a_middle_record_without_its_key_names_file_line_and_field(tmp_path: Path):
+    path = tmp_path / "raw.jsonl"
+    path.write_text('{"request_id": "a"}\n{"text": "x"}\n', encoding="utf-8")
+    with pytest.raises(FormatError) as raised:
+        ResponseJournal(path).records()
+    assert str(raised.value) == f"{path}, line 2: field 'request_id' missing"
+    path.write_text('{"request_id": "a"}\n{nope\n', encoding="utf-8")
+    with pytest.raises(FormatError, match=rf"^{path}, line 2: not a JSON record \("):
+        ResponseJournal(path).records()
+
+
+def test_a_subclass_checks_its_own_field_types(tmp_path: Path):
+    class Tally(ResponseJournal):
+        key = "id"
+        field_types = {"count": (int,)}
+
+    path = tmp_path / "tally.jsonl"
+    path.write_text('{"id": "x", "count": "three"}\n', encoding="utf-8")
+    with pytest.raises(
+        FormatError, match="line 1: field 'count' should be int, not str"
+    ):
+        Tally(path).records()
+
+
+class WriteSpy:
+    """Calls the real ``os.write``/``os.fsync`` on the journal's file, writing at most
+    ``most`` bytes a call (a short write, as pipes and filling disks give)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, most: int):
+        self.most = most
+        self.synced: list[int] = []
+        self._write, self._fsync = os.write, os.fsync
+        monkeypatch.setattr(os, "write", self.write)
+        monkeypatch.setattr(os, "fsync", self.fsync)
+
+    def write(self, descriptor: int, data: bytes) -> int:
+        return self._write(descriptor, bytes(data)[: self.most])
+
+    def fsync(self, descriptor: int) -> None:
+        self.synced.append(descriptor)
+        self._fsync(descriptor)
+
+
+def test_short_writes_are_continued_and_appends_fsync_unless_told_not_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    journal = ResponseJournal(tmp_path / "raw.jsonl")
+    spy = WriteSpy(monkeypatch, most=7)
+    journal.append({"request_id": "a", "text": "一二三四五六七八九十"})
+    assert len(spy.synced) == 1  # fsynced by default
+    journal.append({"request_id": "b", "text": "b"}, sync=False)
+    assert len(spy.synced) == 1
+    journal.sync()
+    assert len(spy.synced) == 2 and spy.synced[-1] == journal._handle.fileno()
+    assert [r["text"] for r in journal.records()] == ["一二三四五六七八九十", "b"]

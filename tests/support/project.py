@@ -66,11 +66,11 @@ def open_session(project_path: Path, **options: Any) -> Iterator[KedroSession]:
         yield session
 
 
-def base_parameters(pipeline: str) -> dict:
-    """``conf/base/parameters_<pipeline>.yml``'s block, as the project declares it."""
+def base_parameters(pipeline: str, env: str = "base") -> dict:
+    """``conf/<env>/parameters_<pipeline>.yml``'s block, as the project declares it."""
     import yaml
 
-    path = REPO_ROOT / "conf" / "base" / f"parameters_{pipeline}.yml"
+    path = REPO_ROOT / "conf" / env / f"parameters_{pipeline}.yml"
     return yaml.safe_load(path.read_text(encoding="utf-8"))[pipeline]
 
 

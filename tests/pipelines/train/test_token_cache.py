@@ -318,6 +318,7 @@ def test_cleanup_removes_least_recently_used_first_and_never_a_held_shard(
         stdout=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")},
+        cwd=REPO_ROOT,  # the project root (also where mutmut, if it runs this, reads its config)
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"

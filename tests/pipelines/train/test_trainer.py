@@ -16,7 +16,7 @@ from belle_kedro.pipelines.train.sft import (
     SFTDataset,
     TokenArrays,
 )
-from tests.support.project import base_parameters
+from tests.support.project import base_parameters, merged
 from tests.support.records import make_records
 from tests.support.training import (
     settings_of,
@@ -197,15 +197,21 @@ def epoch_padding_waste(tmp_path, config: dict, dataset: SFTDataset) -> float:
     return stats.waste
 
 
-@pytest.mark.parametrize(
-    "batching",
-    [
-        {},  # conf/base: 8 per device
-        # conf/belle: 2 per device, 4 accumulation steps
-        {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 4},
-    ],
-)
-def test_the_declared_recipe_batches_by_length_with_little_padding(tmp_path, batching):
+BATCHING = ("per_device_train_batch_size", "gradient_accumulation_steps")
+
+
+@pytest.mark.parametrize("env", ["base", "belle"])
+def test_the_declared_recipe_batches_by_length_with_little_padding(tmp_path, env):
+    """Each environment's own batch size and accumulation, read from conf/<env>."""
+    declared_trainer = merged(
+        base_parameters("train")["trainer"], base_parameters("train", env)["trainer"]
+    )
+    batching = {key: declared_trainer[key] for key in BATCHING}
+    assert batching == (
+        {"per_device_train_batch_size": 8, "gradient_accumulation_steps": 1}
+        if env == "base"
+        else {"per_device_train_batch_size": 2, "gradient_accumulation_steps": 4}
+    )
     rng = random.Random(0)
     lengths = [int(rng.lognormvariate(5, 0.6)) + 8 for _ in range(2000)]
     dataset = dataset_of_lengths(lengths)

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import json
 import logging
 import os
@@ -223,6 +224,47 @@ def write_shard(
     final = folder / records_digest[:16]
     staging = folder / f".tmp-{records_digest[:16]}-{uuid.uuid4().hex[:8]}"
     staging.mkdir(parents=True)
+    try:
+        _write_shard_files(
+            staging,
+            records,
+            keys,
+            tokenizer,
+            fingerprint=fingerprint,
+            batch_size=batch_size,
+            records_digest=records_digest,
+        )
+    except OSError as error:
+        # A full disk: no half shard stays behind to hold the space a rerun needs.
+        shutil.rmtree(staging, ignore_errors=True)
+        raise OSError(
+            error.errno,
+            f"train: could not write token cache shard {final} ({error.strerror}); "
+            "the partial shard was removed, rerun once there is space",
+        ) from error
+    if final.is_dir() and TokenShard.open(final, fingerprint["id"]) is None:
+        # Shards are renamed into place complete, so this one was damaged afterwards.
+        logger.warning("Replacing the damaged token cache shard %s", final)
+        shutil.rmtree(final)
+    try:
+        staging.rename(final)
+    except OSError:
+        # The same records were cached meanwhile (another process): keep that one.
+        shutil.rmtree(staging)
+    return final
+
+
+def _write_shard_files(
+    staging: Path,
+    records: pd.DataFrame,
+    keys: np.ndarray,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    fingerprint: dict[str, Any],
+    batch_size: int,
+    records_digest: str,
+) -> None:
+    """Tokenise ``records`` into the files of a shard in ``staging``, ``meta.json`` last."""
     max_length = int(fingerprint["max_length"])
     offsets = [np.zeros(1, np.int64)]
     prompt_lengths = []
@@ -254,16 +296,6 @@ def write_shard(
     (staging / META_FILE).write_text(
         json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8"
     )
-    if final.is_dir() and TokenShard.open(final, fingerprint["id"]) is None:
-        # Shards are renamed into place complete, so this one was damaged afterwards.
-        logger.warning("Replacing the damaged token cache shard %s", final)
-        shutil.rmtree(final)
-    try:
-        staging.rename(final)
-    except OSError:
-        # The same records were cached meanwhile (another process): keep that one.
-        shutil.rmtree(staging)
-    return final
 
 
 @dataclass(frozen=True)
@@ -454,9 +486,9 @@ def build_view(
 def save_view(view: TokenView, stem: Path) -> None:
     """Write the view as ``<stem>.json`` and ``<stem>.npy`` (each atomically)."""
     rows = np.stack([view.shard_index.astype(np.int64), view.rows], axis=1)
-    staging = stem.with_name(f".{stem.name}.tmp{ROWS_SUFFIX}")
-    np.save(staging, rows)
-    staging.replace(stem.with_name(stem.name + ROWS_SUFFIX))
+    buffer = io.BytesIO()
+    np.save(buffer, rows)
+    write_atomic(stem.with_name(stem.name + ROWS_SUFFIX), buffer.getvalue())
     described = {
         "fingerprint_id": view.fingerprint_id,
         "shards": [str(path) for path in view.shards],

@@ -178,6 +178,10 @@ class StepTimer(TrainerCallback):
             self._started = None
 
 
+class CheckpointSaveError(RuntimeError):
+    """A checkpoint could not be written (a full disk); its partial folder is gone."""
+
+
 class SFTTrainer(Trainer):
     """Trainer that counts the tokens it trains on, with a collator of its own for eval.
 
@@ -199,6 +203,26 @@ class SFTTrainer(Trainer):
     ) -> torch.Tensor:
         self.trained_tokens.add(inputs["attention_mask"])
         return super().training_step(model, inputs, num_items_in_batch)
+
+    def _save_checkpoint(self, model: Any, trial: Any) -> None:
+        # A full disk mid-save: remove the part written, so resuming (and the space a
+        # rerun needs) starts from the last whole checkpoint, and say where it failed.
+        folder = (
+            Path(self._get_output_dir(trial=trial))
+            / f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        )
+        try:
+            super()._save_checkpoint(model, trial)
+        except Exception as error:
+            # torch's writer reports a full disk as a bare position mismatch.
+            free = shutil.disk_usage(folder.parent).free
+            if self.is_world_process_zero():
+                shutil.rmtree(folder, ignore_errors=True)
+            raise CheckpointSaveError(
+                f"train: could not save checkpoint {folder} ({error}; {free} bytes were "
+                "free on its disk); it was removed, a rerun resumes from the last "
+                "whole checkpoint once there is space"
+            ) from error
 
     def _get_train_sampler(self, train_dataset: Any = None) -> Any:
         # transformers' own group_by_length takes lengths from a datasets.Dataset
