@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write ``data`` under a hidden temporary name beside ``path``, then rename it there.
+@contextmanager
+def staged(path: Path) -> Iterator[Path]:
+    """Yield a hidden temporary name beside ``path``; on success rename it to ``path``.
 
-    A reader (or a resumed run) sees the old file or the whole new one, never a part.
-    A failed write (a full disk) leaves ``path`` as it was and removes the staging file.
+    Whatever the block writes there (a writer that streams, like pyarrow's) becomes
+    ``path`` whole. A failed write (a full disk, an exception) leaves ``path`` as it was
+    and removes the staging file.
     """
     staging = path.with_name(f".{path.name}.tmp")
     try:
-        if isinstance(data, bytes):
-            staging.write_bytes(data)
-        else:
-            staging.write_text(data, encoding="utf-8")
+        yield staging
         staging.replace(path)
     except BaseException:
         staging.unlink(missing_ok=True)
         raise
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` through :func:`staged`: a reader (or a resumed run) sees
+    the old file or the whole new one, never a part."""
+    with staged(path) as staging:
+        if isinstance(data, bytes):
+            staging.write_bytes(data)
+        else:
+            staging.write_text(data, encoding="utf-8")

@@ -2,21 +2,22 @@
 
 Its own ``save`` streams pyarrow's output straight into the target, so a full disk or a
 kill mid-save leaves a torn Parquet file where the next stage (or ``kedro run
---from-nodes``) reads, under the newest version folder of a versioned entry. Here the
-table is serialised in memory first and written with
-:func:`~belle_kedro.common.files.write_atomic`: the target is whole or untouched.
+--from-nodes``) reads, under the newest version folder of a versioned entry. Here
+pyarrow streams into a staging file beside the target
+(:func:`~belle_kedro.common.files.staged`), renamed over it only once whole: the target
+is whole or untouched, and a ten-million-record table is never held a second time as
+bytes in memory.
 """
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pandas as pd
 from kedro.io.core import DatasetError, get_filepath_str
 from kedro_datasets.pandas import ParquetDataset as StreamedParquetDataset
 
-from belle_kedro.common.files import write_atomic
+from belle_kedro.common.files import staged
 
 
 class ParquetDataset(StreamedParquetDataset):
@@ -28,11 +29,10 @@ class ParquetDataset(StreamedParquetDataset):
             super().save(data)
             return
         path = Path(get_filepath_str(self._get_save_path(), self._protocol))
-        buffer = io.BytesIO()
-        data.to_parquet(buffer, **self._save_args)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            write_atomic(path, buffer.getvalue())
+            with staged(path) as staging:
+                data.to_parquet(staging, **self._save_args)
         except OSError as error:
             raise DatasetError(
                 f"{path}: could not save ({error.strerror}); nothing was left there, "
