@@ -26,6 +26,10 @@ Three stages, only the last one sequential:
 
 The candidate stage is approximate (a pair can fail to share a band); docs/clean.md
 gives the measured recall against the exact pass.
+
+Keys travel as one Arrow ``large_string`` array (:func:`as_texts`), never as one Python
+string per record: workers get compact slices, code points come from decoding a slice's
+UTF-8 buffer at once, and verification gathers only a block's pairs as Python strings.
 """
 
 from __future__ import annotations
@@ -33,13 +37,17 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from rapidfuzz import process
 from rapidfuzz.distance import LCSseq
 from tqdm.auto import tqdm
 
-from belle_kedro.common.text import similarity_key
+from belle_kedro.common.text import Texts, map_texts, similarity_key
 from belle_kedro.pipelines.clean.engine import BlockRunner, engine_session
 from belle_kedro.pipelines.clean.settings import MinHashSettings
 
@@ -47,7 +55,7 @@ _CHUNK_KEYS = 20_000  # keys per signature task: a few MB of shingles per worker
 # Elements per signature grid: a band's permuted grid (6 x 8192 x 8 bytes) stays in L2.
 _BLOCK_ELEMENTS = 8192
 _MIN_MERGE_PAIRS = 4_000_000  # pending candidate pairs worth a merge (32 MB)
-_VERIFY_PAIRS = 2_000_000  # candidate pairs verified per cpdist call (bounded memory)
+_VERIFY_PAIRS = 1_000_000  # candidate pairs verified per cpdist call (bounded memory)
 _TASK_BANDS = 8  # bands per candidate task on Ray
 _MIX_1 = np.uint64(0xBF58476D1CE4E5B9)  # splitmix64 finaliser constants
 _MIX_2 = np.uint64(0x94D049BB133111EB)
@@ -70,16 +78,57 @@ class NearDuplicates:
     verified: int
 
 
+def as_texts(texts: Texts) -> pa.LargeStringArray:
+    """``texts`` as one Arrow ``large_string`` array (a pandas ``str`` column converts
+    without a Python object per value; a list, as tests and benches pass, is copied)."""
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    if not isinstance(texts, pa.Array):
+        texts = pa.array(
+            texts if isinstance(texts, pd.Series) else list(texts),
+            type=pa.large_string(),
+        )
+    if texts.type != pa.large_string():
+        texts = texts.cast(pa.large_string())
+    return texts
+
+
+def _joined_key(text: str, extra: str) -> str:
+    return similarity_key(f"{text}{extra}")
+
+
 def comparison_keys(
-    instructions: Sequence[str], inputs: Sequence[str] | None = None
-) -> list[str]:
+    instructions: Texts, inputs: Texts | None = None
+) -> pa.LargeStringArray:
     """The strings compared: keyed instruction, optionally followed by the keyed input."""
     if inputs is None:
-        return [similarity_key(text) for text in instructions]
-    return [
-        similarity_key(f"{text}{extra}")
-        for text, extra in zip(instructions, inputs, strict=True)
-    ]
+        return map_texts(similarity_key, instructions)
+    return map_texts(_joined_key, instructions, inputs)
+
+
+class _Slices(Sequence[pa.LargeStringArray]):
+    """``keys`` in compact slices of ``size`` (a slice of the whole would pickle the
+    whole buffer), made one at a time as a worker pool takes them."""
+
+    def __init__(self, keys: pa.LargeStringArray, size: int) -> None:
+        self.keys, self.size = keys, size
+
+    def __len__(self) -> int:
+        return -(-len(self.keys) // self.size)
+
+    @overload
+    def __getitem__(self, index: int) -> pa.LargeStringArray: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[pa.LargeStringArray]: ...
+    def __getitem__(
+        self, index: int | slice
+    ) -> pa.LargeStringArray | Sequence[pa.LargeStringArray]:
+        if isinstance(index, slice):
+            return [self[position] for position in range(len(self))[index]]
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        start = (index % len(self)) * self.size
+        return pa.concat_arrays([self.keys.slice(start, self.size)])
 
 
 def _sorted_unique(parts: list[np.ndarray]) -> np.ndarray:
@@ -106,16 +155,28 @@ def _mix(values: np.ndarray) -> np.ndarray:
     return values ^ (values >> np.uint64(31))
 
 
-def _characters(keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every key's code points end to end, the key each belongs to, and the key lengths."""
+def _characters(
+    keys: pa.LargeStringArray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every key's code points end to end, the key each belongs to, and the key lengths.
+
+    One decode of the keys' UTF-8 bytes, not a Python string per key.
+    """
     lengths = _lengths(keys)
+    offsets = np.frombuffer(keys.buffers()[1], dtype=np.int64)[
+        keys.offset : keys.offset + len(keys) + 1
+    ]
+    data = keys.buffers()[2]
+    utf8 = b"" if data is None else memoryview(data)[offsets[0] : offsets[-1]]
     chars = np.frombuffer(
-        "".join(keys).encode("utf-32-le", "surrogatepass"), dtype=np.uint32
+        bytes(utf8).decode("utf-8").encode("utf-32-le"), dtype=np.uint32
     )
     return chars, np.repeat(np.arange(len(keys), dtype=np.int64), lengths), lengths
 
 
-def _multiset_elements(keys: Sequence[str], seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _multiset_elements(
+    keys: pa.LargeStringArray, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Each key's hashed multiset elements, key after key, and the keys' lengths.
 
     The k-th occurrence of a character is its own element (char, k), so 16 underscores
@@ -154,11 +215,11 @@ class _UpperBound:
     packed_counts: np.ndarray  # (keys, 4) uint64: 32 one-byte class counts
 
     @classmethod
-    def of(cls, keys: Sequence[str]) -> _UpperBound:
+    def of(cls, keys: pa.LargeStringArray) -> _UpperBound:
         parts = []
         counts = np.zeros((len(keys), 32), dtype=np.uint8)
         for start in range(0, len(keys), _CHUNK_KEYS):
-            chunk = keys[start : start + _CHUNK_KEYS]
+            chunk = keys.slice(start, _CHUNK_KEYS)
             chars, owner, chunk_lengths = _characters(chunk)
             parts.append(chunk_lengths)
             classes = (_mix(chars.astype(np.uint64)) & np.uint64(31)).astype(np.int64)
@@ -190,7 +251,7 @@ class _UpperBound:
         return 2 * bounded >= needed
 
 
-def _band_keys(keys: Sequence[str], settings: MinHashSettings) -> np.ndarray:
+def _band_keys(keys: pa.LargeStringArray, settings: MinHashSettings) -> np.ndarray:
     """``(len(keys), bands)`` band hashes; an empty key gets 0 (it never becomes a candidate).
 
     32 bits a band: unrelated keys then share a band hash by chance about n² / 2³³ times
@@ -300,14 +361,17 @@ def _candidate_pairs(
 
 
 def _verify_block(
-    pairs: np.ndarray, shared: tuple[np.ndarray, np.ndarray, float, int]
+    pairs: np.ndarray, shared: tuple[pa.LargeStringArray, np.ndarray, float, int]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The pairs of one block whose exact ROUGE-L F reaches the threshold, with scores."""
-    key_array, lengths, threshold, threads = shared
-    earlier, later = np.divmod(pairs, len(key_array))
+    """The pairs of one block whose exact ROUGE-L F reaches the threshold, with scores.
+
+    Only this block's keys become Python strings (cpdist needs them).
+    """
+    all_keys, lengths, threshold, threads = shared
+    earlier, later = np.divmod(pairs, len(all_keys))
     lcs = process.cpdist(
-        key_array[earlier],
-        key_array[later],
+        all_keys.take(earlier).to_pylist(),
+        all_keys.take(later).to_pylist(),
         scorer=LCSseq.similarity,
         dtype=np.int64,
         workers=threads,
@@ -319,7 +383,7 @@ def _verify_block(
 
 
 def _verify(
-    all_keys: list[str],
+    all_keys: pa.LargeStringArray,
     lengths: np.ndarray,
     pairs: np.ndarray,
     threshold: float,
@@ -331,10 +395,8 @@ def _verify(
     blocks run one after the other on every core (cpdist's C threads); Ray blocks run
     as one single-threaded task each.
     """
-    # An object array gathers the pairs' strings by fancy indexing, 7x faster than lists.
-    key_array = np.array(all_keys, dtype=object)
     local = runner.engine == "local"
-    shared = (key_array, lengths, threshold, runner.workers if local else 1)
+    shared = (all_keys, lengths, threshold, runner.workers if local else 1)
     blocks = [
         pairs[start : start + _VERIFY_PAIRS]
         for start in range(0, len(pairs), _VERIFY_PAIRS)
@@ -419,8 +481,8 @@ def _all_candidates(
 
 
 def _matching_pairs(
-    reference_keys: Sequence[str],
-    keys: Sequence[str],
+    reference_keys: pa.LargeStringArray,
+    keys: pa.LargeStringArray,
     search: _Search,
     *,
     references_only: bool,
@@ -431,11 +493,8 @@ def _matching_pairs(
     ``references_only`` only pairs of a reference and a key are verified.
     """
     minhash, progress = search.minhash, search.progress
-    all_keys = [*reference_keys, *keys]
-    chunks = [
-        all_keys[start : start + _CHUNK_KEYS]
-        for start in range(0, len(all_keys), _CHUNK_KEYS)
-    ]
+    all_keys = pa.concat_arrays([reference_keys, keys])
+    chunks = _Slices(all_keys, _CHUNK_KEYS)
     band_keys = np.zeros((len(all_keys), minhash.bands), np.uint32)
     with engine_session(search.engine, search.workers) as runner:
         with tqdm(
@@ -461,8 +520,8 @@ def _matching_pairs(
 
 
 def find_near_duplicates(
-    keys: Sequence[str],
-    reference_keys: Sequence[str] = (),
+    keys: Texts,
+    reference_keys: Texts = (),
     *,
     threshold: float,
     minhash: MinHashSettings,
@@ -481,24 +540,17 @@ def find_near_duplicates(
     copy of each key takes part in the search; this is exact, not an approximation,
     and keeps buckets of repeated instructions ("翻译成英文" with many inputs) small.
     """
+    search = _Search.of(threshold, minhash, workers, progress, engine)
+    keys = as_texts(keys)
     count = len(keys)
-    first_copy: dict[str, int] = {}
-    first = np.array(
-        [first_copy.setdefault(key, position) for position, key in enumerate(keys)],
-        dtype=np.int64,
-    )
-    distinct = np.flatnonzero((first == np.arange(count)) & (_lengths(keys) > 0))
-    inner = _greedy(
-        [keys[position] for position in distinct.tolist()],
-        reference_keys,
-        _Search.of(threshold, minhash, workers, progress, engine),
-    )
+    lengths = _lengths(keys)
+    first = first_copies(keys)
+    distinct = np.flatnonzero((first == np.arange(count)) & (lengths > 0))
+    inner = _greedy(keys.take(distinct), as_texts(reference_keys), search)
     keep = np.zeros(count, dtype=bool)
     duplicate_of = np.full(count, -1, dtype=np.int64)
     score = np.zeros(count, dtype=np.float64)
-    keep[_lengths(keys) == 0] = (
-        True  # an empty key matches nothing (ROUGE-L of "" is 0)
-    )
+    keep[lengths == 0] = True  # an empty key matches nothing (ROUGE-L of "" is 0)
     keep[distinct] = inner.keep
     duplicate_of[distinct] = np.where(
         inner.duplicate_of < 0,
@@ -510,7 +562,7 @@ def find_near_duplicates(
         ),
     )
     score[distinct] = inner.score
-    copies = np.flatnonzero((first != np.arange(count)) & (_lengths(keys) > 0))
+    copies = np.flatnonzero((first != np.arange(count)) & (lengths > 0))
     original = first[copies]
     kept_original = keep[original]
     duplicate_of[copies] = np.where(kept_original, original, duplicate_of[original])
@@ -524,8 +576,22 @@ def find_near_duplicates(
     )
 
 
-def _lengths(keys: Sequence[str]) -> np.ndarray:
-    return np.fromiter((len(key) for key in keys), dtype=np.int64, count=len(keys))
+def _lengths(keys: pa.LargeStringArray) -> np.ndarray:
+    """Each key's length in code points (``len`` of the Python string)."""
+    return pc.utf8_length(keys).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def first_copies(keys: pa.LargeStringArray) -> np.ndarray:
+    """For each key, the position of the first key equal to it.
+
+    Arrow's dictionary encoding numbers distinct values in order of first appearance,
+    so a position holds a first copy exactly when its code exceeds every earlier code.
+    """
+    codes = keys.dictionary_encode().indices.to_numpy(zero_copy_only=False)
+    codes = codes.astype(np.int64)
+    new = np.ones(len(codes), dtype=bool)
+    new[1:] = codes[1:] > np.maximum.accumulate(codes)[:-1]
+    return np.flatnonzero(new)[codes]
 
 
 def _undecided(count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -538,7 +604,7 @@ def _undecided(count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _greedy(
-    keys: Sequence[str], reference_keys: Sequence[str], search: _Search
+    keys: pa.LargeStringArray, reference_keys: pa.LargeStringArray, search: _Search
 ) -> NearDuplicates:
     """The greedy pass over distinct keys: candidates, verification, then decisions."""
     references = len(reference_keys)
@@ -569,8 +635,8 @@ def _greedy(
 
 
 def find_reference_matches(
-    keys: Sequence[str],
-    reference_keys: Sequence[str],
+    keys: Texts,
+    reference_keys: Texts,
     *,
     threshold: float,
     minhash: MinHashSettings,
@@ -587,7 +653,7 @@ def find_reference_matches(
     references = len(reference_keys)
     search = _Search.of(threshold, minhash, workers, progress, engine)
     verified, scores, candidates = _matching_pairs(
-        reference_keys, keys, search, references_only=True
+        as_texts(reference_keys), as_texts(keys), search, references_only=True
     )
     keep, duplicate_of, best = _undecided(references + len(keys))
     # Highest score last, so the fancy assignment leaves each key its best reference.

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal, TypeVar
 
 Engine = Literal["local", "ray"]
@@ -36,7 +36,7 @@ class BlockRunner:
         self.workers = workers
 
     def map(
-        self, function: Callable[[T, Any], R], blocks: list[T], shared: Any
+        self, function: Callable[[T, Any], R], blocks: Sequence[T], shared: Any
     ) -> Iterator[R]:
         """``function(block, shared)`` for each block, in order.
 
@@ -70,7 +70,7 @@ def _ray_task(function: Callable[[Any, Any], Any], block: Any, shared: Any) -> A
 
 
 def _ray_map(
-    function: Callable[[Any, Any], Any], blocks: list[Any], shared: Any
+    function: Callable[[Any, Any], Any], blocks: Sequence[Any], shared: Any
 ) -> Iterator[Any]:
     import ray
 

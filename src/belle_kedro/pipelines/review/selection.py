@@ -12,6 +12,7 @@ import hashlib
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from belle_kedro.common.records import RECORD_COLUMNS, record_bytes
 from belle_kedro.pipelines.clean.dedup import (
@@ -68,15 +69,17 @@ def _partner_texts(
     ]
 
 
-def _keys(records: pd.DataFrame, include_input: bool) -> list[str]:
+def _keys(records: pd.DataFrame, include_input: bool) -> pa.LargeStringArray:
     return comparison_keys(
-        records["instruction"].tolist(),
-        records["input"].tolist() if include_input else None,
+        records["instruction"], records["input"] if include_input else None
     )
 
 
 def _near_duplicates(
-    keys: list[str], seed_keys: list[str], threshold: float, matching: MatchingSettings
+    keys: pa.LargeStringArray,
+    seed_keys: pa.LargeStringArray,
+    threshold: float,
+    matching: MatchingSettings,
 ) -> NearDuplicates:
     return find_near_duplicates(
         keys,
@@ -123,7 +126,7 @@ def replay_clean(
             _matched(records, found.keep, partners, found.score, "near_duplicates")
         )
         records = records[found.keep].reset_index(drop=True)
-        keys = [key for key, keep in zip(keys, found.keep, strict=True) if keep]
+        keys = keys.filter(pa.array(found.keep))
         if margin > 0:
             # Kept records a slightly lower threshold would drop: the least sure keeps.
             close = _near_duplicates(keys, seed_keys, near.threshold - margin, matching)
