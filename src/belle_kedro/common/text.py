@@ -26,6 +26,21 @@ STR_DTYPE = pd.StringDtype("pyarrow", na_value=np.nan)
 Texts = Sequence[Any] | pd.Series | pa.Array | pa.ChunkedArray
 
 
+def as_texts(texts: Texts) -> pa.LargeStringArray:
+    """``texts`` as one Arrow ``large_string`` array (a pandas ``str`` column converts
+    without a Python object per value; a list, as tests and benches pass, is copied)."""
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    if not isinstance(texts, pa.Array):
+        texts = pa.array(
+            texts if isinstance(texts, pd.Series) else list(texts),
+            type=pa.large_string(),
+        )
+    if texts.type != pa.large_string():
+        texts = texts.cast(pa.large_string())
+    return texts
+
+
 def _text_chunks(texts: Texts) -> Iterator[list[Any]]:
     """``texts`` as Python lists of ``TEXT_CHUNK`` values, one chunk at a time."""
     for start in range(0, len(texts), TEXT_CHUNK):
@@ -54,7 +69,10 @@ def map_texts(
     ) as bar:
         for rows in zip(*map(_text_chunks, columns), strict=True):
             parts.append(
-                pa.array([function(*row) for row in zip(*rows)], type=pa.large_string())
+                pa.array(
+                    [function(*row) for row in zip(*rows, strict=True)],
+                    type=pa.large_string(),
+                )
             )
             bar.update(len(rows[0]))
     return pa.concat_arrays(parts)

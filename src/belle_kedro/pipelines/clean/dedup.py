@@ -35,19 +35,18 @@ UTF-8 buffer at once, and verification gathers only a block's pairs as Python st
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import overload
+from typing import TypeVar, overload
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from rapidfuzz import process
 from rapidfuzz.distance import LCSseq
 from tqdm.auto import tqdm
 
-from belle_kedro.common.text import Texts, map_texts, similarity_key
+from belle_kedro.common.text import Texts, as_texts, map_texts, similarity_key
 from belle_kedro.pipelines.clean.engine import BlockRunner, engine_session
 from belle_kedro.pipelines.clean.settings import MinHashSettings
 
@@ -56,7 +55,8 @@ _CHUNK_KEYS = 20_000  # keys per signature task: a few MB of shingles per worker
 _BLOCK_ELEMENTS = 8192
 _MIN_MERGE_PAIRS = 4_000_000  # pending candidate pairs worth a merge (32 MB)
 _VERIFY_PAIRS = 1_000_000  # candidate pairs verified per cpdist call (bounded memory)
-_TASK_BANDS = 8  # bands per candidate task on Ray
+_TASK_BANDS = 8  # bands per candidate task
+T = TypeVar("T")
 _MIX_1 = np.uint64(0xBF58476D1CE4E5B9)  # splitmix64 finaliser constants
 _MIX_2 = np.uint64(0x94D049BB133111EB)
 
@@ -78,21 +78,6 @@ class NearDuplicates:
     verified: int
 
 
-def as_texts(texts: Texts) -> pa.LargeStringArray:
-    """``texts`` as one Arrow ``large_string`` array (a pandas ``str`` column converts
-    without a Python object per value; a list, as tests and benches pass, is copied)."""
-    if isinstance(texts, pa.ChunkedArray):
-        texts = texts.combine_chunks()
-    if not isinstance(texts, pa.Array):
-        texts = pa.array(
-            texts if isinstance(texts, pd.Series) else list(texts),
-            type=pa.large_string(),
-        )
-    if texts.type != pa.large_string():
-        texts = texts.cast(pa.large_string())
-    return texts
-
-
 def _joined_key(text: str, extra: str) -> str:
     return similarity_key(f"{text}{extra}")
 
@@ -106,29 +91,34 @@ def comparison_keys(
     return map_texts(_joined_key, instructions, inputs)
 
 
-class _Slices(Sequence[pa.LargeStringArray]):
-    """``keys`` in compact slices of ``size`` (a slice of the whole would pickle the
-    whole buffer), made one at a time as a worker pool takes them."""
+class _Blocks(Sequence[T]):
+    """``count`` blocks, each made by ``make(index)`` only when a worker pool (or Ray)
+    takes it, so the blocks never all exist at once beside what they are cut from."""
 
-    def __init__(self, keys: pa.LargeStringArray, size: int) -> None:
-        self.keys, self.size = keys, size
+    def __init__(self, count: int, make: Callable[[int], T]) -> None:
+        self.count, self.make = count, make
 
     def __len__(self) -> int:
-        return -(-len(self.keys) // self.size)
+        return self.count
 
     @overload
-    def __getitem__(self, index: int) -> pa.LargeStringArray: ...
+    def __getitem__(self, index: int) -> T: ...
     @overload
-    def __getitem__(self, index: slice) -> Sequence[pa.LargeStringArray]: ...
-    def __getitem__(
-        self, index: int | slice
-    ) -> pa.LargeStringArray | Sequence[pa.LargeStringArray]:
+    def __getitem__(self, index: slice) -> Sequence[T]: ...
+    def __getitem__(self, index: int | slice) -> T | Sequence[T]:
         if isinstance(index, slice):
-            return [self[position] for position in range(len(self))[index]]
-        if not -len(self) <= index < len(self):
+            return [self[position] for position in range(self.count)[index]]
+        if not -self.count <= index < self.count:
             raise IndexError(index)
-        start = (index % len(self)) * self.size
-        return pa.concat_arrays([self.keys.slice(start, self.size)])
+        return self.make(index % self.count)
+
+
+def _key_slices(keys: pa.LargeStringArray, size: int) -> _Blocks[pa.LargeStringArray]:
+    """``keys`` in compact slices of ``size`` (a plain slice pickles the whole buffer)."""
+    return _Blocks(
+        -(len(keys) // -size),
+        lambda index: pa.concat_arrays([keys.slice(index * size, size)]),
+    )
 
 
 def _sorted_unique(parts: list[np.ndarray]) -> np.ndarray:
@@ -459,16 +449,16 @@ def _all_candidates(
 ) -> np.ndarray:
     """Every band's candidate pairs, distinct and sorted.
 
-    Locally one pass over all bands (it merges as it goes); on Ray one task per
-    ``_TASK_BANDS`` bands, merged on the driver as the tasks finish.
+    One task per ``_TASK_BANDS`` bands (worker processes locally, Ray tasks on Ray),
+    merged in the driver as the tasks finish: the same distinct set in any order.
     """
     shared = (search.minhash.bucket_neighbours, bound, search.threshold)
-    if runner.engine == "local":
-        return _candidate_task(band_keys, shared)
-    groups = [
-        np.ascontiguousarray(band_keys[:, first : first + _TASK_BANDS])
-        for first in range(0, band_keys.shape[1], _TASK_BANDS)
-    ]
+    groups = _Blocks(
+        -(band_keys.shape[1] // -_TASK_BANDS),
+        lambda index: np.ascontiguousarray(
+            band_keys[:, index * _TASK_BANDS : (index + 1) * _TASK_BANDS]
+        ),
+    )
     parts: list[np.ndarray] = [np.empty(0, dtype=np.int64)]
     waiting = 0  # pairs received since the last merge (the same policy as one pass)
     for pairs in runner.map(_candidate_task, groups, shared):
@@ -494,7 +484,7 @@ def _matching_pairs(
     """
     minhash, progress = search.minhash, search.progress
     all_keys = pa.concat_arrays([reference_keys, keys])
-    chunks = _Slices(all_keys, _CHUNK_KEYS)
+    chunks = _key_slices(all_keys, _CHUNK_KEYS)
     band_keys = np.zeros((len(all_keys), minhash.bands), np.uint32)
     with engine_session(search.engine, search.workers) as runner:
         with tqdm(
