@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,7 @@ TEXT_CHUNK = 100_000  # rows mapped at once: the only Python strings alive at a 
 # pandas' default text dtype (pandas 3): Arrow large_string storage, NaN for missing.
 STR_DTYPE = pd.StringDtype("pyarrow", na_value=np.nan)
 
-Texts = Sequence[Any] | pd.Series | pa.Array | pa.ChunkedArray
+Texts: TypeAlias = Sequence[Any] | pd.Series | pa.Array | pa.ChunkedArray
 
 
 def as_texts(texts: Texts) -> pa.LargeStringArray:
@@ -81,7 +81,8 @@ def map_texts(
 def text_series(values: pa.Array, index: pd.Index) -> pd.Series:
     """An Arrow string array as a pandas ``str`` column, without copying it."""
     return pd.Series(
-        pd.arrays.ArrowStringArray(
+        # pandas-stubs lag pandas 3, whose ArrowStringArray takes the dtype.
+        pd.arrays.ArrowStringArray(  # type: ignore[call-arg]
             pa.chunked_array([values], type=pa.large_string()), dtype=STR_DTYPE
         ),
         index=index,

@@ -96,10 +96,10 @@ class _Blocks(Sequence[T]):
     takes it, so the blocks never all exist at once beside what they are cut from."""
 
     def __init__(self, count: int, make: Callable[[int], T]) -> None:
-        self.count, self.make = count, make
+        self.length, self.make = count, make
 
     def __len__(self) -> int:
-        return self.count
+        return self.length
 
     @overload
     def __getitem__(self, index: int) -> T: ...
@@ -107,10 +107,10 @@ class _Blocks(Sequence[T]):
     def __getitem__(self, index: slice) -> Sequence[T]: ...
     def __getitem__(self, index: int | slice) -> T | Sequence[T]:
         if isinstance(index, slice):
-            return [self[position] for position in range(self.count)[index]]
-        if not -self.count <= index < self.count:
+            return [self[position] for position in range(self.length)[index]]
+        if not -self.length <= index < self.length:
             raise IndexError(index)
-        return self.make(index % self.count)
+        return self.make(index % self.length)
 
 
 def _key_slices(keys: pa.LargeStringArray, size: int) -> _Blocks[pa.LargeStringArray]:
@@ -225,20 +225,30 @@ class _UpperBound:
     def may_reach(
         self, first: np.ndarray, second: np.ndarray, threshold: float
     ) -> np.ndarray:
-        """Whether each pair's bound reaches ``threshold``."""
-        shorter = np.minimum(self.lengths[first], self.lengths[second])
+        """Whether each pair's bound reaches ``threshold``.
+
+        The length bound (the overlap is at most the shorter key) goes first: it needs
+        two small gathers, and the class counts are read only for the pairs it passes.
+        """
+        first_length, second_length = self.lengths[first], self.lengths[second]
+        shorter = np.minimum(first_length, second_length)
         # A hair of slack: the bound must never be stricter than the verified score.
-        needed = threshold * (self.lengths[first] + self.lengths[second]) - 1e-9
+        needed = threshold * (first_length + second_length) - 1e-9
+        reach = 2 * shorter >= needed
+        (rest,) = np.nonzero(reach)
         overlap = np.minimum(
-            self.packed_counts[first].view(np.uint8),
-            self.packed_counts[second].view(np.uint8),
+            self.packed_counts[first[rest]].view(np.uint8),
+            self.packed_counts[second[rest]].view(np.uint8),
         ).view(np.uint64)
         words = overlap[:, 0] + overlap[:, 1] + overlap[:, 2] + overlap[:, 3]
         byte_sum = (words * np.uint64(0x0101010101010101)) >> np.uint64(56)
         # Up to 255 characters the byte sum never exceeds the shorter length; beyond,
         # it is meaningless and the shorter length bounds.
-        bounded = np.where(shorter > 255, shorter, byte_sum.astype(np.int64))
-        return 2 * bounded >= needed
+        bounded = np.where(
+            shorter[rest] > 255, shorter[rest], byte_sum.astype(np.int64)
+        )
+        reach[rest] = 2 * bounded >= needed[rest]
+        return reach
 
 
 def _band_keys(keys: pa.LargeStringArray, settings: MinHashSettings) -> np.ndarray:
