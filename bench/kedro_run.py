@@ -125,6 +125,11 @@ def clean_run(
         "near": next(
             s["dropped"] for s in report["steps"] if s["rule"] == "near_duplicates"
         ),
-        "output": next((project / "data/03_primary").rglob("*.parquet")),
+        # The versioned dataset is a folder of that name; its one file is the output.
+        "output": next(
+            path
+            for path in (project / "data/03_primary").rglob("*.parquet")
+            if path.is_file()
+        ),
         "report_file": report_file,
     }

@@ -24,8 +24,11 @@ bytes.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -52,7 +55,8 @@ def corpus(size: int, workdir: Path) -> Path:
 
 
 def run(path: Path, engine: str) -> dict:
-    """``clean`` over ``path`` on ``engine`` in a fresh session (its own temp folder)."""
+    """``clean`` over ``path`` on ``engine`` in a fresh session (its own temp folder);
+    its output is kept beside the corpus as ``clean_<engine>_<corpus>``."""
     with tempfile.TemporaryDirectory(prefix="belle_scale_") as folder:
         result = kedro_run.clean_run(
             {
@@ -62,9 +66,28 @@ def run(path: Path, engine: str) -> dict:
             Path(folder),
             {"clean": {"engine": engine}},
         )
-        # Read the kept records before the temp project goes.
-        result["kept"] = pd.read_parquet(result.pop("output"))
+        result["kept"] = path.with_name(f"clean_{engine}_{path.name}")
+        shutil.move(result.pop("output"), result["kept"])
     return result
+
+
+def stage_rows(kept: Path) -> list[tuple[str, str, str]]:
+    """Split and token cache over ``kept`` (bench/stages.py, its own process)."""
+    finished = subprocess.run(
+        [sys.executable, str(ROOT / "bench/stages.py"), str(kept)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    measured = json.loads(finished.stdout.splitlines()[-1])
+    return [
+        (
+            f"{phase} ({measured['records']:,} clean records; bench/stages.py)",
+            f"{result['seconds']:.0f} s, peak RSS {result['peak_gib']:.2f} GiB",
+            "no Python object per record",
+        )
+        for phase, result in measured["phases"].items()
+    ]
 
 
 def same_outputs(path: Path, source: Path, minhash: list[int]) -> tuple[str, str, str]:
@@ -121,6 +144,9 @@ def main() -> None:
     )
     parser.add_argument("--skip-ray", action="store_true")
     parser.add_argument(
+        "--skip-stages", action="store_true", help="no split / token cache rows"
+    )
+    parser.add_argument(
         "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "belle_scale"
     )
     args = parser.parse_args()
@@ -151,6 +177,8 @@ def main() -> None:
         rows.append(
             (f"growth {small:,} -> {large:,}", f"n^{exponent:.2f}", "<= n^1.15")
         )
+    if local and not args.skip_stages:
+        rows.extend(stage_rows(local[max(local)]["kept"]))
     if not args.skip_ray:
         rows.append(ray_row(corpus(args.ray_size, args.workdir), local))
     if args.same_as:
@@ -169,7 +197,9 @@ def ray_row(path: Path, local: dict[int, dict]) -> tuple[str, str, str]:
     """The Ray route over ``path``: wall, kept, the biggest per-process peaks."""
     size = int(path.name.split("_")[1])
     on_ray = run(path, "ray")
-    same = size in local and on_ray["kept"].equals(local[size]["kept"])
+    same = size in local and pd.read_parquet(on_ray["kept"]).equals(
+        pd.read_parquet(local[size]["kept"])
+    )
     biggest = sorted(on_ray["peaks"].items(), key=lambda item: -item[1])[:6]
     return (
         f"{size:,} records, engine ray (local Ray, {os.cpu_count()} CPUs)",
