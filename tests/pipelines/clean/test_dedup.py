@@ -8,6 +8,7 @@ import random
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from belle_kedro.common.config import ParameterError, build
@@ -254,3 +255,13 @@ def test_the_class_count_bound_never_rules_out_a_near_duplicate():
         passes = bound.may_reach(left, right, threshold)
         assert passes[scores >= threshold].all()
         assert not passes[scores < threshold].all()  # it rules pairs out, too
+
+
+def test_first_copies_match_pandas_duplicated():
+    rng = random.Random(11)
+    keys = [rng.choice(["", "a", "b", "春", "春天", "𠀀"]) for _ in range(500)]
+    first = dedup.first_copies(dedup.as_texts(keys))
+    assert [keys[position] for position in first] == keys
+    repeats = first != np.arange(len(keys))
+    assert repeats.tolist() == pd.Series(keys).duplicated(keep="first").tolist()
+    assert len(dedup.first_copies(dedup.as_texts([]))) == 0
