@@ -312,11 +312,17 @@ def _band_keys(keys: pa.LargeStringArray, settings: MinHashSettings) -> np.ndarr
 
 
 def _candidate_pairs(
-    band_keys: np.ndarray, neighbours: int, bound: _UpperBound, threshold: float
+    band_keys: np.ndarray,
+    neighbours: int,
+    bound: _UpperBound,
+    threshold: float,
+    earlier_than: int,
 ) -> np.ndarray:
     """Unique ``(earlier, later)`` positions sharing a band, as ``earlier * n + later``.
 
-    Only pairs whose :class:`_UpperBound` reaches the threshold are kept.
+    Only pairs whose :class:`_UpperBound` reaches the threshold and whose earlier
+    position is below ``earlier_than`` are kept (a reference-only pass wants pairs with
+    a reference, the first positions, and bounds no other pair).
     """
     count = len(band_keys)
     # parts[0] is the merged, distinct set once there is one; the rest wait for a merge.
@@ -344,10 +350,12 @@ def _candidate_pairs(
             if len(later) == 0:
                 break
             far = later[rank[later] >= neighbours + distance]
-            for first, second in (
+            for all_first, all_second in (
                 (order[later - distance], order[later]),
                 (order[bucket_start[far] + distance - 1], order[far]),
             ):
+                wanted = all_first < earlier_than
+                first, second = all_first[wanted], all_second[wanted]
                 possible = bound.may_reach(first, second, threshold)
                 parts.append(first[possible] * count + second[possible])
                 waiting += len(parts[-1])
@@ -448,21 +456,24 @@ class _Search:
 
 
 def _candidate_task(
-    band_keys: np.ndarray, shared: tuple[int, _UpperBound, float]
+    band_keys: np.ndarray, shared: tuple[int, _UpperBound, float, int]
 ) -> np.ndarray:
-    neighbours, bound, threshold = shared
-    return _candidate_pairs(band_keys, neighbours, bound, threshold)
+    return _candidate_pairs(band_keys, *shared)
 
 
 def _all_candidates(
-    band_keys: np.ndarray, bound: _UpperBound, search: _Search, runner: BlockRunner
+    band_keys: np.ndarray,
+    bound: _UpperBound,
+    search: _Search,
+    runner: BlockRunner,
+    earlier_than: int,
 ) -> np.ndarray:
-    """Every band's candidate pairs, distinct and sorted.
+    """Every band's candidate pairs, distinct and sorted (see :func:`_candidate_pairs`).
 
     One task per ``_TASK_BANDS`` bands (worker processes locally, Ray tasks on Ray),
     merged in the driver as the tasks finish: the same distinct set in any order.
     """
-    shared = (search.minhash.bucket_neighbours, bound, search.threshold)
+    shared = (search.minhash.bucket_neighbours, bound, search.threshold, earlier_than)
     groups = _Blocks(
         -(band_keys.shape[1] // -_TASK_BANDS),
         lambda index: np.ascontiguousarray(
@@ -507,12 +518,17 @@ def _matching_pairs(
                 ] = signature
                 bar.update()
         bound = _UpperBound.of(all_keys)
-        candidates = _all_candidates(band_keys, bound, search, runner)
+        references = len(reference_keys)
+        candidates = _all_candidates(
+            band_keys,
+            bound,
+            search,
+            runner,
+            references if references_only else len(all_keys),
+        )
         del band_keys  # the largest array so far; verification does not need it
-        if references_only:
-            earlier, later = np.divmod(candidates, len(all_keys))
-            references = len(reference_keys)
-            candidates = candidates[(earlier < references) & (later >= references)]
+        if references_only:  # pairs of two references are no match either
+            candidates = candidates[candidates % len(all_keys) >= references]
         verified, scores = _verify(
             all_keys, bound.lengths, candidates, search.threshold, runner
         )
