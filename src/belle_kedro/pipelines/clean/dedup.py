@@ -54,6 +54,7 @@ _CHUNK_KEYS = 20_000  # keys per signature task: a few MB of shingles per worker
 # Elements per signature grid: a band's permuted grid (6 x 8192 x 8 bytes) stays in L2.
 _BLOCK_ELEMENTS = 8192
 _MIN_MERGE_PAIRS = 4_000_000  # pending candidate pairs worth a merge (32 MB)
+_DECIDE_PAIRS = 1_000_000  # verified pairs a block of the greedy decision
 _VERIFY_PAIRS = 1_000_000  # candidate pairs verified per cpdist call (bounded memory)
 _TASK_BANDS = 8  # bands per candidate task
 T = TypeVar("T")
@@ -619,6 +620,48 @@ def _undecided(count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     )
 
 
+def _decide(
+    verified: np.ndarray, scores: np.ndarray, references: int, count: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The sequential greedy rule over verified pairs: ``keep``, ``duplicate_of``, ``best``.
+
+    Later record by later record in input order, a record goes when one of its partners
+    was kept (references always are, and are never dropped); its match is the kept
+    partner with the highest score, the earliest of equals. A plain Python loop over
+    ``_DECIDE_PAIRS`` pairs at a time (numpy's per-call cost on a handful of partners
+    was most of this stage), so only one block's pairs are ever Python numbers.
+    """
+    keep, duplicate_of, best = _undecided(count)
+    order = np.lexsort((verified[:, 0], verified[:, 1]))
+    verified, scores = verified[order], scores[order]
+    kept = bytearray(b"\x01") * count
+    start = 0
+    while start < len(verified):
+        # A block ends with a whole group: every pair of its last record is in it.
+        stop = min(start + _DECIDE_PAIRS, len(verified))
+        stop = int(np.searchsorted(verified[:, 1], verified[stop - 1, 1], "right"))
+        current, match, top = -1, -1, -1.0
+        for later, earlier, score in zip(
+            verified[start:stop, 1].tolist(),
+            verified[start:stop, 0].tolist(),
+            scores[start:stop].tolist(),
+            strict=True,
+        ):
+            if later != current:
+                if match >= 0:
+                    kept[current] = 0
+                    duplicate_of[current], best[current] = match, top
+                current, match, top = later, -1, -1.0
+            if later >= references and kept[earlier] and score > top:
+                match, top = earlier, score
+        if match >= 0:
+            kept[current] = 0
+            duplicate_of[current], best[current] = match, top
+        start = stop
+    keep[:] = np.frombuffer(kept, dtype=np.uint8).astype(bool)
+    return keep, duplicate_of, best
+
+
 def _greedy(
     keys: pa.LargeStringArray, reference_keys: pa.LargeStringArray, search: _Search
 ) -> NearDuplicates:
@@ -627,26 +670,9 @@ def _greedy(
     verified, scores, candidates = _matching_pairs(
         reference_keys, keys, search, references_only=False
     )
-    keep, duplicate_of, best = _undecided(references + len(keys))
-    # Sequential greedy over verified pairs, later record by later record in input order;
-    # a partner counts only if it was kept (references always are).
-    order = np.lexsort((verified[:, 0], verified[:, 1]))
-    verified, scores = verified[order], scores[order]
-    group_starts = np.flatnonzero(
-        np.r_[True, verified[1:, 1] != verified[:-1, 1]] if len(verified) else []
+    keep, duplicate_of, best = _decide(
+        verified, scores, references, references + len(keys)
     )
-    bounds = [*group_starts.tolist(), len(verified)]
-    for begin, end in zip(bounds[:-1], bounds[1:], strict=True):
-        position = int(verified[begin, 1])
-        if position < references:
-            continue  # a pair of seed tasks: seeds are never dropped
-        partners = verified[begin:end, 0]
-        kept_partner = keep[partners]
-        if kept_partner.any():
-            pick = int(np.argmax(np.where(kept_partner, scores[begin:end], -1.0)))
-            keep[position] = False
-            duplicate_of[position] = int(partners[pick])
-            best[position] = scores[begin + pick]
     return _outcome(keep, duplicate_of, best, references, (candidates, len(verified)))
 
 
