@@ -223,6 +223,10 @@ class _UpperBound:
             np.concatenate([np.zeros(0, np.int64), *parts]), counts.view(np.uint64)
         )
 
+    def reordered(self, order: np.ndarray) -> _UpperBound:
+        """The same bound with row ``i`` holding key ``order[i]``."""
+        return _UpperBound(self.lengths[order], self.packed_counts[order])
+
     def may_reach(
         self, first: np.ndarray, second: np.ndarray, threshold: float
     ) -> np.ndarray:
@@ -343,6 +347,9 @@ def _candidate_pairs(
         bucket_start = np.maximum.accumulate(np.where(new_bucket, positions, 0))
         rank = positions - bucket_start  # place of each member within its bucket
         real = ordered != 0
+        # The bound's rows in bucket order: one gather a band, then each pair reads two
+        # nearby rows instead of two random ones (at 1M the rows outgrow the cache).
+        in_order = bound.reordered(order)
         # The first members of a bucket are the likeliest to be kept, the nearest ones
         # the likeliest to be alike: pair with up to ``neighbours`` of each (a first
         # member that is also a near one is paired once).
@@ -351,14 +358,16 @@ def _candidate_pairs(
             if len(later) == 0:
                 break
             far = later[rank[later] >= neighbours + distance]
-            for all_first, all_second in (
-                (order[later - distance], order[later]),
-                (order[bucket_start[far] + distance - 1], order[far]),
+            for earlier_slots, later_slots in (
+                (later - distance, later),
+                (bucket_start[far] + distance - 1, far),
             ):
-                wanted = all_first < earlier_than
-                first, second = all_first[wanted], all_second[wanted]
-                possible = bound.may_reach(first, second, threshold)
-                parts.append(first[possible] * count + second[possible])
+                wanted = order[earlier_slots] < earlier_than
+                earlier_at, later_at = earlier_slots[wanted], later_slots[wanted]
+                possible = in_order.may_reach(earlier_at, later_at, threshold)
+                parts.append(
+                    order[earlier_at[possible]] * count + order[later_at[possible]]
+                )
                 waiting += len(parts[-1])
         # Merge once the waiting pairs outnumber the merged ones: each pair is sorted
         # O(log) times in all (re-sorting the merged set every few bands was most of
