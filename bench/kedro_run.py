@@ -75,11 +75,14 @@ def clean_run(
     data_entry: dict[str, Any],
     workdir: Path,
     runtime_params: dict[str, Any] | None = None,
+    source: Path = ROOT / "src",
 ) -> dict[str, Any]:
-    """Run ``clean`` over ``data_entry``; wall, peaks, in/out/near-dup counts, the output."""
+    """Run ``clean`` over ``data_entry`` with the package under ``source``; wall, peaks,
+    in/out/near-dup counts, the output and report files."""
     project = _project(workdir, data_entry)
     env = {
         **os.environ,
+        "PYTHONPATH": str(source),
         "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
         "BELLE_MLFLOW_ARTIFACTS": str(workdir / "mlartifacts"),
     }
@@ -107,13 +110,10 @@ def clean_run(
     wall = time.perf_counter() - start
     if code:
         sys.exit((workdir / "kedro_run.log").read_text()[-3000:])
-    report = json.loads(
-        next(
-            (project / "data/08_reporting/clean_report.json").glob(
-                "*/clean_report.json"
-            )
-        ).read_text()
+    report_file = next(
+        (project / "data/08_reporting/clean_report.json").glob("*/clean_report.json")
     )
+    report = json.loads(report_file.read_text())
     # The exact peak of the largest finished child (the sampler can miss a spike).
     largest = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
     return {
@@ -125,5 +125,11 @@ def clean_run(
         "near": next(
             s["dropped"] for s in report["steps"] if s["rule"] == "near_duplicates"
         ),
-        "output": next((project / "data/03_primary").rglob("*.parquet")),
+        # The versioned dataset is a folder of that name; its one file is the output.
+        "output": next(
+            path
+            for path in (project / "data/03_primary").rglob("*.parquet")
+            if path.is_file()
+        ),
+        "report_file": report_file,
     }

@@ -13,13 +13,22 @@ between the two sizes, and the Ray route (``clean.engine: ray``, a local Ray wit
 core) at ``--ray-size`` with each process's peak and whether it kept exactly the local
 route's records. Goals (issue 25): 10M <= 30 min and <= 12 GiB on two cores, growth
 <= n^1.15 from 1M to 10M.
+
+``--same-as SRC`` adds a row: ``clean`` over the smaller corpus once more with the
+package under SRC (e.g. ``git clone`` of main, then ``SRC=clone/src``) and once with
+this tree, both at ``--same-minhash`` (the old default, 1200 permutations / 6 rows),
+and whether their ``clean_instructions`` Parquet and ``clean_report`` JSON are the same
+bytes.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -46,7 +55,8 @@ def corpus(size: int, workdir: Path) -> Path:
 
 
 def run(path: Path, engine: str) -> dict:
-    """``clean`` over ``path`` on ``engine`` in a fresh session (its own temp folder)."""
+    """``clean`` over ``path`` on ``engine`` in a fresh session (its own temp folder);
+    its output is kept beside the corpus as ``clean_<engine>_<corpus>``."""
     with tempfile.TemporaryDirectory(prefix="belle_scale_") as folder:
         result = kedro_run.clean_run(
             {
@@ -56,17 +66,86 @@ def run(path: Path, engine: str) -> dict:
             Path(folder),
             {"clean": {"engine": engine}},
         )
-        # Read the kept records before the temp project goes.
-        result["kept"] = pd.read_parquet(result.pop("output"))
+        result["kept"] = path.with_name(f"clean_{engine}_{path.name}")
+        shutil.move(result.pop("output"), result["kept"])
     return result
+
+
+def stage_rows(kept: Path) -> list[tuple[str, str, str]]:
+    """Split and token cache over ``kept`` (bench/stages.py, its own process)."""
+    finished = subprocess.run(
+        [sys.executable, str(ROOT / "bench/stages.py"), str(kept)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    measured = json.loads(finished.stdout.splitlines()[-1])
+    return [
+        (
+            f"{phase} ({measured['records']:,} clean records; bench/stages.py)",
+            f"{result['seconds']:.0f} s, peak RSS {result['peak_gib']:.2f} GiB",
+            "no Python object per record",
+        )
+        for phase, result in measured["phases"].items()
+    ]
+
+
+def same_outputs(path: Path, source: Path, minhash: list[int]) -> tuple[str, str, str]:
+    """Whether this tree and the package under ``source`` write the same bytes."""
+    permutations, rows = minhash
+    params = {
+        "clean": {
+            "matching": {
+                "minhash": {"permutations": permutations, "rows_per_band": rows}
+            }
+        }
+    }
+    files = []
+    walls = []
+    for code in (source, ROOT / "src"):
+        with tempfile.TemporaryDirectory(prefix="belle_same_") as folder:
+            result = kedro_run.clean_run(
+                {
+                    "type": "belle_kedro.datasets.instructions.InstructionFileDataset",
+                    "filepath": str(path),
+                },
+                Path(folder),
+                params,
+                source=code,
+            )
+            files.append(
+                (result["output"].read_bytes(), result["report_file"].read_bytes())
+            )
+            walls.append(result["wall"])
+    (old_data, old_report), (new_data, new_report) = files
+    return (
+        f"`clean` over {path.name} at {permutations} / {rows}: {source} vs this tree",
+        f"clean_instructions identical bytes: {old_data == new_data} "
+        f"({len(new_data):,} B); clean_report identical bytes: "
+        f"{old_report == new_report}; {walls[0]:.0f} s vs {walls[1]:.0f} s",
+        "identical bytes",
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sizes", type=int, nargs=2, default=[1_000_000, 10_000_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[1_000_000, 10_000_000])
     parser.add_argument("--ray-size", type=int, default=1_000_000)
+    parser.add_argument("--same-as", type=Path, help="src/ of a baseline checkout")
+    parser.add_argument("--same-size", type=int, default=1_000_000)
+    parser.add_argument(
+        "--same-minhash",
+        type=int,
+        nargs=2,
+        default=[1200, 6],
+        metavar=("PERMUTATIONS", "ROWS"),
+    )
+    parser.add_argument("--skip-ray", action="store_true")
+    parser.add_argument(
+        "--skip-stages", action="store_true", help="no split / token cache rows"
+    )
     parser.add_argument(
         "--workdir", type=Path, default=Path(tempfile.gettempdir()) / "belle_scale"
     )
@@ -90,33 +169,45 @@ def main() -> None:
                 "10M: <= 1800 s, <= 12 GiB",
             )
         )
-    small, large = sorted(args.sizes)
-    exponent = math.log(local[large]["wall"] / local[small]["wall"]) / math.log(
-        large / small
-    )
-    rows.append((f"growth {small:,} -> {large:,}", f"n^{exponent:.2f}", "<= n^1.15"))
-    on_ray = run(corpus(args.ray_size, args.workdir), "ray")
-    same = args.ray_size in local and on_ray["kept"].equals(
-        local[args.ray_size]["kept"]
-    )
-    biggest = sorted(on_ray["peaks"].items(), key=lambda item: -item[1])[:6]
-    rows.append(
-        (
-            f"{args.ray_size:,} records, engine ray (local Ray, {os.cpu_count()} CPUs)",
-            f"{on_ray['wall']:.0f} s wall; kept {on_ray['out']:,}"
-            + (
-                f"; same kept records as local: {same}"
-                if args.ray_size in local
-                else ""
-            )
-            + "; peaks: "
-            + ", ".join(f"{label} {gib:.2f} GiB" for label, gib in biggest),
-            "same kept set as local",
+    if len(local) == 2:
+        small, large = sorted(local)
+        exponent = math.log(local[large]["wall"] / local[small]["wall"]) / math.log(
+            large / small
         )
-    )
+        rows.append(
+            (f"growth {small:,} -> {large:,}", f"n^{exponent:.2f}", "<= n^1.15")
+        )
+    if local and not args.skip_stages:
+        rows.extend(stage_rows(local[max(local)]["kept"]))
+    if not args.skip_ray:
+        rows.append(ray_row(corpus(args.ray_size, args.workdir), local))
+    if args.same_as:
+        rows.append(
+            same_outputs(
+                corpus(args.same_size, args.workdir), args.same_as, args.same_minhash
+            )
+        )
     minutes, seconds = divmod(round(time.perf_counter() - start), 60)
     machine.print_table(
         command, load_at_start, f"seed {SEED}; {minutes} min {seconds} s in all", rows
+    )
+
+
+def ray_row(path: Path, local: dict[int, dict]) -> tuple[str, str, str]:
+    """The Ray route over ``path``: wall, kept, the biggest per-process peaks."""
+    size = int(path.name.split("_")[1])
+    on_ray = run(path, "ray")
+    same = size in local and pd.read_parquet(on_ray["kept"]).equals(
+        pd.read_parquet(local[size]["kept"])
+    )
+    biggest = sorted(on_ray["peaks"].items(), key=lambda item: -item[1])[:6]
+    return (
+        f"{size:,} records, engine ray (local Ray, {os.cpu_count()} CPUs)",
+        f"{on_ray['wall']:.0f} s wall; kept {on_ray['out']:,}"
+        + (f"; same kept records as local: {same}" if size in local else "")
+        + "; peaks: "
+        + ", ".join(f"{label} {gib:.2f} GiB" for label, gib in biggest),
+        "same kept set as local",
     )
 
 

@@ -9,10 +9,84 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeAlias
 
+import numpy as np
+import pandas as pd
+import pyarrow as pa
 from rapidfuzz.distance import LCSseq
+from tqdm.auto import tqdm
 
 _WHITESPACE = re.compile(r"\s+")
+TEXT_CHUNK = 100_000  # rows mapped at once: the only Python strings alive at a time
+# pandas' default text dtype (pandas 3): Arrow large_string storage, NaN for missing.
+STR_DTYPE = pd.StringDtype("pyarrow", na_value=np.nan)
+
+Texts: TypeAlias = Sequence[Any] | pd.Series | pa.Array | pa.ChunkedArray
+
+
+def as_texts(texts: Texts) -> pa.LargeStringArray:
+    """``texts`` as one Arrow ``large_string`` array (a pandas ``str`` column converts
+    without a Python object per value; a list, as tests and benches pass, is copied)."""
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    if not isinstance(texts, pa.Array):
+        texts = pa.array(
+            texts if isinstance(texts, pd.Series) else list(texts),
+            type=pa.large_string(),
+        )
+    if texts.type != pa.large_string():
+        texts = texts.cast(pa.large_string())
+    return texts
+
+
+def _text_chunks(texts: Texts) -> Iterator[list[Any]]:
+    """``texts`` as Python lists of ``TEXT_CHUNK`` values, one chunk at a time."""
+    for start in range(0, len(texts), TEXT_CHUNK):
+        if isinstance(texts, pd.Series):
+            yield texts.iloc[start : start + TEXT_CHUNK].tolist()
+        elif isinstance(texts, (pa.Array, pa.ChunkedArray)):
+            yield texts.slice(start, TEXT_CHUNK).to_pylist()
+        else:
+            yield list(texts[start : start + TEXT_CHUNK])
+
+
+def map_texts(
+    function: Callable[..., str], *columns: Texts, progress: str | None = None
+) -> pa.LargeStringArray:
+    """``function`` of each row's values across ``columns``, as one Arrow array.
+
+    ``TEXT_CHUNK`` rows at a time, so ten million rows never live as ten million
+    Python strings; ``progress`` names a tqdm bar.
+    """
+    count = len(columns[0])
+    if any(len(column) != count for column in columns):
+        raise ValueError(f"columns of different lengths: {[len(c) for c in columns]}")
+    parts = [pa.array([], type=pa.large_string())]
+    with tqdm(
+        total=count, desc=progress, disable=progress is None, mininterval=2.0
+    ) as bar:
+        for rows in zip(*map(_text_chunks, columns), strict=True):
+            parts.append(
+                pa.array(
+                    [function(*row) for row in zip(*rows, strict=True)],
+                    type=pa.large_string(),
+                )
+            )
+            bar.update(len(rows[0]))
+    return pa.concat_arrays(parts)
+
+
+def text_series(values: pa.Array, index: pd.Index) -> pd.Series:
+    """An Arrow string array as a pandas ``str`` column, without copying it."""
+    return pd.Series(
+        # pandas-stubs lag pandas 3, whose ArrowStringArray takes the dtype.
+        pd.arrays.ArrowStringArray(  # type: ignore[call-arg]
+            pa.chunked_array([values], type=pa.large_string()), dtype=STR_DTYPE
+        ),
+        index=index,
+    )
 
 
 def similarity_key(text: str) -> str:

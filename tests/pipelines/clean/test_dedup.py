@@ -8,6 +8,7 @@ import random
 import re
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from belle_kedro.common.config import ParameterError, build
@@ -78,7 +79,7 @@ def test_rouge_score_tokenizer_would_erase_chinese_ours_does_not():
     # becomes a space; Chinese text is left with no tokens at all.
     assert re.sub(r"[^a-z0-9]+", " ", first.lower()).split() == []
     keys = dedup.comparison_keys([first, second])
-    assert keys == [first, second]
+    assert keys.to_pylist() == [first, second]
     assert rouge_l(first, second) == pytest.approx(2 * 9 / 20)  # LCS 写一首关于春天的诗
     assert rouge_l(first, "股市大涨") == 0.0
     if importlib.util.find_spec("rouge_score"):  # the real library, when installed
@@ -102,7 +103,7 @@ def test_repeated_characters_count_once_per_occurrence():
 
 
 def test_agrees_with_brute_force_on_builtin_fixture_and_is_order_stable():
-    keys = dedup.comparison_keys(builtin_fixture())
+    keys = dedup.comparison_keys(builtin_fixture()).to_pylist()
     found = dedup.find_near_duplicates(keys, threshold=0.7, minhash=MINHASH)
     expected = exhaustive_near_duplicates(keys, threshold=0.7)
     assert (
@@ -125,7 +126,7 @@ def test_agrees_with_brute_force_on_builtin_fixture_and_is_order_stable():
 
 @pytest.mark.slow
 def test_workers_do_not_change_the_result_and_every_drop_is_verified():
-    keys = dedup.comparison_keys(distinct_fixture(24_000))
+    keys = dedup.comparison_keys(distinct_fixture(24_000)).to_pylist()
     found = dedup.find_near_duplicates(keys, threshold=0.7, minhash=MINHASH, workers=2)
     single = dedup.find_near_duplicates(
         keys[:20_000], threshold=0.7, minhash=MINHASH, workers=1
@@ -246,7 +247,7 @@ def test_the_class_count_bound_never_rules_out_a_near_duplicate():
             else "".join(rng.choices(alphabet, k=rng.randint(1, 30)))
         )
     keys = first + second
-    bound = dedup._UpperBound.of(keys)
+    bound = dedup._UpperBound.of(dedup.as_texts(keys))
     left = np.arange(len(first))
     right = left + len(first)
     scores = np.array([rouge_l_f(a, b) for a, b in zip(first, second, strict=True)])
@@ -254,3 +255,13 @@ def test_the_class_count_bound_never_rules_out_a_near_duplicate():
         passes = bound.may_reach(left, right, threshold)
         assert passes[scores >= threshold].all()
         assert not passes[scores < threshold].all()  # it rules pairs out, too
+
+
+def test_first_copies_match_pandas_duplicated():
+    rng = random.Random(11)
+    keys = [rng.choice(["", "a", "b", "春", "春天", "𠀀"]) for _ in range(500)]
+    first = dedup.first_copies(dedup.as_texts(keys))
+    assert [keys[position] for position in first] == keys
+    repeats = first != np.arange(len(keys))
+    assert repeats.tolist() == pd.Series(keys).duplicated(keep="first").tolist()
+    assert len(dedup.first_copies(dedup.as_texts([]))) == 0

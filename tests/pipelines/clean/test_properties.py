@@ -209,7 +209,7 @@ MINHASH = MinHashSettings(
 @given(RAW)
 def test_near_duplicates_drop_only_verified_repeats_of_kept_records(raw):
     records = filters.normalise_records(raw)
-    keys = dedup.comparison_keys(records["instruction"].tolist())
+    keys = dedup.comparison_keys(records["instruction"]).to_pylist()
     found = dedup.find_near_duplicates(keys, threshold=0.7, minhash=MINHASH, workers=1)
     for position in np.flatnonzero(~found.keep).tolist():
         partner = int(found.duplicate_of[position])

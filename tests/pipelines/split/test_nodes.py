@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+
+import numpy as np
 import pandas as pd
 import pytest
 from kedro.io import DataCatalog, MemoryDataset
@@ -9,6 +12,7 @@ from kedro.runner import SequentialRunner
 
 from belle_kedro.common.config import ParameterError
 from belle_kedro.common.text import similarity_key
+from belle_kedro.pipelines.split import sampling
 from belle_kedro.pipelines.split.nodes import (
     build_variants,
     mix_into_pool,
@@ -174,3 +178,14 @@ def test_a_holdout_fraction_alone_sets_the_holdout_size() -> None:
         _records(100), _params(holdout_size=None, holdout_fraction=0.25)
     )
     assert len(holdout) == 25
+
+
+def test_split_order_is_score_then_key_then_position_as_python_sorts_it():
+    rng = random.Random(5)
+    keys = pd.Series(
+        [rng.choice(["b", "a", "春", "𠀀", "ab", "", "Z"]) for _ in range(300)],
+        dtype=str,
+    )
+    score = np.array([rng.choice([0.25, 0.5, 0.75]) for _ in range(300)])
+    expected = sorted(range(300), key=lambda i: (score[i], keys.iat[i]))
+    assert sampling._ranked(score, keys).tolist() == expected

@@ -40,15 +40,17 @@ class TaskClassifier:
     test_texts: int
     classes: tuple[str, ...]
 
-    def predict(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, texts: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         """Each text's class and the model's margin for it (higher: surer).
 
-        In blocks of ``PREDICT_BLOCK`` texts, so the sparse features of 10M records
-        never sit in memory at once (about 4 s per 100K texts on 2 cores)."""
+        In blocks of ``PREDICT_BLOCK`` texts, so neither the sparse features nor the
+        texts as Python strings of 10M records sit in memory at once (about 4 s per
+        100K texts on 2 cores)."""
         labels, best = [np.array([], dtype=object)], [np.array([], dtype=float)]
         blocks = range(0, len(texts), PREDICT_BLOCK)
         for start in tqdm(blocks, desc="task classes", unit="block", disable=None):
-            margins = self.model.decision_function(texts[start : start + PREDICT_BLOCK])
+            block = texts.iloc[start : start + PREDICT_BLOCK].tolist()
+            margins = self.model.decision_function(block)
             if margins.ndim == 1:  # two classes: one signed margin, > 0 for the second
                 margins = np.column_stack([-margins, margins])
             labels.append(self.model.classes_[margins.argmax(axis=1)])

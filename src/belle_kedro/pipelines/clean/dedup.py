@@ -26,20 +26,27 @@ Three stages, only the last one sequential:
 
 The candidate stage is approximate (a pair can fail to share a band); docs/clean.md
 gives the measured recall against the exact pass.
+
+Keys travel as one Arrow ``large_string`` array (:func:`as_texts`), never as one Python
+string per record: workers get compact slices, code points come from decoding a slice's
+UTF-8 buffer at once, and verification gathers only a block's pairs as Python strings.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar, overload
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from rapidfuzz import process
 from rapidfuzz.distance import LCSseq
 from tqdm.auto import tqdm
 
-from belle_kedro.common.text import similarity_key
+from belle_kedro.common.text import Texts, as_texts, map_texts, similarity_key
 from belle_kedro.pipelines.clean.engine import BlockRunner, engine_session
 from belle_kedro.pipelines.clean.settings import MinHashSettings
 
@@ -47,8 +54,10 @@ _CHUNK_KEYS = 20_000  # keys per signature task: a few MB of shingles per worker
 # Elements per signature grid: a band's permuted grid (6 x 8192 x 8 bytes) stays in L2.
 _BLOCK_ELEMENTS = 8192
 _MIN_MERGE_PAIRS = 4_000_000  # pending candidate pairs worth a merge (32 MB)
-_VERIFY_PAIRS = 2_000_000  # candidate pairs verified per cpdist call (bounded memory)
-_TASK_BANDS = 8  # bands per candidate task on Ray
+_DECIDE_PAIRS = 1_000_000  # verified pairs a block of the greedy decision
+_VERIFY_PAIRS = 1_000_000  # candidate pairs verified per cpdist call (bounded memory)
+_TASK_BANDS = 8  # bands per candidate task
+T = TypeVar("T")
 _MIX_1 = np.uint64(0xBF58476D1CE4E5B9)  # splitmix64 finaliser constants
 _MIX_2 = np.uint64(0x94D049BB133111EB)
 
@@ -70,16 +79,47 @@ class NearDuplicates:
     verified: int
 
 
+def _joined_key(text: str, extra: str) -> str:
+    return similarity_key(f"{text}{extra}")
+
+
 def comparison_keys(
-    instructions: Sequence[str], inputs: Sequence[str] | None = None
-) -> list[str]:
+    instructions: Texts, inputs: Texts | None = None
+) -> pa.LargeStringArray:
     """The strings compared: keyed instruction, optionally followed by the keyed input."""
     if inputs is None:
-        return [similarity_key(text) for text in instructions]
-    return [
-        similarity_key(f"{text}{extra}")
-        for text, extra in zip(instructions, inputs, strict=True)
-    ]
+        return map_texts(similarity_key, instructions)
+    return map_texts(_joined_key, instructions, inputs)
+
+
+class _Blocks(Sequence[T]):
+    """``count`` blocks, each made by ``make(index)`` only when a worker pool (or Ray)
+    takes it, so the blocks never all exist at once beside what they are cut from."""
+
+    def __init__(self, count: int, make: Callable[[int], T]) -> None:
+        self.length, self.make = count, make
+
+    def __len__(self) -> int:
+        return self.length
+
+    @overload
+    def __getitem__(self, index: int) -> T: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[T]: ...
+    def __getitem__(self, index: int | slice) -> T | Sequence[T]:
+        if isinstance(index, slice):
+            return [self[position] for position in range(self.length)[index]]
+        if not -self.length <= index < self.length:
+            raise IndexError(index)
+        return self.make(index % self.length)
+
+
+def _key_slices(keys: pa.LargeStringArray, size: int) -> _Blocks[pa.LargeStringArray]:
+    """``keys`` in compact slices of ``size`` (a plain slice pickles the whole buffer)."""
+    return _Blocks(
+        -(len(keys) // -size),
+        lambda index: pa.concat_arrays([keys.slice(index * size, size)]),
+    )
 
 
 def _sorted_unique(parts: list[np.ndarray]) -> np.ndarray:
@@ -106,16 +146,28 @@ def _mix(values: np.ndarray) -> np.ndarray:
     return values ^ (values >> np.uint64(31))
 
 
-def _characters(keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every key's code points end to end, the key each belongs to, and the key lengths."""
+def _characters(
+    keys: pa.LargeStringArray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every key's code points end to end, the key each belongs to, and the key lengths.
+
+    One decode of the keys' UTF-8 bytes, not a Python string per key.
+    """
     lengths = _lengths(keys)
+    offsets = np.frombuffer(keys.buffers()[1], dtype=np.int64)[
+        keys.offset : keys.offset + len(keys) + 1
+    ]
+    data = keys.buffers()[2]
+    utf8 = b"" if data is None else memoryview(data)[offsets[0] : offsets[-1]]
     chars = np.frombuffer(
-        "".join(keys).encode("utf-32-le", "surrogatepass"), dtype=np.uint32
+        bytes(utf8).decode("utf-8").encode("utf-32-le"), dtype=np.uint32
     )
     return chars, np.repeat(np.arange(len(keys), dtype=np.int64), lengths), lengths
 
 
-def _multiset_elements(keys: Sequence[str], seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _multiset_elements(
+    keys: pa.LargeStringArray, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Each key's hashed multiset elements, key after key, and the keys' lengths.
 
     The k-th occurrence of a character is its own element (char, k), so 16 underscores
@@ -154,11 +206,11 @@ class _UpperBound:
     packed_counts: np.ndarray  # (keys, 4) uint64: 32 one-byte class counts
 
     @classmethod
-    def of(cls, keys: Sequence[str]) -> _UpperBound:
+    def of(cls, keys: pa.LargeStringArray) -> _UpperBound:
         parts = []
         counts = np.zeros((len(keys), 32), dtype=np.uint8)
         for start in range(0, len(keys), _CHUNK_KEYS):
-            chunk = keys[start : start + _CHUNK_KEYS]
+            chunk = keys.slice(start, _CHUNK_KEYS)
             chars, owner, chunk_lengths = _characters(chunk)
             parts.append(chunk_lengths)
             classes = (_mix(chars.astype(np.uint64)) & np.uint64(31)).astype(np.int64)
@@ -171,26 +223,40 @@ class _UpperBound:
             np.concatenate([np.zeros(0, np.int64), *parts]), counts.view(np.uint64)
         )
 
+    def reordered(self, order: np.ndarray) -> _UpperBound:
+        """The same bound with row ``i`` holding key ``order[i]``."""
+        return _UpperBound(self.lengths[order], self.packed_counts[order])
+
     def may_reach(
         self, first: np.ndarray, second: np.ndarray, threshold: float
     ) -> np.ndarray:
-        """Whether each pair's bound reaches ``threshold``."""
-        shorter = np.minimum(self.lengths[first], self.lengths[second])
+        """Whether each pair's bound reaches ``threshold``.
+
+        The length bound (the overlap is at most the shorter key) goes first: it needs
+        two small gathers, and the class counts are read only for the pairs it passes.
+        """
+        first_length, second_length = self.lengths[first], self.lengths[second]
+        shorter = np.minimum(first_length, second_length)
         # A hair of slack: the bound must never be stricter than the verified score.
-        needed = threshold * (self.lengths[first] + self.lengths[second]) - 1e-9
+        needed = threshold * (first_length + second_length) - 1e-9
+        reach = 2 * shorter >= needed
+        (rest,) = np.nonzero(reach)
         overlap = np.minimum(
-            self.packed_counts[first].view(np.uint8),
-            self.packed_counts[second].view(np.uint8),
+            self.packed_counts[first[rest]].view(np.uint8),
+            self.packed_counts[second[rest]].view(np.uint8),
         ).view(np.uint64)
         words = overlap[:, 0] + overlap[:, 1] + overlap[:, 2] + overlap[:, 3]
         byte_sum = (words * np.uint64(0x0101010101010101)) >> np.uint64(56)
         # Up to 255 characters the byte sum never exceeds the shorter length; beyond,
         # it is meaningless and the shorter length bounds.
-        bounded = np.where(shorter > 255, shorter, byte_sum.astype(np.int64))
-        return 2 * bounded >= needed
+        bounded = np.where(
+            shorter[rest] > 255, shorter[rest], byte_sum.astype(np.int64)
+        )
+        reach[rest] = 2 * bounded >= needed[rest]
+        return reach
 
 
-def _band_keys(keys: Sequence[str], settings: MinHashSettings) -> np.ndarray:
+def _band_keys(keys: pa.LargeStringArray, settings: MinHashSettings) -> np.ndarray:
     """``(len(keys), bands)`` band hashes; an empty key gets 0 (it never becomes a candidate).
 
     32 bits a band: unrelated keys then share a band hash by chance about n² / 2³³ times
@@ -251,11 +317,17 @@ def _band_keys(keys: Sequence[str], settings: MinHashSettings) -> np.ndarray:
 
 
 def _candidate_pairs(
-    band_keys: np.ndarray, neighbours: int, bound: _UpperBound, threshold: float
+    band_keys: np.ndarray,
+    neighbours: int,
+    bound: _UpperBound,
+    threshold: float,
+    earlier_than: int,
 ) -> np.ndarray:
     """Unique ``(earlier, later)`` positions sharing a band, as ``earlier * n + later``.
 
-    Only pairs whose :class:`_UpperBound` reaches the threshold are kept.
+    Only pairs whose :class:`_UpperBound` reaches the threshold and whose earlier
+    position is below ``earlier_than`` are kept (a reference-only pass wants pairs with
+    a reference, the first positions, and bounds no other pair).
     """
     count = len(band_keys)
     # parts[0] is the merged, distinct set once there is one; the rest wait for a merge.
@@ -275,6 +347,9 @@ def _candidate_pairs(
         bucket_start = np.maximum.accumulate(np.where(new_bucket, positions, 0))
         rank = positions - bucket_start  # place of each member within its bucket
         real = ordered != 0
+        # The bound's rows in bucket order: one gather a band, then each pair reads two
+        # nearby rows instead of two random ones (at 1M the rows outgrow the cache).
+        in_order = bound.reordered(order)
         # The first members of a bucket are the likeliest to be kept, the nearest ones
         # the likeliest to be alike: pair with up to ``neighbours`` of each (a first
         # member that is also a near one is paired once).
@@ -283,12 +358,16 @@ def _candidate_pairs(
             if len(later) == 0:
                 break
             far = later[rank[later] >= neighbours + distance]
-            for first, second in (
-                (order[later - distance], order[later]),
-                (order[bucket_start[far] + distance - 1], order[far]),
+            for earlier_slots, later_slots in (
+                (later - distance, later),
+                (bucket_start[far] + distance - 1, far),
             ):
-                possible = bound.may_reach(first, second, threshold)
-                parts.append(first[possible] * count + second[possible])
+                wanted = order[earlier_slots] < earlier_than
+                earlier_at, later_at = earlier_slots[wanted], later_slots[wanted]
+                possible = in_order.may_reach(earlier_at, later_at, threshold)
+                parts.append(
+                    order[earlier_at[possible]] * count + order[later_at[possible]]
+                )
                 waiting += len(parts[-1])
         # Merge once the waiting pairs outnumber the merged ones: each pair is sorted
         # O(log) times in all (re-sorting the merged set every few bands was most of
@@ -300,14 +379,17 @@ def _candidate_pairs(
 
 
 def _verify_block(
-    pairs: np.ndarray, shared: tuple[np.ndarray, np.ndarray, float, int]
+    pairs: np.ndarray, shared: tuple[pa.LargeStringArray, np.ndarray, float, int]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The pairs of one block whose exact ROUGE-L F reaches the threshold, with scores."""
-    key_array, lengths, threshold, threads = shared
-    earlier, later = np.divmod(pairs, len(key_array))
+    """The pairs of one block whose exact ROUGE-L F reaches the threshold, with scores.
+
+    Only this block's keys become Python strings (cpdist needs them).
+    """
+    all_keys, lengths, threshold, threads = shared
+    earlier, later = np.divmod(pairs, len(all_keys))
     lcs = process.cpdist(
-        key_array[earlier],
-        key_array[later],
+        all_keys.take(earlier).to_pylist(),
+        all_keys.take(later).to_pylist(),
         scorer=LCSseq.similarity,
         dtype=np.int64,
         workers=threads,
@@ -319,7 +401,7 @@ def _verify_block(
 
 
 def _verify(
-    all_keys: list[str],
+    all_keys: pa.LargeStringArray,
     lengths: np.ndarray,
     pairs: np.ndarray,
     threshold: float,
@@ -331,10 +413,8 @@ def _verify(
     blocks run one after the other on every core (cpdist's C threads); Ray blocks run
     as one single-threaded task each.
     """
-    # An object array gathers the pairs' strings by fancy indexing, 7x faster than lists.
-    key_array = np.array(all_keys, dtype=object)
     local = runner.engine == "local"
-    shared = (key_array, lengths, threshold, runner.workers if local else 1)
+    shared = (all_keys, lengths, threshold, runner.workers if local else 1)
     blocks = [
         pairs[start : start + _VERIFY_PAIRS]
         for start in range(0, len(pairs), _VERIFY_PAIRS)
@@ -386,27 +466,30 @@ class _Search:
 
 
 def _candidate_task(
-    band_keys: np.ndarray, shared: tuple[int, _UpperBound, float]
+    band_keys: np.ndarray, shared: tuple[int, _UpperBound, float, int]
 ) -> np.ndarray:
-    neighbours, bound, threshold = shared
-    return _candidate_pairs(band_keys, neighbours, bound, threshold)
+    return _candidate_pairs(band_keys, *shared)
 
 
 def _all_candidates(
-    band_keys: np.ndarray, bound: _UpperBound, search: _Search, runner: BlockRunner
+    band_keys: np.ndarray,
+    bound: _UpperBound,
+    search: _Search,
+    runner: BlockRunner,
+    earlier_than: int,
 ) -> np.ndarray:
-    """Every band's candidate pairs, distinct and sorted.
+    """Every band's candidate pairs, distinct and sorted (see :func:`_candidate_pairs`).
 
-    Locally one pass over all bands (it merges as it goes); on Ray one task per
-    ``_TASK_BANDS`` bands, merged on the driver as the tasks finish.
+    One task per ``_TASK_BANDS`` bands (worker processes locally, Ray tasks on Ray),
+    merged in the driver as the tasks finish: the same distinct set in any order.
     """
-    shared = (search.minhash.bucket_neighbours, bound, search.threshold)
-    if runner.engine == "local":
-        return _candidate_task(band_keys, shared)
-    groups = [
-        np.ascontiguousarray(band_keys[:, first : first + _TASK_BANDS])
-        for first in range(0, band_keys.shape[1], _TASK_BANDS)
-    ]
+    shared = (search.minhash.bucket_neighbours, bound, search.threshold, earlier_than)
+    groups = _Blocks(
+        -(band_keys.shape[1] // -_TASK_BANDS),
+        lambda index: np.ascontiguousarray(
+            band_keys[:, index * _TASK_BANDS : (index + 1) * _TASK_BANDS]
+        ),
+    )
     parts: list[np.ndarray] = [np.empty(0, dtype=np.int64)]
     waiting = 0  # pairs received since the last merge (the same policy as one pass)
     for pairs in runner.map(_candidate_task, groups, shared):
@@ -419,8 +502,8 @@ def _all_candidates(
 
 
 def _matching_pairs(
-    reference_keys: Sequence[str],
-    keys: Sequence[str],
+    reference_keys: pa.LargeStringArray,
+    keys: pa.LargeStringArray,
     search: _Search,
     *,
     references_only: bool,
@@ -431,11 +514,8 @@ def _matching_pairs(
     ``references_only`` only pairs of a reference and a key are verified.
     """
     minhash, progress = search.minhash, search.progress
-    all_keys = [*reference_keys, *keys]
-    chunks = [
-        all_keys[start : start + _CHUNK_KEYS]
-        for start in range(0, len(all_keys), _CHUNK_KEYS)
-    ]
+    all_keys = pa.concat_arrays([reference_keys, keys])
+    chunks = _key_slices(all_keys, _CHUNK_KEYS)
     band_keys = np.zeros((len(all_keys), minhash.bands), np.uint32)
     with engine_session(search.engine, search.workers) as runner:
         with tqdm(
@@ -448,12 +528,17 @@ def _matching_pairs(
                 ] = signature
                 bar.update()
         bound = _UpperBound.of(all_keys)
-        candidates = _all_candidates(band_keys, bound, search, runner)
+        references = len(reference_keys)
+        candidates = _all_candidates(
+            band_keys,
+            bound,
+            search,
+            runner,
+            references if references_only else len(all_keys),
+        )
         del band_keys  # the largest array so far; verification does not need it
-        if references_only:
-            earlier, later = np.divmod(candidates, len(all_keys))
-            references = len(reference_keys)
-            candidates = candidates[(earlier < references) & (later >= references)]
+        if references_only:  # pairs of two references are no match either
+            candidates = candidates[candidates % len(all_keys) >= references]
         verified, scores = _verify(
             all_keys, bound.lengths, candidates, search.threshold, runner
         )
@@ -461,8 +546,8 @@ def _matching_pairs(
 
 
 def find_near_duplicates(
-    keys: Sequence[str],
-    reference_keys: Sequence[str] = (),
+    keys: Texts,
+    reference_keys: Texts = (),
     *,
     threshold: float,
     minhash: MinHashSettings,
@@ -481,24 +566,17 @@ def find_near_duplicates(
     copy of each key takes part in the search; this is exact, not an approximation,
     and keeps buckets of repeated instructions ("翻译成英文" with many inputs) small.
     """
+    search = _Search.of(threshold, minhash, workers, progress, engine)
+    keys = as_texts(keys)
     count = len(keys)
-    first_copy: dict[str, int] = {}
-    first = np.array(
-        [first_copy.setdefault(key, position) for position, key in enumerate(keys)],
-        dtype=np.int64,
-    )
-    distinct = np.flatnonzero((first == np.arange(count)) & (_lengths(keys) > 0))
-    inner = _greedy(
-        [keys[position] for position in distinct.tolist()],
-        reference_keys,
-        _Search.of(threshold, minhash, workers, progress, engine),
-    )
+    lengths = _lengths(keys)
+    first = first_copies(keys)
+    distinct = np.flatnonzero((first == np.arange(count)) & (lengths > 0))
+    inner = _greedy(keys.take(distinct), as_texts(reference_keys), search)
     keep = np.zeros(count, dtype=bool)
     duplicate_of = np.full(count, -1, dtype=np.int64)
     score = np.zeros(count, dtype=np.float64)
-    keep[_lengths(keys) == 0] = (
-        True  # an empty key matches nothing (ROUGE-L of "" is 0)
-    )
+    keep[lengths == 0] = True  # an empty key matches nothing (ROUGE-L of "" is 0)
     keep[distinct] = inner.keep
     duplicate_of[distinct] = np.where(
         inner.duplicate_of < 0,
@@ -510,7 +588,7 @@ def find_near_duplicates(
         ),
     )
     score[distinct] = inner.score
-    copies = np.flatnonzero((first != np.arange(count)) & (_lengths(keys) > 0))
+    copies = np.flatnonzero((first != np.arange(count)) & (lengths > 0))
     original = first[copies]
     kept_original = keep[original]
     duplicate_of[copies] = np.where(kept_original, original, duplicate_of[original])
@@ -524,8 +602,22 @@ def find_near_duplicates(
     )
 
 
-def _lengths(keys: Sequence[str]) -> np.ndarray:
-    return np.fromiter((len(key) for key in keys), dtype=np.int64, count=len(keys))
+def _lengths(keys: pa.LargeStringArray) -> np.ndarray:
+    """Each key's length in code points (``len`` of the Python string)."""
+    return pc.utf8_length(keys).to_numpy(zero_copy_only=False).astype(np.int64)
+
+
+def first_copies(keys: pa.LargeStringArray) -> np.ndarray:
+    """For each key, the position of the first key equal to it.
+
+    Arrow's dictionary encoding numbers distinct values in order of first appearance,
+    so a position holds a first copy exactly when its code exceeds every earlier code.
+    """
+    codes = keys.dictionary_encode().indices.to_numpy(zero_copy_only=False)
+    codes = codes.astype(np.int64)
+    new = np.ones(len(codes), dtype=bool)
+    new[1:] = codes[1:] > np.maximum.accumulate(codes)[:-1]
+    return np.flatnonzero(new)[codes]
 
 
 def _undecided(count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -537,40 +629,65 @@ def _undecided(count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     )
 
 
+def _decide(
+    verified: np.ndarray, scores: np.ndarray, references: int, count: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The sequential greedy rule over verified pairs: ``keep``, ``duplicate_of``, ``best``.
+
+    Later record by later record in input order, a record goes when one of its partners
+    was kept (references always are, and are never dropped); its match is the kept
+    partner with the highest score, the earliest of equals. A plain Python loop over
+    ``_DECIDE_PAIRS`` pairs at a time (numpy's per-call cost on a handful of partners
+    was most of this stage), so only one block's pairs are ever Python numbers.
+    """
+    keep, duplicate_of, best = _undecided(count)
+    order = np.lexsort((verified[:, 0], verified[:, 1]))
+    verified, scores = verified[order], scores[order]
+    kept = bytearray(b"\x01") * count
+    start = 0
+    while start < len(verified):
+        # A block ends with a whole group: every pair of its last record is in it.
+        stop = min(start + _DECIDE_PAIRS, len(verified))
+        stop = int(np.searchsorted(verified[:, 1], verified[stop - 1, 1], "right"))
+        current, match, top = -1, -1, -1.0
+        for later, earlier, score in zip(
+            verified[start:stop, 1].tolist(),
+            verified[start:stop, 0].tolist(),
+            scores[start:stop].tolist(),
+            strict=True,
+        ):
+            if later != current:
+                if match >= 0:
+                    kept[current] = 0
+                    duplicate_of[current], best[current] = match, top
+                current, match, top = later, -1, -1.0
+            if later >= references and kept[earlier] and score > top:
+                match, top = earlier, score
+        if match >= 0:
+            kept[current] = 0
+            duplicate_of[current], best[current] = match, top
+        start = stop
+    keep[:] = np.frombuffer(kept, dtype=np.uint8).astype(bool)
+    return keep, duplicate_of, best
+
+
 def _greedy(
-    keys: Sequence[str], reference_keys: Sequence[str], search: _Search
+    keys: pa.LargeStringArray, reference_keys: pa.LargeStringArray, search: _Search
 ) -> NearDuplicates:
     """The greedy pass over distinct keys: candidates, verification, then decisions."""
     references = len(reference_keys)
     verified, scores, candidates = _matching_pairs(
         reference_keys, keys, search, references_only=False
     )
-    keep, duplicate_of, best = _undecided(references + len(keys))
-    # Sequential greedy over verified pairs, later record by later record in input order;
-    # a partner counts only if it was kept (references always are).
-    order = np.lexsort((verified[:, 0], verified[:, 1]))
-    verified, scores = verified[order], scores[order]
-    group_starts = np.flatnonzero(
-        np.r_[True, verified[1:, 1] != verified[:-1, 1]] if len(verified) else []
+    keep, duplicate_of, best = _decide(
+        verified, scores, references, references + len(keys)
     )
-    bounds = [*group_starts.tolist(), len(verified)]
-    for begin, end in zip(bounds[:-1], bounds[1:], strict=True):
-        position = int(verified[begin, 1])
-        if position < references:
-            continue  # a pair of seed tasks: seeds are never dropped
-        partners = verified[begin:end, 0]
-        kept_partner = keep[partners]
-        if kept_partner.any():
-            pick = int(np.argmax(np.where(kept_partner, scores[begin:end], -1.0)))
-            keep[position] = False
-            duplicate_of[position] = int(partners[pick])
-            best[position] = scores[begin + pick]
     return _outcome(keep, duplicate_of, best, references, (candidates, len(verified)))
 
 
 def find_reference_matches(
-    keys: Sequence[str],
-    reference_keys: Sequence[str],
+    keys: Texts,
+    reference_keys: Texts,
     *,
     threshold: float,
     minhash: MinHashSettings,
@@ -587,7 +704,7 @@ def find_reference_matches(
     references = len(reference_keys)
     search = _Search.of(threshold, minhash, workers, progress, engine)
     verified, scores, candidates = _matching_pairs(
-        reference_keys, keys, search, references_only=True
+        as_texts(reference_keys), as_texts(keys), search, references_only=True
     )
     keep, duplicate_of, best = _undecided(references + len(keys))
     # Highest score last, so the fancy assignment leaves each key its best reference.

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal, TypeVar
 
 Engine = Literal["local", "ray"]
@@ -36,7 +36,7 @@ class BlockRunner:
         self.workers = workers
 
     def map(
-        self, function: Callable[[T, Any], R], blocks: list[T], shared: Any
+        self, function: Callable[[T, Any], R], blocks: Sequence[T], shared: Any
     ) -> Iterator[R]:
         """``function(block, shared)`` for each block, in order.
 
@@ -45,24 +45,31 @@ class BlockRunner:
         if self.engine == "ray":
             yield from _ray_map(function, blocks, shared)
             return
-        call = _Bound(function, shared)
         if self.workers == 1 or len(blocks) <= 1:
-            yield from map(call, blocks)
+            yield from (function(block, shared) for block in blocks)
             return
         # spawn, not fork: the caller may be a Kedro run with MLflow threads alive.
+        # ``shared`` goes to each worker once (initializer), not with every block.
         context = multiprocessing.get_context("spawn")
-        with context.Pool(min(self.workers, len(blocks))) as pool:
-            yield from pool.imap(call, blocks)
+        with context.Pool(
+            min(self.workers, len(blocks)),
+            initializer=_share,
+            initargs=(function, shared),
+        ) as pool:
+            yield from pool.imap(_call_shared, blocks)
 
 
-class _Bound:
-    """``function`` with its shared argument, picklable for a process pool."""
+# A pool worker's function and shared argument ("task"), set once when it starts.
+_worker: dict[str, tuple[Callable[[Any, Any], Any], Any]] = {}
 
-    def __init__(self, function: Callable[..., Any], shared: Any) -> None:
-        self.function, self.shared = function, shared
 
-    def __call__(self, block: Any) -> Any:
-        return self.function(block, self.shared)
+def _share(function: Callable[[Any, Any], Any], shared: Any) -> None:
+    _worker["task"] = (function, shared)
+
+
+def _call_shared(block: Any) -> Any:
+    function, shared = _worker["task"]
+    return function(block, shared)
 
 
 def _ray_task(function: Callable[[Any, Any], Any], block: Any, shared: Any) -> Any:
@@ -70,7 +77,7 @@ def _ray_task(function: Callable[[Any, Any], Any], block: Any, shared: Any) -> A
 
 
 def _ray_map(
-    function: Callable[[Any, Any], Any], blocks: list[Any], shared: Any
+    function: Callable[[Any, Any], Any], blocks: Sequence[Any], shared: Any
 ) -> Iterator[Any]:
     import ray
 

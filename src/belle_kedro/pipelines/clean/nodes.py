@@ -102,13 +102,13 @@ def classify_tasks(
         labelled_texts(eval_set, seed_tasks),
         build(ClassifierSettings, settings, "clean.classifier"),
     )
-    predicted, _ = classifier.predict(clean_instructions["instruction"].tolist())
+    predicted, _ = classifier.predict(clean_instructions["instruction"])
     classes = pd.DataFrame({"task_class": pd.Series(predicted, dtype=object)})
     drops = pd.concat(
         [rule_drops, duplicate_drops, contamination_drops], ignore_index=True
     )
     drops["task_class"] = pd.Series(
-        classifier.predict(drops["instruction"].tolist())[0], dtype=object
+        classifier.predict(drops["instruction"])[0], dtype=object
     )
     counts = classes["task_class"].value_counts().sort_index()
     summary = {

@@ -66,8 +66,7 @@ def near_duplicate_pass(
     if not settings.enabled:
         return records, dropped_rows(records, [False] * len(records), ""), report
     keys = comparison_keys(
-        records["instruction"].tolist(),
-        records["input"].tolist() if settings.include_input else None,
+        records["instruction"], records["input"] if settings.include_input else None
     )
     seed_keys: list[str] = []
     seed_instructions: list[str] = []
@@ -85,7 +84,7 @@ def near_duplicate_pass(
     )
     report["candidate_pairs"] = found.candidates
     report["verified_pairs"] = found.verified
-    dropped_positions = np.flatnonzero(~found.keep).tolist()
+    dropped_positions = np.flatnonzero(~found.keep)
     report["dropped"] = len(dropped_positions)
     report["dropped_as_seed_duplicates"] = int(
         (found.duplicate_of >= len(records)).sum()
@@ -153,8 +152,7 @@ def decontamination_pass(
     if not settings.enabled or records.empty or eval_set.empty:
         return records, dropped_rows(records, [False] * len(records), ""), report
     keys = comparison_keys(
-        records["instruction"].tolist(),
-        records["input"].tolist() if settings.include_input else None,
+        records["instruction"], records["input"] if settings.include_input else None
     )
     questions = eval_set["question"].tolist()
     found = find_reference_matches(

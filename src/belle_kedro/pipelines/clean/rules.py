@@ -16,15 +16,22 @@ import unicodedata
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from belle_kedro.common.records import (
     RECORD_COLUMNS,
     require_columns,
     without_skipped,
 )
-from belle_kedro.common.text import cjk_ratio, similarity_key
+from belle_kedro.common.text import (
+    TEXT_CHUNK,
+    cjk_ratio,
+    map_texts,
+    similarity_key,
+    text_series,
+)
+from belle_kedro.pipelines.clean.dedup import first_copies
 from belle_kedro.pipelines.clean.settings import RulesSettings
 
 _PROGRESS_FROM = 50_000  # records; smaller inputs finish before a bar would help
@@ -146,22 +153,23 @@ def normalise_records(records: pd.DataFrame) -> pd.DataFrame:
     if "input" not in normalised.columns:
         normalised["input"] = ""
     for column in RECORD_COLUMNS:
-        values = tqdm(
-            normalised[column],
-            desc=f"normalise {column}",
-            disable=len(normalised) < _PROGRESS_FROM,
-            mininterval=2.0,
-        )
-        # dtype=str even with no rows, so every rule's .str accessor works on 0 records.
-        normalised[column] = pd.Series(
-            [
-                normalise_text(value) if isinstance(value, str) else ""
-                for value in values
-            ],
-            index=normalised.index,
-            dtype=str,
+        # An Arrow-backed str column even with no rows, so every rule's .str accessor
+        # works on 0 records; built a chunk at a time (common.text.map_texts).
+        normalised[column] = text_series(
+            map_texts(
+                _normalised_or_empty,
+                normalised[column],
+                progress=None
+                if len(normalised) < _PROGRESS_FROM
+                else f"normalise {column}",
+            ),
+            normalised.index,
         )
     return normalised.reset_index(drop=True)
+
+
+def _normalised_or_empty(value: Any) -> str:
+    return normalise_text(value) if isinstance(value, str) else ""
 
 
 def _any_term(terms: Sequence[str], case_sensitive: bool = False) -> re.Pattern[str]:
@@ -182,8 +190,14 @@ def blacklisted(
     if not terms:
         return _false(records)
     pattern = _any_term(terms, case_sensitive)
-    text = records["instruction"] + "\n" + records["input"] + "\n" + records["output"]
-    return text.str.contains(pattern, regex=True).astype(bool)
+    flags = [_false(records)]
+    # A chunk at a time: the joined text of every record at once would be a second
+    # copy of the whole corpus.
+    for start in range(0, len(records), TEXT_CHUNK):
+        part = records.iloc[start : start + TEXT_CHUNK]
+        text = part["instruction"] + "\n" + part["input"] + "\n" + part["output"]
+        flags.append(text.str.contains(pattern, regex=True).astype(bool))
+    return pd.concat(flags[1:]) if len(flags) > 1 else flags[0]
 
 
 def address_model(
@@ -334,16 +348,14 @@ def missing_input(
 
 def exact_duplicates(records: pd.DataFrame) -> pd.Series:
     """Every repeat of an earlier record's normalised instruction + input."""
-    keys = pd.Series(
-        [
-            f"{similarity_key(text)}\x00{similarity_key(extra)}"
-            for text, extra in zip(
-                records["instruction"], records["input"], strict=True
-            )
-        ],
-        index=records.index,
+    keys = map_texts(_exact_key, records["instruction"], records["input"])
+    return pd.Series(
+        first_copies(keys) != np.arange(len(keys)), index=records.index, dtype=bool
     )
-    return keys.duplicated(keep="first")
+
+
+def _exact_key(text: str, extra: str) -> str:
+    return f"{similarity_key(text)}\x00{similarity_key(extra)}"
 
 
 Rule = Callable[..., tuple[pd.DataFrame, pd.Series]]

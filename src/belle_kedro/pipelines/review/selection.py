@@ -46,8 +46,7 @@ def borderline_duplicates(
         seed_instructions, seed_inputs = [], None if seed_inputs is None else []
     close = find_near_duplicates(
         comparison_keys(
-            kept["instruction"].tolist(),
-            kept["input"].tolist() if near.include_input else None,
+            kept["instruction"], kept["input"] if near.include_input else None
         ),
         comparison_keys(seed_instructions, seed_inputs),
         threshold=near.threshold - margin,

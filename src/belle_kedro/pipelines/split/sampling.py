@@ -12,13 +12,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from belle_kedro.common.records import (
     as_text_records,
     records_digest,
     without_skipped,
 )
-from belle_kedro.common.text import similarity_key
+from belle_kedro.common.text import as_texts, map_texts, similarity_key, text_series
 from belle_kedro.pipelines.split.settings import MixInSettings, SplitSettings
 
 logger = logging.getLogger(__name__)
@@ -40,7 +42,18 @@ def _hash_unit(keys: pd.Series, salt: str) -> np.ndarray:
 
 
 def _instruction_keys(records: pd.DataFrame) -> pd.Series:
-    return records["instruction"].map(similarity_key)
+    """Each record's keyed instruction: an Arrow-backed column, built a chunk at a time."""
+    return text_series(map_texts(similarity_key, records["instruction"]), records.index)
+
+
+def _ranked(score: np.ndarray, keys: pd.Series) -> np.ndarray:
+    """Positions by ``score``, then key, then position (a stable Arrow sort: UTF-8 byte
+    order is code point order, Python's string order), with no Python object per row."""
+    table = pa.table({"score": score, "key": as_texts(keys)})
+    order = pc.sort_indices(
+        table, sort_keys=[("score", "ascending"), ("key", "ascending")]
+    )
+    return order.to_numpy()
 
 
 def _normalise_records(records: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -130,7 +143,7 @@ def holdout_split(
     for group, take in quota.items():
         members = np.flatnonzero((groups == group).to_numpy())
         # Hash score, then the key itself, orders records without looking at row order.
-        ranked = sorted(members, key=lambda i: (score[i], keys.iat[int(i)]))
+        ranked = members[_ranked(score[members], keys.iloc[members])]
         chosen[ranked[:take]] = True
     holdout = records[chosen].reset_index(drop=True)
     held_keys = set(keys[chosen])
@@ -156,7 +169,7 @@ def nested_variants(
     mix-in sample (BELLE's ~50K English Alpaca) is appended to every variant.
     """
     keys = _instruction_keys(train_pool)
-    order = np.lexsort((keys.to_numpy(), _hash_unit(keys, f"{settings.seed}:variants")))
+    order = _ranked(_hash_unit(keys, f"{settings.seed}:variants"), keys)
     shuffled = train_pool.iloc[order].reset_index(drop=True)
     extra = None
     if settings.mix_in.mode == "every_variant":

@@ -83,18 +83,19 @@ def encode_batches(
 ) -> Iterator[TokenArrays]:
     """The records tokenised ``batch_size`` at a time (offsets start at 0 in each batch)."""
     text = as_text_records(records, "training records")
-    prompts = [
-        build_prompt(instruction, input_text)
-        for instruction, input_text in zip(
-            text["instruction"], text["input"], strict=True
-        )
-    ]
-    answers = [output.strip() for output in text["output"]]
-    for start in range(0, len(prompts), batch_size):
+    for start in range(0, len(text), batch_size):
+        # Prompts and answers of one batch at a time: a 10M-record variant never
+        # lives as Python strings.
+        batch = text.iloc[start : start + batch_size]
         prompt_ids, answer_ids = encode_halves(
             tokenizer,
-            prompts[start : start + batch_size],
-            answers[start : start + batch_size],
+            [
+                build_prompt(instruction, input_text)
+                for instruction, input_text in zip(
+                    batch["instruction"], batch["input"], strict=True
+                )
+            ],
+            [output.strip() for output in batch["output"]],
             end_with_eos=True,
         )
         rows = [

@@ -61,6 +61,7 @@ from transformers import PreTrainedTokenizerBase
 from belle_kedro.common.files import write_atomic
 from belle_kedro.common.records import RECORD_COLUMNS, as_text_records, record_bytes
 from belle_kedro.common.template import build_prompt
+from belle_kedro.common.text import TEXT_CHUNK
 from belle_kedro.pipelines.train.settings import TokenCacheSettings
 from belle_kedro.pipelines.train.sft import (
     TOKEN_DTYPE,
@@ -92,17 +93,18 @@ _held: dict[Path, int] = {}
 def record_keys(records: pd.DataFrame) -> np.ndarray:
     """A 16-byte BLAKE2b key per record of its instruction, input and output."""
     text = as_text_records(records, "training records")
-    return np.array(
-        [
+    keys = np.empty(len(text), dtype=KEY_DTYPE)
+    # A chunk at a time into the array: a list of ten million digests would be ten
+    # million Python bytes objects.
+    for start in range(0, len(text), TEXT_CHUNK):
+        chunk = text.iloc[start : start + TEXT_CHUNK].loc[:, list(RECORD_COLUMNS)]
+        keys[start : start + len(chunk)] = [
             hashlib.blake2b(
                 record_bytes(instruction, input_text, output), digest_size=16
             ).digest()
-            for instruction, input_text, output in text.loc[
-                :, list(RECORD_COLUMNS)
-            ].itertuples(index=False)
-        ],
-        dtype=KEY_DTYPE,
-    )
+            for instruction, input_text, output in chunk.itertuples(index=False)
+        ]
+    return keys
 
 
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> dict[str, Any]:
