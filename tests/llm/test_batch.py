@@ -260,9 +260,10 @@ def test_files_and_batches_calls_are_retried_and_give_up_after_max_retries(
 
 
 def submit_by_hand(
-    server: FakeOpenAIServer, requests: list[LLMRequest]
-) -> tuple[str, str]:
-    """What a killed run left on the server: an input file and its batch (their ids)."""
+    server: FakeOpenAIServer, requests: list[LLMRequest], ledger: BatchLedger
+) -> str:
+    """What a killed run left: an input file and its batch on the server (the batch's
+    id returned), the upload in the ledger but not yet the batch."""
     backend = backend_for(server)
     data = b"".join(
         json.dumps(
@@ -281,7 +282,16 @@ def submit_by_hand(
     batch = client.batches.create(
         input_file_id=uploaded.id, endpoint=CHAT_PATH, completion_window="24h"
     )
-    return uploaded.id, batch.id
+    ledger.append(
+        {
+            "batch_key": "batch-killed",
+            "event": "uploaded",
+            "input_file_id": uploaded.id,
+            "endpoint": CHAT_PATH,
+            "request_ids": [r.request_id for r in requests],
+        }
+    )
+    return batch.id
 
 
 @pytest.mark.slow  # polls a batch through every state, twice (about 3 s)
@@ -293,16 +303,7 @@ def test_a_killed_run_is_resumed_by_polling_its_batch_never_by_resubmitting(
     journal = ResponseJournal(tmp_path / "raw.jsonl")
     ledger = BatchLedger.beside(journal)
     with FakeOpenAIServer(polls_per_state=3) as server:
-        input_file_id, batch_id = submit_by_hand(server, requests)
-        ledger.append(
-            {
-                "batch_key": "batch-killed",
-                "event": "uploaded",
-                "input_file_id": input_file_id,
-                "endpoint": CHAT_PATH,
-                "request_ids": [r.request_id for r in requests],
-            }
-        )
+        batch_id = submit_by_hand(server, requests, ledger)
         if not killed_before_the_batch_id_was_journaled:
             ledger.append(
                 {"batch_key": "batch-killed", "event": "created", "batch_id": batch_id}
@@ -525,16 +526,7 @@ def test_a_resumed_batch_may_hold_requests_the_new_plan_dropped(tmp_path: Path):
     with FakeOpenAIServer(
         batch_faults=lambda cid, n: "malformed" if cid == "req-002" else None
     ) as server:
-        input_file_id, batch_id = submit_by_hand(server, requests)
-        ledger.append(
-            {
-                "batch_key": "batch-killed",
-                "event": "uploaded",
-                "input_file_id": input_file_id,
-                "endpoint": CHAT_PATH,
-                "request_ids": [r.request_id for r in requests],
-            }
-        )
+        batch_id = submit_by_hand(server, requests, ledger)
         ledger.append(
             {"batch_key": "batch-killed", "event": "created", "batch_id": batch_id}
         )
