@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -210,19 +212,39 @@ def test_an_item_never_given_a_usable_line_comes_back_as_no_output_after_its_tri
 
 
 def test_files_and_batches_calls_are_retried_and_give_up_after_max_retries(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
     requests = plan(4)
     journal = ResponseJournal(tmp_path / "raw.jsonl")
+    caplog.set_level(logging.INFO, logger="belle_kedro.llm.batch")
     with FakeOpenAIServer() as server:
         # Each call fails as often as POLICY allows (2 retries), then succeeds.
         server.api_faults = {
             "POST /v1/files": [429, 500],
             "POST /v1/batches": [503],
-            "GET /v1/batches": [500, 502],
+            "GET /v1/batches": [500, 0],  # 0: the connection drops
+            "GET /v1/files": [500],  # the output file's download
         }
         answers = run_batch(server, requests, journal, BatchReport())
         assert all(a.ok for a in answers.values())
+        # Each retry says which call failed, with which status, and when it goes again.
+        retries = [
+            re.fullmatch(
+                r"batch API: (\S+) failed \((Connection error\.|Error code: (\d+) - "
+                r".*scripted \3.*)\); retry in 0\.0[0-2]s",
+                message,
+            )
+            for message in caplog.messages
+            if message.startswith("batch API:")
+        ]
+        assert [(m.group(1), m.group(3)) for m in retries if m] == [
+            ("files.create", "429"),
+            ("files.create", "500"),
+            ("batches.create", "503"),
+            ("batches.retrieve", "500"),
+            ("batches.retrieve", None),  # the dropped connection
+            ("files.content", "500"),
+        ]
         # Retried calls created one batch, not one per try.
         assert len(server.batches) == 1 and max(server.batch_submissions.values()) == 1
         assert all(not left for left in server.api_faults.values())
@@ -238,9 +260,10 @@ def test_files_and_batches_calls_are_retried_and_give_up_after_max_retries(
 
 
 def submit_by_hand(
-    server: FakeOpenAIServer, requests: list[LLMRequest]
-) -> tuple[str, str]:
-    """What a killed run left on the server: an input file and its batch (their ids)."""
+    server: FakeOpenAIServer, requests: list[LLMRequest], ledger: BatchLedger
+) -> str:
+    """What a killed run left: an input file and its batch on the server (the batch's
+    id returned), the upload in the ledger but not yet the batch."""
     backend = backend_for(server)
     data = b"".join(
         json.dumps(
@@ -259,7 +282,16 @@ def submit_by_hand(
     batch = client.batches.create(
         input_file_id=uploaded.id, endpoint=CHAT_PATH, completion_window="24h"
     )
-    return uploaded.id, batch.id
+    ledger.append(
+        {
+            "batch_key": "batch-killed",
+            "event": "uploaded",
+            "input_file_id": uploaded.id,
+            "endpoint": CHAT_PATH,
+            "request_ids": [r.request_id for r in requests],
+        }
+    )
+    return batch.id
 
 
 @pytest.mark.slow  # polls a batch through every state, twice (about 3 s)
@@ -271,16 +303,7 @@ def test_a_killed_run_is_resumed_by_polling_its_batch_never_by_resubmitting(
     journal = ResponseJournal(tmp_path / "raw.jsonl")
     ledger = BatchLedger.beside(journal)
     with FakeOpenAIServer(polls_per_state=3) as server:
-        input_file_id, batch_id = submit_by_hand(server, requests)
-        ledger.append(
-            {
-                "batch_key": "batch-killed",
-                "event": "uploaded",
-                "input_file_id": input_file_id,
-                "endpoint": CHAT_PATH,
-                "request_ids": [r.request_id for r in requests],
-            }
-        )
+        batch_id = submit_by_hand(server, requests, ledger)
         if not killed_before_the_batch_id_was_journaled:
             ledger.append(
                 {"batch_key": "batch-killed", "event": "created", "batch_id": batch_id}
@@ -295,6 +318,8 @@ def test_a_killed_run_is_resumed_by_polling_its_batch_never_by_resubmitting(
     assert len(server.batches) == 2
     assert ledger.open_batches() == []
     assert {r["batch_id"] for r in journal.records()[:3]} == {batch_id}
+    # The resumed batch was these requests' first try, though this run did not send it.
+    assert [answers[r.request_id].attempts for r in requests] == [1, 1, 1]
 
 
 def test_the_spend_limit_counts_batch_prices_and_holds_back_the_rest(tmp_path: Path):
@@ -413,3 +438,101 @@ def test_the_ledger_lists_uploaded_batches_until_collected_in_order(tmp_path: Pa
         ["c"],
         ["7"],  # ids as text
     ]
+
+
+def test_the_ledger_ties_each_batch_to_its_input_file_and_closes_it(tmp_path: Path):
+    """Two files, two unreadable answers: the ledger and the report account for each."""
+    requests = plan(6)  # files of 4 and 2 requests
+    journal = ResponseJournal(tmp_path / "raw.jsonl")
+    unreadable = {"req-001", "req-004"}  # one in each file, readable on the second try
+    with FakeOpenAIServer(
+        batch_faults=lambda cid, n: (
+            "malformed" if cid in unreadable and n == 1 else None
+        )
+    ) as server:
+        report = BatchReport()
+        answers = run_batch(server, requests, journal, report)
+        batches = {b["id"]: b for b in server.batches.values()}
+        files = {f["id"]: f["data"] for f in server.files.values()}
+    assert all(a.ok for a in answers.values())
+    assert report.items_submitted == 4 + 2 + 2  # the follow-up's two included
+    assert report.lines_malformed == 2 and report.items_without_output == 2
+    ledger = BatchLedger.beside(journal)
+    events: dict[str, list[dict[str, Any]]] = {}
+    for record in ledger.records():
+        events.setdefault(record["batch_key"], []).append(record)
+    assert len(events) == len(batches) == 3
+    for key, (uploaded, created, collected) in events.items():
+        assert (uploaded["event"], created["event"]) == ("uploaded", "created")
+        assert collected["event"] == "collected"
+        batch = batches[created["batch_id"]]
+        # The server's batch names our key (so the dashboard leads back to the ledger),
+        # runs on the uploaded file, which is the input file kept beside the journal.
+        assert batch["metadata"] == {"belle_batch_key": key}
+        assert batch["input_file_id"] == uploaded["input_file_id"]
+        kept = ledger.inputs_dir / uploaded["input_file"]
+        assert kept.read_bytes() == files[uploaded["input_file_id"]]
+        assert (collected["batch_id"], collected["status"]) == (
+            batch["id"],
+            "completed",
+        )
+    assert ledger.open_batches() == []
+
+
+def test_an_item_answered_and_also_given_an_error_line_keeps_its_answer(
+    tmp_path: Path,
+):
+    requests = plan(3)
+    journal = ResponseJournal(tmp_path / "raw.jsonl")
+    with FakeOpenAIServer(
+        batch_faults=lambda cid, n: "duplicate" if cid == "req-001" else None
+    ) as server:
+        report = BatchReport()
+        answers = run_batch(server, requests, journal, report)
+    assert all(a.ok for a in answers.values())
+    assert report.items_failed == 0 and report.follow_up_batches == 0
+    assert max(server.batch_submissions.values()) == 1 and not server.paid_twice()
+
+
+def test_a_run_killed_while_journaling_a_batch_journals_the_rest_on_resume(
+    tmp_path: Path,
+):
+    requests = plan(3)
+    journal = ResponseJournal(tmp_path / "raw.jsonl")
+    ledger = BatchLedger.beside(journal)
+    with FakeOpenAIServer() as server:
+        run_batch(server, requests, journal, BatchReport())
+        # What a kill after the batch's first answer was journaled leaves on disk.
+        first_answer = journal.path.read_bytes().splitlines(keepends=True)[0]
+        journal.path.write_bytes(first_answer)
+        lines = ledger.path.read_bytes().splitlines(keepends=True)
+        ledger.path.write_bytes(b"".join(x for x in lines if b'"collected"' not in x))
+        report = BatchReport()
+        answers = run_batch(server, requests, journal, report)
+    assert all(a.ok for a in answers.values())
+    assert report.batches_resumed == 1 and report.items_submitted == 0
+    assert sorted(r["request_id"] for r in journal.records()) == [
+        r.request_id for r in requests
+    ]
+    assert len(server.batches) == 1 and not server.paid_twice()
+    assert ledger.open_batches() == []
+
+
+def test_a_resumed_batch_may_hold_requests_the_new_plan_dropped(tmp_path: Path):
+    requests = plan(3)
+    journal = ResponseJournal(tmp_path / "raw.jsonl")
+    ledger = BatchLedger.beside(journal)
+    # The dropped request's line comes back unreadable: no answer to journal for it.
+    with FakeOpenAIServer(
+        batch_faults=lambda cid, n: "malformed" if cid == "req-002" else None
+    ) as server:
+        batch_id = submit_by_hand(server, requests, ledger)
+        ledger.append(
+            {"batch_key": "batch-killed", "event": "created", "batch_id": batch_id}
+        )
+        report = BatchReport()
+        answers = run_batch(server, requests[:2], journal, report)
+    assert list(answers) == ["req-000", "req-001"]
+    assert [(a.ok, a.attempts) for a in answers.values()] == [(True, 1), (True, 1)]
+    assert report.items_without_output == 1 and report.follow_up_batches == 0
+    assert len(server.batches) == 1 and ledger.open_batches() == []

@@ -8,10 +8,15 @@ It also speaks the Batch API: ``/v1/files`` (multipart upload, retrieve, ``/cont
 and ``/v1/batches`` (create, list, retrieve, cancel). A batch advances one state every
 ``polls_per_state`` retrieves (validating, in_progress, finalizing, then completed);
 its items are answered by the same responder, and ``batch_faults`` can make an item
-fail, expire (the batch then ends ``expired``) or come back as a malformed output
-line. ``batch_submissions`` and ``batch_paid`` count every request id submitted into a
-batch and every one answered in a finished batch, so a test can assert none is paid
-twice.
+fail, expire (the batch then ends ``expired``), come back as a malformed output
+line or be answered twice (an output and an error line). ``batch_submissions`` and
+``batch_paid`` count every request id submitted into a batch and every one answered in
+a finished batch, so a test can assert none is paid twice.
+
+Uploads and batches are refused (400) where the real API refuses them: an unknown
+purpose, a batch input not named ``.jsonl``, a batch on a file not uploaded for
+``batch``, an unknown endpoint, a window other than ``24h``, a list ``limit`` outside
+1-100.
 
     def responder(body: dict, endpoint: str) -> Reply:
         return Reply(text="得分: 1")
@@ -27,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import socket
 import sys
 import threading
 import time
@@ -37,6 +43,7 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Final
+from urllib.parse import parse_qs, urlsplit
 
 # Final keeps the literal types the openai SDK asks for (e.g. batches.create's endpoint).
 CHAT_PATH: Final = "/v1/chat/completions"
@@ -64,9 +71,23 @@ class Reply:
 
 Responder = Callable[[dict[str, Any], str], Reply]
 # (custom_id, how many times it was submitted into batches, this one included) ->
-# None (answer it), "error" (a per-item failure), "expire" or "malformed".
+# None (answer it), "error" (a per-item failure), "expire", "malformed" or
+# "duplicate" (answered in the output file, yet also given an error line).
 BatchFaults = Callable[[str, int], str | None]
 BATCH_STATES = ("validating", "in_progress", "finalizing")
+# What the real API accepts (its reference): an upload's purpose, a batch's endpoint
+# and window, and a list page's size; anything else is a 400.
+FILE_PURPOSES = frozenset(
+    {"assistants", "batch", "fine-tune", "vision", "user_data", "evals"}
+)
+BATCH_ENDPOINTS = frozenset(
+    {CHAT_PATH, COMPLETION_PATH, "/v1/embeddings", "/v1/responses"}
+)
+MAX_LIST_LIMIT = 100
+
+
+class Refused(ValueError):
+    """A request the real API answers with 400 (invalid_request_error)."""
 
 
 def prompt_text(body: dict[str, Any]) -> str:
@@ -112,7 +133,8 @@ class FakeOpenAIServer:
         self.batch_faults = batch_faults
         self.polls_per_state = polls_per_state
         # Files and batches API faults: "POST /v1/files", "POST /v1/batches" or
-        # "GET /v1/batches" -> the statuses its next calls get (429, 500...), in order.
+        # "GET /v1/batches" -> the statuses its next calls get (429, 500...), in order;
+        # 0 drops the connection unanswered.
         self.api_faults: dict[str, list[int]] = {}
         self.files: dict[str, dict[str, Any]] = {}
         self.batches: dict[str, dict[str, Any]] = {}
@@ -187,6 +209,12 @@ class FakeOpenAIServer:
 
     def add_file(self, data: bytes, filename: str, purpose: str) -> dict[str, Any]:
         """Store an uploaded file; its OpenAI file object."""
+        if purpose not in FILE_PURPOSES:
+            raise Refused(
+                f"'{purpose}' is not one of {sorted(FILE_PURPOSES)} - 'purpose'"
+            )
+        if purpose == "batch" and not filename.endswith(".jsonl"):
+            raise Refused("a batch input file must be a .jsonl file")
         with self._lock:
             return self._store_file(data, filename, purpose)
 
@@ -212,6 +240,12 @@ class FakeOpenAIServer:
         input_file_id = str(body.get("input_file_id"))
         if input_file_id not in self.files:
             raise KeyError(input_file_id)
+        if self.files[input_file_id]["purpose"] != "batch":
+            raise Refused(f"file {input_file_id} was not uploaded with purpose 'batch'")
+        if body.get("endpoint") not in BATCH_ENDPOINTS:
+            raise Refused(f"unsupported endpoint {body.get('endpoint')!r}")
+        if body.get("completion_window") != "24h":
+            raise Refused("completion_window must be '24h'")
         lines = [
             json.loads(line)
             for line in self.files[input_file_id]["data"].splitlines()
@@ -314,6 +348,9 @@ class FakeOpenAIServer:
             encoded = json.dumps(item, ensure_ascii=False).encode("utf-8")
             if fault == "malformed":  # answered and billed, but unreadable
                 encoded = encoded[: len(encoded) // 2]
+            if fault == "duplicate":  # answered, and an error line for it as well
+                failed = item | {"response": None, "error": {"code": "server_error"}}
+                errors.append(json.dumps(failed).encode())
             self.batch_paid[custom_id] += 1
             output.append(encoded)
         batch["status"] = "expired" if expired else "completed"
@@ -390,7 +427,10 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             with server._lock:
                 statuses = server.api_faults.get(f"{method} {kind}")
                 status = statuses.pop(0) if statuses else None
-            if status is not None:
+            if status == 0:  # the connection drops before any answer
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+            elif status is not None:
                 self._send(status, _error_body(status), {})
             return status is not None
 
@@ -443,6 +483,12 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             parts = self.path.split("?")[0].strip("/").split("/")  # v1, kind, id, ...
             try:
                 if parts[1:2] == ["batches"] and len(parts) == 2:
+                    query = parse_qs(urlsplit(self.path).query)
+                    limit = int(query.get("limit", ["20"])[0])
+                    if not 1 <= limit <= MAX_LIST_LIMIT:
+                        raise Refused(
+                            f"limit must be 1 to {MAX_LIST_LIMIT}, not {limit}"
+                        )
                     data = [server._batch_object(b) for b in list(server.batches)]
                     self._json(
                         {"object": "list", "data": data[::-1], "has_more": False}
@@ -458,6 +504,8 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                     self._send(404, b'{"error": {"message": "not found"}}', {})
             except KeyError:
                 self._send(404, b'{"error": {"message": "no such object"}}', {})
+            except Refused as refused:
+                self._refuse(refused)
 
         def _upload(self, raw: bytes) -> None:
             content_type = self.headers.get("Content-Type", "")
@@ -473,7 +521,10 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                 return
             filename, data = fields["file"]
             purpose = fields.get("purpose", (None, b""))[1].decode()
-            self._json(server.add_file(data, filename or "upload", purpose))
+            try:
+                self._json(server.add_file(data, filename or "upload", purpose))
+            except Refused as refused:
+                self._refuse(refused)
 
         def _batches_post(self, endpoint: str, raw: bytes) -> None:
             parts = endpoint.strip("/").split("/")
@@ -486,6 +537,12 @@ def _make_handler(server: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                     self._send(404, b'{"error": {"message": "not found"}}', {})
             except KeyError:
                 self._send(404, b'{"error": {"message": "no such object"}}', {})
+            except Refused as refused:
+                self._refuse(refused)
+
+        def _refuse(self, refused: Refused) -> None:
+            error = {"message": str(refused), "type": "invalid_request_error"}
+            self._send(400, json.dumps({"error": error}).encode(), {})
 
         def _json(self, payload: dict[str, Any]) -> None:
             self._send(200, json.dumps(payload, ensure_ascii=False).encode("utf-8"), {})

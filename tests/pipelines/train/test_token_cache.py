@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
+import hashlib
 import json
 import os
 import pickle
@@ -11,11 +13,17 @@ import shutil
 import time
 from typing import Any, cast
 
+import numpy as np
 import pandas as pd
 import pytest
-from transformers import PreTrainedTokenizerBase
+from tokenizers import Tokenizer
+from tokenizers.models import WordLevel
+from tokenizers.normalizers import Lowercase
+from tokenizers.pre_tokenizers import Whitespace
+from transformers import ByT5Tokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from belle_kedro.common import template
+from belle_kedro.common.records import record_bytes
 from belle_kedro.common.template import IGNORE_INDEX, build_prompt
 from belle_kedro.pipelines.split.nodes import build_variants
 from belle_kedro.pipelines.train import launcher, token_cache, trainer
@@ -178,6 +186,10 @@ def test_a_torn_or_foreign_shard_is_ignored(tmp_path, byte_tokenizer):
     (foreign / token_cache.TOKENS_FILE).write_bytes(
         b"\x07\x00\x00\x00" * (len((shard / token_cache.TOKENS_FILE).read_bytes()) // 4)
     )
+    # Nor does one whose meta.json names no fingerprint at all.
+    unnamed = folder / "1-unnamed"
+    shutil.copytree(shard, unnamed)
+    (unnamed / token_cache.META_FILE).write_text(json.dumps({"records": 10}))
     # A kill while writing leaves a temporary folder; one without meta.json never counts.
     torn = folder / f".tmp-{shard.name}-dead"
     torn.mkdir()
@@ -185,7 +197,7 @@ def test_a_torn_or_foreign_shard_is_ignored(tmp_path, byte_tokenizer):
     (shard / token_cache.META_FILE).unlink()
     again = token_cache.build_view(cache_at(root, 4), records, byte_tokenizer, 128)
     assert again.tokenized == 10
-    assert foreign not in again.shards and torn not in again.shards
+    assert not {foreign, unnamed, torn} & set(again.shards)
     token_cache.save_view(again, tmp_path / "view")
     dataset = cached_examples(tmp_path / "view", byte_tokenizer, 128)
     expected, _ = per_record_examples(records, byte_tokenizer, 128)
@@ -350,3 +362,114 @@ def test_a_build_keeps_its_own_shards_and_stamps_them_used(tmp_path, byte_tokeni
     assert again.tokenized == 0 and again.shards == first.shards
     assert first.shards[0].is_dir()
     assert time.time() - token_cache.last_used(first.shards[0]) < 60
+    # Held by this process: a cleanup neither removes it nor says it did.
+    assert token_cache.prune(root, cache_at(root, 8, max_bytes=0)) == []
+    assert first.shards[0].is_dir()
+
+
+def test_records_lacking_a_column_are_refused_as_training_records():
+    with pytest.raises(ValueError, match=r"^training records lacks .*'output'"):
+        token_cache.record_keys(pd.DataFrame({"instruction": ["a"], "input": [""]}))
+
+
+def test_a_record_key_is_the_16_byte_blake2b_of_its_fields():
+    """keys.npy's documented format: a cache written by an earlier build is still found."""
+    records = make_records(3)
+    expected = [
+        hashlib.blake2b(
+            record_bytes(str(row.instruction), str(row.input), str(row.output)),
+            digest_size=16,
+        ).digest()
+        for row in records.itertuples(index=False)
+    ]
+    assert token_cache.record_keys(records).tolist() == expected
+
+
+def word_tokenizer(lowercase: bool) -> PreTrainedTokenizerFast:
+    vocab = {"[UNK]": 0, "</s>": 1, "hello": 2, "Hello": 3}
+    backend = Tokenizer(WordLevel(vocab, unk_token="[UNK]"))
+    backend.pre_tokenizer = Whitespace()
+    if lowercase:
+        backend.normalizer = Lowercase()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="</s>")
+
+
+def test_tokenizers_that_encode_differently_never_share_a_fingerprint():
+    # Fast: the same vocabulary, but one lowercases first ("Hello" -> "hello").
+    fast = [word_tokenizer(lowercase) for lowercase in (False, True)]
+    assert [t("Hello")["input_ids"] for t in fast] == [[3], [2]]
+    # Slow (the byte tokenizer): the same size, but another added token.
+    slow = [ByT5Tokenizer(), ByT5Tokenizer()]
+    slow[0].add_tokens(["甲"])
+    slow[1].add_tokens(["乙"])
+    assert len(slow[0]) == len(slow[1])
+    for pair in (fast, slow):
+        ids = {token_cache.cache_fingerprint(t, 128)["id"] for t in pair}
+        assert len(ids) == 2
+
+
+def test_a_token_file_reads_exact_slices_and_closes_its_descriptor(tmp_path):
+    path = tmp_path / token_cache.TOKENS_FILE
+    path.write_bytes(np.arange(6, dtype=np.int32).tobytes())
+
+    def open_on_path() -> int:
+        return sum(
+            os.readlink(f"/proc/self/fd/{fd}") == str(path)
+            for fd in os.listdir("/proc/self/fd")
+            if os.path.exists(f"/proc/self/fd/{fd}")
+        )
+
+    tokens = TokenFile(path, 6)
+    assert tokens[1:4].tolist() == [1, 2, 3]
+    assert tokens[3:3].tolist() == [] and tokens[6:].tolist() == []
+    with pytest.raises(ValueError, match=f"^{re.escape(str(path))}: only contiguous"):
+        tokens[::2]
+    assert open_on_path() == 1
+    del tokens
+    gc.collect()
+    assert open_on_path() == 0  # a rank opening many shards leaks no descriptors
+
+
+def test_a_view_over_two_shards_reads_each_records_own_shard(tmp_path, byte_tokenizer):
+    root = tmp_path / "cache"
+    long_prompt = pd.DataFrame(
+        [{"instruction": "很长的指令" * 80, "input": "", "output": "好"}]
+    )
+    first = pd.concat([make_records(5), long_prompt], ignore_index=True)
+    token_cache.build_view(cache_at(root, 4), first, byte_tokenizer, 128)
+    both = pd.concat([make_records(3, seed=7), first], ignore_index=True)
+    view = token_cache.build_view(cache_at(root, 4), both, byte_tokenizer, 128)
+    assert len(view.shards) == 2 and view.tokenized == 3
+    token_cache.save_view(view, tmp_path / "view")
+    dataset = cached_examples(tmp_path / "view", byte_tokenizer, 128)
+    expected, dropped = per_record_examples(both, byte_tokenizer, 128)
+    assert dataset.dropped == dropped == 1
+    assert [dataset[i]["input_ids"].tolist() for i in range(len(dataset))] == [
+        ids for ids, _ in expected
+    ]
+    # A shard removed behind the view's back: the error says what to do.
+    shutil.rmtree(view.shards[1])
+    with pytest.raises(
+        FileNotFoundError,
+        match=f"^token cache shard {re.escape(str(view.shards[1]))} .* is missing or "
+        "incomplete; rerun the Kedro node to rebuild it$",
+    ):
+        cached_examples(tmp_path / "view", byte_tokenizer, 128)
+
+
+def test_a_shard_a_killed_build_never_held_is_still_pruned(tmp_path, byte_tokenizer):
+    """Killed between writing a shard and holding it: no .lock file yet."""
+    root = tmp_path / "cache"
+    fingerprint = token_cache.cache_fingerprint(byte_tokenizer, 128)
+    records = make_records(4)
+    shard = token_cache.write_shard(
+        root / fingerprint["id"],
+        records,
+        token_cache.record_keys(records),
+        byte_tokenizer,
+        fingerprint=fingerprint,
+        batch_size=8,
+    )
+    assert not (shard / token_cache.LOCK_FILE).exists()
+    assert token_cache.prune(root, cache_at(root, 8, max_bytes=0)) == [shard]
+    assert not shard.exists()
