@@ -213,7 +213,7 @@ def test_matches_brute_force_on_5000_shared_records(shared_data):
             record["instruction"]
             for record in json.loads((shared_data / name).read_text(encoding="utf-8"))
         ]
-    keys = dedup.comparison_keys(random.Random(2024).sample(pool, 5000))
+    keys = dedup.comparison_keys(random.Random(2024).sample(pool, 5000)).to_pylist()
     found = dedup.find_near_duplicates(keys, threshold=0.7, minhash=MINHASH)
     expected = exhaustive_near_duplicates(keys, threshold=0.7)
     assert found.keep.sum() < len(keys)
