@@ -8,6 +8,7 @@ weights, the evaluation flow) run as configured.
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 from pathlib import Path
@@ -48,7 +49,11 @@ def check_entry(catalog, project: Path, name: str, entry: dict) -> None:
         )
     assert type(dataset).__name__ == class_name, (name, type(dataset), declared_type)
     if declared_type.startswith("belle_kedro."):
-        assert type(dataset).__module__ == declared_type.rsplit(".", 1)[0], name
+        # kedro-mlflow's wrapper subclasses the inner class: this holds for both.
+        module, _, declared_class = declared_type.rpartition(".")
+        assert isinstance(
+            dataset, getattr(importlib.import_module(module), declared_class)
+        ), name
     filepath = (inner if isinstance(inner, dict) else entry).get("filepath")
     if filepath is not None and hasattr(dataset, "_filepath"):
         assert Path(str(dataset._filepath)) == (project / filepath).resolve(), name

@@ -178,7 +178,9 @@ def log_and_register(
         prompt_template=PROMPT_TEMPLATE,
         # Served answers are greedy (BELLE evaluated at temperature 0.001) and bounded,
         # rather than transformers' sampling defaults.
-        model_config=SERVING_GENERATION_CONFIG,
+        # A copy: MLflow adds return_full_text to the dict it is given, which would
+        # change every later version's signature in the same process.
+        model_config=dict(SERVING_GENERATION_CONFIG),
         pip_requirements=pip_requirements(with_peft=with_peft),
         metadata={
             "variant": source.variant,
