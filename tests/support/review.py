@@ -7,9 +7,11 @@ fast tests and the slow Label Studio test review the same 16 tasks.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
 from belle_kedro.datasets.eval_set import load_eval_set
 from belle_kedro.datasets.instructions import InstructionFileDataset
@@ -133,3 +135,18 @@ def annotation_result(decision: str, detail: str) -> list[dict[str, Any]]:
     if decision == "edit":
         result.append(_control("edit_output", "output", "textarea", {"text": [detail]}))
     return result
+
+
+def read_the_clean_fixture(project: Path) -> None:
+    """Point ``project``'s ``generated_instructions`` at the clean fixture (conf/local)."""
+    (project / "conf" / "local" / "catalog_clean.yml").write_text(
+        yaml.safe_dump(
+            {
+                "generated_instructions": {
+                    "type": "belle_kedro.datasets.instructions.InstructionFileDataset",
+                    "filepath": [str(CLEAN_FIXTURE)],
+                }
+            }
+        ),
+        encoding="utf-8",
+    )

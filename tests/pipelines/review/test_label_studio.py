@@ -32,11 +32,11 @@ from belle_kedro.pipelines.review.server import LabelStudio
 from belle_kedro.pipelines.review.tasks import label_config, review_tasks
 from tests.support.project import REPO_ROOT, base_parameters, open_session
 from tests.support.review import (
-    CLEAN_FIXTURE,
     EDITED_LATER,
     PLAN,
     annotation_result,
     clean_fixture_run,
+    read_the_clean_fixture,
     sample_row,
 )
 
@@ -125,17 +125,7 @@ def test_review_round_trip_with_a_real_label_studio(
     label_studio: str, kedro_project: Path, monkeypatch: pytest.MonkeyPatch
 ):
     local = kedro_project / "conf" / "local"
-    (local / "catalog_clean.yml").write_text(
-        yaml.safe_dump(
-            {
-                "generated_instructions": {
-                    "type": "belle_kedro.datasets.instructions.InstructionFileDataset",
-                    "filepath": [str(CLEAN_FIXTURE)],
-                }
-            }
-        ),
-        encoding="utf-8",
-    )
+    read_the_clean_fixture(kedro_project)
     with open_session(kedro_project) as session:
         session.run(pipeline_names=["clean"])
     with open_session(kedro_project) as session:

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.support.project import open_session
-from tests.support.review import CLEAN_FIXTURE, EXPORT_FIXTURE
+from tests.support.review import EXPORT_FIXTURE, read_the_clean_fixture
 
 REJECTED = ("写一则关于<无输入>的笑话", "解释什么是通货膨胀")
 
@@ -24,17 +24,7 @@ REJECTED = ("写一则关于<无输入>的笑话", "解释什么是通货膨胀"
 @pytest.mark.slow
 def test_a_reviewed_run_trains_on_the_reviewed_records(kedro_project: Path) -> None:
     local = kedro_project / "conf" / "local"
-    (local / "catalog_clean.yml").write_text(
-        yaml.safe_dump(
-            {
-                "generated_instructions": {
-                    "type": "belle_kedro.datasets.instructions.InstructionFileDataset",
-                    "filepath": [str(CLEAN_FIXTURE)],
-                }
-            }
-        ),
-        encoding="utf-8",
-    )
+    read_the_clean_fixture(kedro_project)
     (local / "parameters_review.yml").write_text(
         "review:\n  enabled: true\n  restore_false_drops: true\n", encoding="utf-8"
     )
