@@ -4,12 +4,16 @@ Shared by bench/dedup.py and bench/scale.py: a temp copy of the project whose
 ``generated_instructions`` is the catalog entry the caller gives, its own MLflow store,
 and a sampler that records the peak RSS of the run's process and of each process it
 starts (Ray's raylet and workers on the ``ray`` engine, the signature pool locally).
+The run logs with epoch timestamps, so the driver's memory during one stage (the
+near-duplicate decision, which logs its start and end) can be read off the sampled
+timeline.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -24,6 +28,24 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_SECONDS = 0.5
+DECISION_START = "near-duplicate decision: "
+DECISION_END = "near-duplicate decision done"
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "stamped": {"format": "%(created).3f %(levelname)s %(name)s: %(message)s"}
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "stamped",
+            "stream": "ext://sys.stderr",
+        }
+    },
+    "loggers": {"kedro": {"level": "INFO"}, "belle_kedro": {"level": "INFO"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+}
 
 
 def _project(workdir: Path, data_entry: dict[str, Any]) -> Path:
@@ -45,9 +67,13 @@ def _project(workdir: Path, data_entry: dict[str, Any]) -> Path:
 
 
 def _sample_peaks(
-    root: psutil.Process, peaks: dict[str, float], done: threading.Event
+    root: psutil.Process,
+    peaks: dict[str, float],
+    timeline: list[tuple[float, float]],
+    done: threading.Event,
 ) -> None:
-    """Peak RSS (GiB) of ``root`` and of each descendant, by a short process label."""
+    """Peak RSS (GiB) of ``root`` and of each descendant, by a short process label;
+    ``timeline`` gets ``(epoch seconds, driver RSS)`` at each sample."""
     labels: dict[int, str] = {root.pid: "driver"}  # a pid keeps its first label
     while not done.is_set():
         try:
@@ -63,12 +89,39 @@ def _sample_peaks(
             except psutil.Error:
                 continue
             total += rss
+            if process.pid == root.pid:
+                timeline.append((time.time(), rss))
             label = labels[process.pid]
             peaks[label] = max(peaks.get(label, 0.0), rss)
         peaks["all processes together"] = max(
             peaks.get("all processes together", 0.0), total
         )
         done.wait(SAMPLE_SECONDS)
+
+
+def _decision_window(
+    log: str, timeline: list[tuple[float, float]]
+) -> dict[str, float] | None:
+    """The driver's RSS during the near-duplicate decision: the last sample before it
+    and the peak while it ran (from the log's epoch stamps); None if it never ran."""
+    stamps: dict[str, float] = {}
+    # A tqdm bar may share the line (it ends in \r, not \n): find the stamp anywhere.
+    for moment, message in re.findall(r"(\d{9,}\.\d{3}) INFO [\w.]+: ([^\r\n]*)", log):
+        for marker in (DECISION_START, DECISION_END):
+            if message.startswith(marker):
+                stamps.setdefault(marker, float(moment))
+    if len(stamps) < 2:
+        return None
+    start, end = stamps[DECISION_START], stamps[DECISION_END]
+    before = [rss for moment, rss in timeline if moment <= start]
+    # A decision shorter than a sample: the first sample after it bounds it too.
+    during = [rss for moment, rss in timeline if start <= moment <= end]
+    after = [rss for moment, rss in timeline if moment > end][:1]
+    return {
+        "seconds": end - start,
+        "before_gib": before[-1] if before else float("nan"),
+        "peak_gib": max(during + after, default=float("nan")),
+    }
 
 
 def clean_run(
@@ -85,7 +138,9 @@ def clean_run(
         "PYTHONPATH": str(source),
         "MLFLOW_TRACKING_URI": f"sqlite:///{workdir / 'mlflow.db'}",
         "BELLE_MLFLOW_ARTIFACTS": str(workdir / "mlartifacts"),
+        "KEDRO_LOGGING_CONFIG": str(workdir / "logging.yml"),
     }
+    (workdir / "logging.yml").write_text(yaml.safe_dump(LOGGING))
     run = (
         "from kedro.framework.startup import bootstrap_project; "
         "from kedro.framework.session import KedroSession; "
@@ -94,6 +149,7 @@ def clean_run(
         f"runtime_params={runtime_params!r}); s.run(pipeline_names=['clean'])"
     )
     peaks: dict[str, float] = {}
+    timeline: list[tuple[float, float]] = []
     done = threading.Event()
     start = time.perf_counter()
     with (workdir / "kedro_run.log").open("w") as log:
@@ -101,15 +157,17 @@ def clean_run(
             [sys.executable, "-c", run], cwd=project, env=env, stdout=log, stderr=log
         )
         sampler = threading.Thread(
-            target=_sample_peaks, args=(psutil.Process(child.pid), peaks, done)
+            target=_sample_peaks,
+            args=(psutil.Process(child.pid), peaks, timeline, done),
         )
         sampler.start()
         code = child.wait()
         done.set()
         sampler.join()
     wall = time.perf_counter() - start
+    log_text = (workdir / "kedro_run.log").read_text()
     if code:
-        sys.exit((workdir / "kedro_run.log").read_text()[-3000:])
+        raise RuntimeError(f"clean failed (exit {code}):\n{log_text[-3000:]}")
     report_file = next(
         (project / "data/08_reporting/clean_report.json").glob("*/clean_report.json")
     )
@@ -132,4 +190,5 @@ def clean_run(
             if path.is_file()
         ),
         "report_file": report_file,
+        "decision": _decision_window(log_text, timeline),
     }

@@ -1,7 +1,7 @@
 """Ten million records through ``clean`` on one machine, and the Ray route (a benchmark).
 
-    python bench/scale.py                                   # 1M and 10M local, 1M on Ray
-    python bench/scale.py --sizes 100000 1000000 --ray-size 100000   # quick
+    python bench/scale.py                          # 1M and 10M, local and on Ray
+    python bench/scale.py --sizes 100000 1000000 --ray-sizes 100000   # quick
     python bench/scale.py --workdir /data/belle_scale       # keep the corpora elsewhere
 
 Builds each corpus once, reproducibly, from ../shared/data (or BELLE_SHARED_DATA) as
@@ -9,9 +9,10 @@ Parquet in row groups under ``--workdir`` (bench/synthetic.py's distinct corpus,
 by block: 1M records in memory at most), then runs the clean pipeline over it in a
 fresh Kedro session (``InstructionFileDataset`` over the Parquet file, checked row group
 by row group) and prints one table: wall time, peak RSS, records kept, near-duplicate drops, the growth exponent
-between the two sizes, and the Ray route (``clean.engine: ray``, a local Ray with every
-core) at ``--ray-size`` with each process's peak and whether it kept exactly the local
-route's records. Goals (issue 25): 10M <= 30 min and <= 12 GiB on two cores, growth
+between the two sizes, the driver's memory during the near-duplicate decision, and the
+Ray route (``clean.engine: ray``, a local Ray with every core) at each of
+``--ray-sizes`` with each process's peak and whether it kept exactly the local route's
+records (a Ray run that fails is a row saying why, not the end of the table). Goals (issue 25): 10M <= 30 min and <= 12 GiB on two cores, growth
 <= n^1.15 from 1M to 10M.
 
 ``--same-as SRC`` adds a row: ``clean`` over the smaller corpus once more with the
@@ -132,7 +133,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", type=int, nargs="*", default=[1_000_000, 10_000_000])
-    parser.add_argument("--ray-size", type=int, default=1_000_000)
+    parser.add_argument(
+        "--ray-sizes", type=int, nargs="*", default=[1_000_000, 10_000_000]
+    )
     parser.add_argument("--same-as", type=Path, help="src/ of a baseline checkout")
     parser.add_argument("--same-size", type=int, default=1_000_000)
     parser.add_argument(
@@ -165,7 +168,7 @@ def main() -> None:
                 f"{size:,} distinct records through `clean`, engine local",
                 f"{result['wall']:.0f} s wall, peak RSS {result['rss_gib']:.2f} GiB; "
                 f"kept {result['out']:,} ({result['out'] / result['in']:.1%}); "
-                f"near-dup drops {result['near']:,}",
+                f"near-dup drops {result['near']:,}; {decision(result)}",
                 "10M: <= 1800 s, <= 12 GiB",
             )
         )
@@ -180,7 +183,9 @@ def main() -> None:
     if local and not args.skip_stages:
         rows.extend(stage_rows(local[max(local)]["kept"]))
     if not args.skip_ray:
-        rows.append(ray_row(corpus(args.ray_size, args.workdir), local))
+        rows.extend(
+            ray_row(corpus(size, args.workdir), local) for size in args.ray_sizes
+        )
     if args.same_as:
         rows.append(
             same_outputs(
@@ -193,19 +198,34 @@ def main() -> None:
     )
 
 
+def decision(result: dict) -> str:
+    """The driver's time and memory in the near-duplicate decision."""
+    window = result["decision"]
+    if window is None:
+        return "decision: not in the log"
+    return (
+        f"decision {window['seconds']:.1f} s, driver RSS {window['peak_gib']:.2f} GiB "
+        f"({window['before_gib']:.2f} GiB before it)"
+    )
+
+
 def ray_row(path: Path, local: dict[int, dict]) -> tuple[str, str, str]:
     """The Ray route over ``path``: wall, kept, the biggest per-process peaks."""
     size = int(path.name.split("_")[1])
-    on_ray = run(path, "ray")
+    label = f"{size:,} records, engine ray (local Ray, {os.cpu_count()} CPUs)"
+    try:
+        on_ray = run(path, "ray")
+    except RuntimeError as error:
+        return label, f"failed: {str(error)[-400:]}", "same kept set as local"
     same = size in local and pd.read_parquet(on_ray["kept"]).equals(
         pd.read_parquet(local[size]["kept"])
     )
     biggest = sorted(on_ray["peaks"].items(), key=lambda item: -item[1])[:6]
     return (
-        f"{size:,} records, engine ray (local Ray, {os.cpu_count()} CPUs)",
+        label,
         f"{on_ray['wall']:.0f} s wall; kept {on_ray['out']:,}"
         + (f"; same kept records as local: {same}" if size in local else "")
-        + "; peaks: "
+        + f"; {decision(on_ray)}; peaks: "
         + ", ".join(f"{label} {gib:.2f} GiB" for label, gib in biggest),
         "same kept set as local",
     )

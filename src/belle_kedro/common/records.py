@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 RECORD_COLUMNS = ("instruction", "input", "output")
 # Set (e.g. "multi_turn") on a row a reader could not turn into a record; the clean
@@ -24,6 +26,31 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], what: str) -> N
         raise ValueError(
             f"{what} lacks the column(s) {missing}; it has {list(frame.columns)}"
         )
+
+
+def select_rows(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
+    """The rows of ``frame`` where the boolean array ``keep`` is True, index reset.
+
+    An Arrow-backed column is filtered chunk by chunk. pandas' boolean indexing goes
+    through Arrow's ``take``, which first joins a column's chunks into one array: a
+    second copy of the whole column for a moment, even to pick a few rows (at 10M
+    records, 2.8 GB for the outputs).
+    """
+    keep = np.asarray(keep, dtype=bool)
+    columns = {}
+    for name, column in frame.items():
+        if not isinstance(column.array, pd.arrays.ArrowExtensionArray):
+            columns[name] = column.iloc[np.flatnonzero(keep)].reset_index(drop=True)
+            continue
+        chunks, start = [], 0
+        arrow = pa.chunked_array(column.array.__arrow_array__())
+        for chunk in arrow.iterchunks():
+            chunks.append(chunk.filter(pa.array(keep[start : start + len(chunk)])))
+            start += len(chunk)
+        columns[name] = pd.Series(
+            pd.array(pa.chunked_array(chunks, type=arrow.type), dtype=column.dtype)
+        )
+    return pd.DataFrame(columns, index=pd.RangeIndex(int(keep.sum())))
 
 
 def without_skipped(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:

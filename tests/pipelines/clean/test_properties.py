@@ -95,7 +95,7 @@ def test_normalise_is_idempotent_and_leaves_no_surrogate_or_cr(raw):
 
 
 def _mask(records: pd.DataFrame, rule: str) -> pd.Series:
-    rewritten, mask = filters.RULES[rule](records, **RULE_OPTIONS[rule])
+    rewritten, mask = filters.RULES[rule].apply(records, **RULE_OPTIONS[rule])
     assert len(rewritten) == len(records) and mask.dtype == bool
     assert mask.index.equals(records.index)
     return mask

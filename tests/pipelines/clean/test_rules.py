@@ -28,7 +28,7 @@ def frame(*rows: tuple[str, str, str]) -> pd.DataFrame:
 
 
 def dropped(rule: str, records: pd.DataFrame) -> list[bool]:
-    _, mask = filters.RULES[rule](records, **options(rule))
+    _, mask = filters.RULES[rule].apply(records, **options(rule))
     return mask.tolist()
 
 
@@ -265,3 +265,39 @@ def test_empty_input_gives_an_empty_output_and_a_report_that_says_so():
     assert kept.empty and list(kept.columns[:3]) == ["instruction", "input", "output"]
     assert report["output_records"] == 0 and "no records" in report["note"]
     assert tags["eval_set_digest"] == report["eval_set_digest"]
+
+
+def test_rules_run_chunk_by_chunk_and_repeats_count_only_surviving_first_copies(
+    monkeypatch,
+):
+    # Three rows a chunk: the rewrite, the masks and the survivors cross chunk
+    # boundaries, and the kept records are the same as one pass over every row.
+    monkeypatch.setattr(filters, "TEXT_CHUNK", 3)
+    records = frame(
+        ("写一首关于秋天的诗", "", ""),  # length: the output is empty
+        ("写一首关于秋天的诗", "", "秋风起"),  # first surviving copy: kept
+        ("请GPT解释光合作用", "", "植物把光变成养分"),  # rewritten to 解释光合作用
+        ("写一首关于秋天的诗", "", "落叶黄"),  # repeats row 1: dropped
+        ("解释光合作用", "", "见上"),  # repeats row 2 once rewritten: dropped
+        ("描述第一张图片", "", ""),  # blacklist (and length, which comes later)
+        ("介绍一下长城的历史", "", "长城始建于春秋"),
+    )
+    rules = _rules(blacklist={"terms": ["图片"]})
+    kept, drops, report = filters.apply_rules(records, rules, examples=3)
+    assert kept["instruction"].tolist() == [
+        "写一首关于秋天的诗",
+        "解释光合作用",
+        "介绍一下长城的历史",
+    ]
+    assert kept["output"].tolist() == ["秋风起", "植物把光变成养分", "长城始建于春秋"]
+    assert kept.index.equals(pd.RangeIndex(3))
+    assert drops[["instruction", "rule"]].values.tolist() == [
+        ["描述第一张图片", "blacklist"],
+        ["写一首关于秋天的诗", "length"],
+        ["写一首关于秋天的诗", "exact_duplicates"],
+        ["解释光合作用", "exact_duplicates"],
+    ]
+    counts = {row["rule"]: (row["input"], row["dropped"]) for row in report}
+    assert counts["blacklist"] == (7, 1) and counts["length"] == (6, 1)
+    assert counts["exact_duplicates"] == (5, 2)
+    assert report[-1]["examples"][1]["instruction"] == "解释光合作用"

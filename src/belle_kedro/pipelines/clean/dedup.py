@@ -34,6 +34,7 @@ UTF-8 buffer at once, and verification gathers only a block's pairs as Python st
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -58,6 +59,7 @@ _DECIDE_PAIRS = 1_000_000  # verified pairs a block of the greedy decision
 _VERIFY_PAIRS = 1_000_000  # candidate pairs verified per cpdist call (bounded memory)
 _TASK_BANDS = 8  # bands per candidate task
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 _MIX_1 = np.uint64(0xBF58476D1CE4E5B9)  # splitmix64 finaliser constants
 _MIX_2 = np.uint64(0x94D049BB133111EB)
 
@@ -88,8 +90,8 @@ def comparison_keys(
 ) -> pa.LargeStringArray:
     """The strings compared: keyed instruction, optionally followed by the keyed input."""
     if inputs is None:
-        return map_texts(similarity_key, instructions)
-    return map_texts(_joined_key, instructions, inputs)
+        return as_texts(map_texts(similarity_key, instructions))
+    return as_texts(map_texts(_joined_key, instructions, inputs))
 
 
 class _Blocks(Sequence[T]):
@@ -679,9 +681,17 @@ def _greedy(
     verified, scores, candidates = _matching_pairs(
         reference_keys, keys, search, references_only=False
     )
+    # The decision is the one stage that runs on the driver alone on every engine; these
+    # lines let a run's log show its time (bench/kedro_run.py: its driver memory too).
+    logger.info(
+        "near-duplicate decision: %d verified pairs over %d keys",
+        len(verified),
+        references + len(keys),
+    )
     keep, duplicate_of, best = _decide(
         verified, scores, references, references + len(keys)
     )
+    logger.info("near-duplicate decision done: %d keys dropped", int((~keep).sum()))
     return _outcome(keep, duplicate_of, best, references, (candidates, len(verified)))
 
 

@@ -7,11 +7,14 @@ decontamination (against the eval set's questions); both find their pairs throug
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from belle_kedro.common.records import select_rows
+from belle_kedro.common.text import STR_DTYPE
 from belle_kedro.datasets.eval_set import eval_set_digest
 from belle_kedro.pipelines.clean.dedup import (
     comparison_keys,
@@ -89,11 +92,12 @@ def near_duplicate_pass(
     report["dropped_as_seed_duplicates"] = int(
         (found.duplicate_of >= len(records)).sum()
     )
-    partners = [
-        partner_text(records, int(found.duplicate_of[p]), seed_instructions)
-        for p in dropped_positions
-    ]
-    for position, matched in zip(dropped_positions[:examples], partners, strict=False):
+    partners = partner_texts(
+        records, found.duplicate_of[dropped_positions], seed_instructions
+    )
+    for position, matched in zip(
+        dropped_positions[:examples], partners.iloc[:examples], strict=True
+    ):
         match = int(found.duplicate_of[position])
         report["examples"].append(
             {
@@ -110,19 +114,21 @@ def near_duplicate_pass(
         partners,
         found.score[~found.keep].round(4),
     )
-    return records[found.keep].reset_index(drop=True), dropped, report
+    return select_rows(records, found.keep), dropped, report
 
 
-def partner_text(records: pd.DataFrame, match: int, references: list[str]) -> str:
-    """The text a record matched: an earlier record's instruction (``match`` < the
-    record count) or ``references[match - count]`` (a seed task, an eval question)."""
-    count = len(records)
-    if match < 0:
-        return ""
-    return (
-        references[match - count]
-        if match >= count
-        else str(records["instruction"].iat[match])
+def partner_texts(
+    records: pd.DataFrame, matches: np.ndarray, references: Sequence[str]
+) -> pd.Series:
+    """The text each match points at: an earlier record's instruction (a match below
+    the record count), ``references[match - count]`` (a seed task, an eval question),
+    or ``""`` for -1. One Arrow take: no Python string per dropped record."""
+    texts = pd.concat(
+        [records["instruction"], pd.Series([*references, ""], dtype=STR_DTYPE)],
+        ignore_index=True,
+    )
+    return texts.iloc[np.where(matches < 0, len(texts) - 1, matches)].reset_index(
+        drop=True
     )
 
 
@@ -188,10 +194,7 @@ def decontamination_pass(
         records,
         ~found.keep,
         "decontamination",
-        [
-            partner_text(records, int(m), questions)
-            for m in found.duplicate_of[~found.keep]
-        ],
+        partner_texts(records, found.duplicate_of[~found.keep], questions),
         found.score[~found.keep].round(4),
     )
-    return records[found.keep].reset_index(drop=True), dropped, report
+    return select_rows(records, found.keep), dropped, report

@@ -3,10 +3,12 @@
 Every rule is a small named function over a DataFrame with the record columns
 (``instruction``, ``input``, ``output`` strings) that returns a boolean Series, True for
 a record to drop; :func:`address_model` also rewrites instructions. :data:`RULES` maps
-the names used in ``parameters_clean.yml`` to them, and :func:`apply_rules` runs them
-in the order of :class:`~belle_kedro.pipelines.clean.settings.RulesSettings` and reports
-what each dropped. All rules are vectorised or touch only the rows that need a closer
-look, so a million records take seconds.
+the names used in ``parameters_clean.yml`` to them (each a :class:`Rule`), and
+:func:`apply_rules` runs them in the order of
+:class:`~belle_kedro.pipelines.clean.settings.RulesSettings` and reports what each
+dropped. All rules are vectorised or touch only the rows that need a closer look, so a
+million records take seconds, and they hold a chunk's temporaries at most, so ten
+million fit one machine.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,10 +25,13 @@ import pandas as pd
 from belle_kedro.common.records import (
     RECORD_COLUMNS,
     require_columns,
+    select_rows,
     without_skipped,
 )
 from belle_kedro.common.text import (
+    STR_DTYPE,
     TEXT_CHUNK,
+    as_texts,
     cjk_ratio,
     map_texts,
     similarity_key,
@@ -43,16 +49,18 @@ def dropped_rows(
     records: pd.DataFrame,
     mask: Sequence[bool] | pd.Series | Any,
     rule: str,
-    partners: Sequence[str] | None = None,
+    partners: pd.Series | None = None,
     scores: Any = None,
 ) -> pd.DataFrame:
     """The records ``mask`` drops, with the rule that dropped them and, for a matching
     pass, the kept record, seed task or eval question each repeats and that pair's
     ROUGE-L F (empty and NaN for a rule)."""
-    rows = records[mask]
+    rows = select_rows(records, np.asarray(mask, dtype=bool))
     return rows.assign(
         rule=rule,
-        partner=list(partners) if partners is not None else [""] * len(rows),
+        partner=pd.Series("", index=rows.index, dtype=STR_DTYPE)
+        if partners is None
+        else partners.set_axis(rows.index).astype(STR_DTYPE),
         score=scores if scores is not None else float("nan"),
     )
 
@@ -189,15 +197,8 @@ def blacklisted(
     """Records naming any term in instruction, input or output (BELLE: case-sensitive)."""
     if not terms:
         return _false(records)
-    pattern = _any_term(terms, case_sensitive)
-    flags = [_false(records)]
-    # A chunk at a time: the joined text of every record at once would be a second
-    # copy of the whole corpus.
-    for start in range(0, len(records), TEXT_CHUNK):
-        part = records.iloc[start : start + TEXT_CHUNK]
-        text = part["instruction"] + "\n" + part["input"] + "\n" + part["output"]
-        flags.append(text.str.contains(pattern, regex=True).astype(bool))
-    return pd.concat(flags[1:]) if len(flags) > 1 else flags[0]
+    text = records["instruction"] + "\n" + records["input"] + "\n" + records["output"]
+    return text.str.contains(_any_term(terms, case_sensitive), regex=True).astype(bool)
 
 
 def address_model(
@@ -346,22 +347,44 @@ def missing_input(
     return refers & ~inline & (records["input"].str.len() == 0)
 
 
-def exact_duplicates(records: pd.DataFrame) -> pd.Series:
-    """Every repeat of an earlier record's normalised instruction + input."""
-    keys = map_texts(_exact_key, records["instruction"], records["input"])
-    return pd.Series(
-        first_copies(keys) != np.arange(len(keys)), index=records.index, dtype=bool
+def exact_duplicates(
+    records: pd.DataFrame, survivors: np.ndarray | None = None
+) -> pd.Series:
+    """Every repeat of an earlier surviving record's normalised instruction + input
+    (``survivors``: the rows earlier rules left; None: every row)."""
+    rows = np.arange(len(records)) if survivors is None else np.flatnonzero(survivors)
+    keys = map_texts(
+        _exact_key,
+        records["instruction"].iloc[rows],
+        records["input"].iloc[rows],
     )
+    repeats = np.zeros(len(records), dtype=bool)
+    repeats[rows] = first_copies(as_texts(keys)) != np.arange(len(rows))
+    return pd.Series(repeats, index=records.index, dtype=bool)
 
 
 def _exact_key(text: str, extra: str) -> str:
     return f"{similarity_key(text)}\x00{similarity_key(extra)}"
 
 
-Rule = Callable[..., tuple[pd.DataFrame, pd.Series]]
+@dataclass(frozen=True)
+class Rule:
+    """A rule's function, ``(records, **options) -> (records, drop flags)``.
+
+    A row-local rule judges (and rewrites) each row on its own, so :func:`apply_rules`
+    runs it ``TEXT_CHUNK`` rows at a time over every row and ignores the flags of rows
+    an earlier rule dropped: its temporaries (a stripped or joined copy of a column)
+    stay a chunk's, and no rule copies the surviving records. A rule that is not
+    row-local compares rows with each other and gets ``survivors`` instead.
+    """
+
+    apply: Callable[..., tuple[pd.DataFrame, pd.Series]]
+    row_local: bool = True
 
 
-def _mask_only(check: Callable[..., pd.Series]) -> Rule:
+def _mask_only(
+    check: Callable[..., pd.Series],
+) -> Callable[..., tuple[pd.DataFrame, pd.Series]]:
     def rule(records: pd.DataFrame, **options: Any) -> tuple[pd.DataFrame, pd.Series]:
         return records, check(records, **options)
 
@@ -371,18 +394,38 @@ def _mask_only(check: Callable[..., pd.Series]) -> Rule:
 
 
 RULES: dict[str, Rule] = {
-    "no_input_marker": empty_no_input_markers,
-    "blacklist": _mask_only(blacklisted),
-    "model_address": address_model,
-    "length": _mask_only(bad_length),
-    "language": _mask_only(wrong_language),
-    "missing_input": _mask_only(missing_input),
-    "exact_duplicates": _mask_only(exact_duplicates),
+    "no_input_marker": Rule(empty_no_input_markers),
+    "blacklist": Rule(_mask_only(blacklisted)),
+    "model_address": Rule(address_model),
+    "length": Rule(_mask_only(bad_length)),
+    "language": Rule(_mask_only(wrong_language)),
+    "missing_input": Rule(_mask_only(missing_input)),
+    "exact_duplicates": Rule(_mask_only(exact_duplicates), row_local=False),
 }
 
 
 def _example(record: pd.Series, max_chars: int) -> dict[str, str]:
     return {column: str(record[column])[:max_chars] for column in RECORD_COLUMNS}
+
+
+def _run_rule(
+    rule: Rule, records: pd.DataFrame, survivors: np.ndarray, options: dict[str, Any]
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The records as ``rule`` leaves them and the surviving rows it drops."""
+    if not rule.row_local:
+        records, whole = rule.apply(records, survivors=survivors, **options)
+        return records, whole.to_numpy(dtype=bool) & survivors
+    parts: list[pd.DataFrame] = []
+    flags: list[np.ndarray] = []
+    for start in range(0, max(len(records), 1), TEXT_CHUNK):
+        part, part_flags = rule.apply(
+            records.iloc[start : start + TEXT_CHUNK], **options
+        )
+        parts.append(part)
+        flags.append(part_flags.fillna(False).to_numpy(dtype=bool))
+    # Arrow-backed columns: the concatenation chains the chunks' arrays, copying none.
+    records = parts[0] if len(parts) == 1 else pd.concat(parts)
+    return records, np.concatenate(flags) & survivors
 
 
 def apply_rules(
@@ -393,11 +436,13 @@ def apply_rules(
 
     Each report row: ``rule, enabled, input, dropped, examples`` (the first dropped
     records). Rows a reader skipped (``skip_reason``) come first, as ``reader_skipped``
-    with their ``reasons`` counted.
+    with their ``reasons`` counted. The survivors are a mask until the end, so the
+    records are copied once (the survivors), not once per rule.
     """
     report = []
     records, skipped = without_skipped(records)
-    drops = [dropped_rows(records, [False] * len(records), "")]
+    survivors = np.ones(len(records), dtype=bool)
+    drops = [dropped_rows(records, ~survivors, "")]
     if skipped:
         # Conversations the reader could not make into one record (multi-turn, …).
         report.append(
@@ -414,19 +459,24 @@ def apply_rules(
         row: dict[str, Any] = {
             "rule": name,
             "enabled": settings.enabled,
-            "input": len(records),
+            "input": int(survivors.sum()),
             "dropped": 0,
             "examples": [],
         }
         if settings.enabled:
-            records, dropped = RULES[name](records, **settings.options())
-            dropped = dropped.fillna(False).astype(bool)
-            row["dropped"] = int(dropped.sum())
+            records, dropped = _run_rule(
+                RULES[name], records, survivors, settings.options()
+            )
+            drops.append(dropped_rows(records, dropped, name))
+            row["dropped"] = len(drops[-1])
             row["examples"] = [
                 _example(record, EXAMPLE_CHARS)
-                for _, record in records[dropped].head(examples).iterrows()
+                for _, record in drops[-1].head(examples).iterrows()
             ]
-            drops.append(dropped_rows(records, dropped, name))
-            records = records[~dropped].reset_index(drop=True)
+            survivors &= ~dropped
         report.append(row)
-    return records, pd.concat(drops, ignore_index=True), report
+    return (
+        select_rows(records, survivors),
+        pd.concat(drops, ignore_index=True),
+        report,
+    )

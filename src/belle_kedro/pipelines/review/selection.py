@@ -15,7 +15,7 @@ import pandas as pd
 
 from belle_kedro.common.records import RECORD_COLUMNS, record_bytes
 from belle_kedro.pipelines.clean.dedup import comparison_keys, find_near_duplicates
-from belle_kedro.pipelines.clean.passes import partner_text, seed_texts
+from belle_kedro.pipelines.clean.passes import partner_texts, seed_texts
 from belle_kedro.pipelines.clean.settings import CleanSettings
 from belle_kedro.pipelines.review.settings import SampleSettings
 
@@ -57,10 +57,7 @@ def borderline_duplicates(
     )
     return pd.DataFrame(
         {
-            "partner": [
-                partner_text(kept, int(match), seed_instructions)
-                for match in close.duplicate_of
-            ],
+            "partner": partner_texts(kept, close.duplicate_of, seed_instructions),
             "score": np.where(close.keep, np.nan, close.score.round(4)),
         }
     )
