@@ -9,12 +9,14 @@ CI containers, the test is skipped with the reason.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from kedro.framework.hooks import hook_impl
 
 BALLAST = ".ballast"
 
@@ -66,3 +68,28 @@ def small_disk(folder: Path, size: str = "64m") -> Iterator[SmallDisk]:
         yield SmallDisk(folder)
     finally:
         subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+
+@contextmanager
+def project_data_on_small_disk(project: Path, size: str) -> Iterator[SmallDisk]:
+    """``project/data`` moved onto a tmpfs of ``size``: the catalog's every relative
+    path (journals, checkpoints, the token cache) then lands on the small disk."""
+    roomy = project / "data.roomy"
+    (project / "data").rename(roomy)
+    with small_disk(project / "data", size) as disk:
+        shutil.copytree(roomy, disk.folder, dirs_exist_ok=True)
+        yield disk
+
+
+class FillWhenSaved:
+    """A Kedro hook: the disk fills (all but ``leave`` bytes) once ``dataset`` is saved,
+    so the next write of the run, whichever writer it is, meets a full disk. Register it
+    on a session before ``run`` (``session._hook_manager.register``)."""
+
+    def __init__(self, disk: SmallDisk, dataset: str, leave: int = 0):
+        self.disk, self.dataset, self.leave = disk, dataset, leave
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str) -> None:
+        if dataset_name == self.dataset:
+            self.disk.fill(leave=self.leave)

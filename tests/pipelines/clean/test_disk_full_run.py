@@ -1,0 +1,94 @@
+"""A whole ``kedro run --pipeline clean`` whose data folder fills up mid-run.
+
+The project's ``data/`` is a real tmpfs (tests/support/small_disk.py); a hook fills it
+once ``clean_instructions`` is saved, so the next output meets a full disk. The run
+must fail naming the file and the dataset, leave no torn file where the catalog reads,
+and a rerun after space is freed must write what an undisturbed run writes.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import yaml
+from kedro.io import DatasetError
+
+from tests.support.project import open_session
+from tests.support.small_disk import FillWhenSaved, project_data_on_small_disk
+
+FIXTURE = (
+    Path(__file__).resolve().parents[2] / "fixtures" / "clean_instructions_small.json"
+)
+TABLES = ("clean_instructions", "clean_task_classes", "clean_drops")
+VERSION = re.compile(r"/\d{4}-\d\d-\d\dT\d\d\.\d\d\.\d\d\.\d{3}Z/")
+
+
+def outputs(project: Path) -> dict[str, object]:
+    with open_session(project) as session:
+        catalog = session.load_context().catalog
+        return {name: catalog.load(name) for name in (*TABLES, "clean_report")}
+
+
+def whole_files(data: Path) -> dict[str, bytes]:
+    """Every file the run wrote under ``data/`` by its catalog path (version left out)."""
+    return {
+        VERSION.sub("/<version>/", str(path.relative_to(data))): path.read_bytes()
+        for path in sorted(data.rglob("*"))
+        if path.is_file() and path.name != ".ballast" and "01_raw" not in path.parts
+    }
+
+
+@pytest.mark.slow
+def test_a_disk_that_fills_mid_run_stops_clean_clearly_and_the_rerun_matches(
+    kedro_project: Path, caplog
+):
+    (kedro_project / "conf" / "local" / "catalog_clean.yml").write_text(
+        yaml.safe_dump(
+            {
+                "generated_instructions": {
+                    "type": "belle_kedro.datasets.instructions.InstructionFileDataset",
+                    "filepath": [str(FIXTURE)],
+                }
+            }
+        ),
+        encoding="utf-8",
+    )
+    reference = kedro_project.parent / "reference"
+    shutil.copytree(kedro_project, reference)
+    with open_session(reference) as session:
+        session.run(pipeline_names=["clean"])
+    expected = outputs(reference)
+    reference_files = whole_files(reference / "data")
+
+    with project_data_on_small_disk(kedro_project, "8m") as disk:
+        with open_session(kedro_project) as session:
+            session._hook_manager.register(FillWhenSaved(disk, "clean_instructions"))
+            with pytest.raises(DatasetError) as raised:
+                session.run(pipeline_names=["clean"])
+        while mlflow.active_run() is not None:  # the failed session's run
+            mlflow.end_run()
+        # The dataset, its file and the cause; Kedro's log names the nodes left to run.
+        pickled = disk.folder / "06_models" / "task_classifier.pkl"
+        assert str(raised.value).startswith("task_classifier: Failed while saving")
+        assert f"filepath=PurePosixPath('{pickled}')" in str(raised.value)
+        assert str(raised.value).endswith("[Errno 28] No space left on device")
+        assert "resume the pipeline run" in caplog.text
+        # Written before the disk filled and whole; nothing torn (or staged) after it.
+        left = whole_files(disk.folder)
+        assert list(left) == [
+            "03_primary/clean_instructions.parquet/<version>/clean_instructions.parquet"
+        ]
+        assert all(content == reference_files[name] for name, content in left.items())
+        assert not list(pickled.rglob("*.pkl"))  # no version of the classifier at all
+        disk.free()
+        with open_session(kedro_project) as session:
+            session.run(pipeline_names=["clean"])
+        again = outputs(kedro_project)
+    for name in TABLES:
+        pd.testing.assert_frame_equal(again[name], expected[name])
+    assert again["clean_report"] == expected["clean_report"]
