@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from kedro.framework.hooks import hook_impl
+from kedro.pipeline import Node
 
 BALLAST = ".ballast"
 
@@ -81,15 +82,15 @@ def project_data_on_small_disk(project: Path, size: str) -> Iterator[SmallDisk]:
         yield disk
 
 
-class FillWhenSaved:
-    """A Kedro hook: the disk fills (all but ``leave`` bytes) once ``dataset`` is saved,
-    so the next write of the run, whichever writer it is, meets a full disk. Register it
-    on a session before ``run`` (``session._hook_manager.register``)."""
+class FillBeforeNode:
+    """A Kedro hook: the disk fills (all but ``leave`` bytes) just before ``node`` runs,
+    so that node's writes, whichever writer makes them, meet a full disk. Register it on
+    a session before ``run`` (``session._hook_manager.register``)."""
 
-    def __init__(self, disk: SmallDisk, dataset: str, leave: int = 0):
-        self.disk, self.dataset, self.leave = disk, dataset, leave
+    def __init__(self, disk: SmallDisk, node: str, leave: int = 0):
+        self.disk, self.node, self.leave = disk, node, leave
 
     @hook_impl
-    def after_dataset_saved(self, dataset_name: str) -> None:
-        if dataset_name == self.dataset:
+    def before_node_run(self, node: Node) -> None:
+        if node.name == self.node:
             self.disk.fill(leave=self.leave)

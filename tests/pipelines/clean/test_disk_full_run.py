@@ -1,7 +1,8 @@
 """A whole ``kedro run --pipeline clean`` whose data folder fills up mid-run.
 
 The project's ``data/`` is a real tmpfs (tests/support/small_disk.py); a hook fills it
-once ``clean_instructions`` is saved, so the next output meets a full disk. The run
+once ``clean_instructions`` is saved (before ``classify_tasks`` runs), so the next output
+meets a full disk. The run
 must fail naming the file and the dataset, leave no torn file where the catalog reads,
 and a rerun after space is freed must write what an undisturbed run writes.
 """
@@ -19,7 +20,7 @@ import yaml
 from kedro.io import DatasetError
 
 from tests.support.project import open_session
-from tests.support.small_disk import FillWhenSaved, project_data_on_small_disk
+from tests.support.small_disk import FillBeforeNode, project_data_on_small_disk
 
 FIXTURE = (
     Path(__file__).resolve().parents[2] / "fixtures" / "clean_instructions_small.json"
@@ -67,7 +68,7 @@ def test_a_disk_that_fills_mid_run_stops_clean_clearly_and_the_rerun_matches(
 
     with project_data_on_small_disk(kedro_project, "8m") as disk:
         with open_session(kedro_project) as session:
-            session._hook_manager.register(FillWhenSaved(disk, "clean_instructions"))
+            session._hook_manager.register(FillBeforeNode(disk, "classify_tasks"))
             with pytest.raises(DatasetError) as raised:
                 session.run(pipeline_names=["clean"])
         while mlflow.active_run() is not None:  # the failed session's run
