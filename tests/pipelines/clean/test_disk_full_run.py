@@ -44,10 +44,24 @@ def whole_files(data: Path) -> dict[str, bytes]:
     }
 
 
+PRIMARY = "03_primary/clean_instructions.parquet"
+FULL_BEFORE = {
+    # node the disk fills before: (the dataset that fails, its folder, files left)
+    "decontaminate": ("clean_instructions", PRIMARY, []),
+    "classify_tasks": (
+        "task_classifier",
+        "06_models/task_classifier.pkl",
+        [f"{PRIMARY}/<version>/clean_instructions.parquet"],
+    ),
+}
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("node", list(FULL_BEFORE))
 def test_a_disk_that_fills_mid_run_stops_clean_clearly_and_the_rerun_matches(
-    kedro_project: Path, caplog
+    kedro_project: Path, caplog, node
 ):
+    dataset, folder, written_before = FULL_BEFORE[node]
     (kedro_project / "conf" / "local" / "catalog_clean.yml").write_text(
         yaml.safe_dump(
             {
@@ -68,24 +82,23 @@ def test_a_disk_that_fills_mid_run_stops_clean_clearly_and_the_rerun_matches(
 
     with project_data_on_small_disk(kedro_project, "8m") as disk:
         with open_session(kedro_project) as session:
-            session._hook_manager.register(FillBeforeNode(disk, "classify_tasks"))
+            session._hook_manager.register(FillBeforeNode(disk, node))
             with pytest.raises(DatasetError) as raised:
                 session.run(pipeline_names=["clean"])
         while mlflow.active_run() is not None:  # the failed session's run
             mlflow.end_run()
         # The dataset, its file and the cause; Kedro's log names the nodes left to run.
-        pickled = disk.folder / "06_models" / "task_classifier.pkl"
-        assert str(raised.value).startswith("task_classifier: Failed while saving")
-        assert f"filepath=PurePosixPath('{pickled}')" in str(raised.value)
-        assert str(raised.value).endswith("[Errno 28] No space left on device")
+        assert str(raised.value).startswith(f"{dataset}: ")
+        assert str(disk.folder / folder) in str(raised.value)
+        assert "No space left on device" in str(raised.value)
         assert "resume the pipeline run" in caplog.text
         # Written before the disk filled and whole; nothing torn (or staged) after it.
         left = whole_files(disk.folder)
-        assert list(left) == [
-            "03_primary/clean_instructions.parquet/<version>/clean_instructions.parquet"
-        ]
+        assert list(left) == written_before
         assert all(content == reference_files[name] for name, content in left.items())
-        assert not list(pickled.rglob("*.pkl"))  # no version of the classifier at all
+        assert not [
+            path for path in (disk.folder / folder).rglob("*") if path.is_file()
+        ]
         disk.free()
         with open_session(kedro_project) as session:
             session.run(pipeline_names=["clean"])
