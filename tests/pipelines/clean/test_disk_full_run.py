@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pandas as pd
@@ -29,7 +30,7 @@ TABLES = ("clean_instructions", "clean_task_classes", "clean_drops")
 VERSION = re.compile(r"/\d{4}-\d\d-\d\dT\d\d\.\d\d\.\d\d\.\d{3}Z/")
 
 
-def outputs(project: Path) -> dict[str, object]:
+def outputs(project: Path) -> dict[str, Any]:
     with open_session(project) as session:
         catalog = session.load_context().catalog
         return {name: catalog.load(name) for name in (*TABLES, "clean_report")}
