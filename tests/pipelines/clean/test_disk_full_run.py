@@ -1,10 +1,11 @@
 """A whole ``kedro run --pipeline clean`` whose data folder fills up mid-run.
 
 The project's ``data/`` is a real tmpfs (tests/support/small_disk.py); a hook fills it
-once ``clean_instructions`` is saved (before ``classify_tasks`` runs), so the next output
-meets a full disk. The run
-must fail naming the file and the dataset, leave no torn file where the catalog reads,
-and a rerun after space is freed must write what an undisturbed run writes.
+just before a node runs: ``decontaminate`` (its ``clean_instructions`` Parquet save meets
+the full disk) or ``classify_tasks`` (``clean_instructions`` is saved, the pickled task
+classifier is not). The run must fail naming the dataset and its file, leave no torn
+file where the catalog reads, and a rerun after space is freed must write what an
+undisturbed run writes.
 """
 
 from __future__ import annotations
@@ -17,15 +18,12 @@ from typing import Any
 import mlflow
 import pandas as pd
 import pytest
-import yaml
 from kedro.io import DatasetError
 
 from tests.support.project import open_session
+from tests.support.review import read_the_clean_fixture
 from tests.support.small_disk import FillBeforeNode, project_data_on_small_disk
 
-FIXTURE = (
-    Path(__file__).resolve().parents[2] / "fixtures" / "clean_instructions_small.json"
-)
 TABLES = ("clean_instructions", "clean_task_classes", "clean_drops")
 VERSION = re.compile(r"/\d{4}-\d\d-\d\dT\d\d\.\d\d\.\d\d\.\d{3}Z/")
 
@@ -63,17 +61,7 @@ def test_a_disk_that_fills_mid_run_stops_clean_clearly_and_the_rerun_matches(
     kedro_project: Path, caplog, node
 ):
     dataset, folder, written_before = FULL_BEFORE[node]
-    (kedro_project / "conf" / "local" / "catalog_clean.yml").write_text(
-        yaml.safe_dump(
-            {
-                "generated_instructions": {
-                    "type": "belle_kedro.datasets.instructions.InstructionFileDataset",
-                    "filepath": [str(FIXTURE)],
-                }
-            }
-        ),
-        encoding="utf-8",
-    )
+    read_the_clean_fixture(kedro_project)
     reference = kedro_project.parent / "reference"
     shutil.copytree(kedro_project, reference)
     with open_session(reference) as session:
