@@ -62,15 +62,24 @@ class StagedWriter(io.BufferedWriter):
         super().__init__(io.FileIO(self.staging, "wb"))
 
     def write(self, data: Any) -> int:
-        try:
+        with self._failing():
             return super().write(data)
-        except BaseException:
-            self.failed = True
-            raise
 
     def flush(self) -> None:
-        try:
+        with self._failing():
             super().flush()
+
+    @contextmanager
+    def _failing(self) -> Iterator[None]:
+        """Mark the file failed on any error; an OS error (ENOSPC) names the target,
+        not the hidden staging file."""
+        try:
+            yield
+        except OSError as error:
+            self.failed = True
+            if error.errno is None:
+                raise
+            raise OSError(error.errno, error.strerror, str(self.target)) from error
         except BaseException:
             self.failed = True
             raise
@@ -83,7 +92,8 @@ class StagedWriter(io.BufferedWriter):
         if self.closed:
             return
         try:
-            super().close()
+            with self._failing():
+                super().close()
         except BaseException:
             self.staging.unlink(missing_ok=True)
             raise
