@@ -7,6 +7,7 @@ from pathlib import Path
 from kedro.utils import find_kedro_project
 from omegaconf.resolvers import oc
 
+from belle_kedro.common.files import stage_local_writes
 from belle_kedro.hooks import (
     RunCommandHook,
     RunLivenessHook,
@@ -20,6 +21,10 @@ from belle_kedro.hooks import (
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+
+# A full disk or a kill never leaves a torn JSON, pickle, CSV, text or plot file where
+# the catalog reads: every local fsspec write is staged and renamed once whole.
+stage_local_writes()
 
 # "<variant>.train_data" names are how variants meet across pipelines (dataset factories);
 # Kedro warns about dots in names outside a namespace, which is exactly our intent here.

@@ -9,12 +9,15 @@ CI containers, the test is skipped with the reason.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from kedro.framework.hooks import hook_impl
+from kedro.pipeline import Node
 
 BALLAST = ".ballast"
 
@@ -66,3 +69,28 @@ def small_disk(folder: Path, size: str = "64m") -> Iterator[SmallDisk]:
         yield SmallDisk(folder)
     finally:
         subprocess.run(["umount", "--lazy", str(folder)], check=True)
+
+
+@contextmanager
+def project_data_on_small_disk(project: Path, size: str) -> Iterator[SmallDisk]:
+    """``project/data`` moved onto a tmpfs of ``size``: the catalog's every relative
+    path (journals, checkpoints, the token cache) then lands on the small disk."""
+    roomy = project / "data.roomy"
+    (project / "data").rename(roomy)
+    with small_disk(project / "data", size) as disk:
+        shutil.copytree(roomy, disk.folder, dirs_exist_ok=True)
+        yield disk
+
+
+class FillBeforeNode:
+    """A Kedro hook: the disk fills (all but ``leave`` bytes) just before ``node`` runs,
+    so that node's writes, whichever writer makes them, meet a full disk. Register it on
+    a session before ``run`` (``session._hook_manager.register``)."""
+
+    def __init__(self, disk: SmallDisk, node: str, leave: int = 0):
+        self.disk, self.node, self.leave = disk, node, leave
+
+    @hook_impl
+    def before_node_run(self, node: Node) -> None:
+        if node.name == self.node:
+            self.disk.fill(leave=self.leave)
