@@ -1,7 +1,8 @@
 """A disk that fills up: ``os.write`` to files under one folder fails at the Nth call.
 
 The Nth write to such a file stores half its bytes (a short write, as a filling disk
-gives) and the next raises ENOSPC, as does every write after it until :meth:`free`.
+gives) and the next raises ENOSPC, as does every write after it until :meth:`free`, or
+until the file ``freed_by`` names is removed (a journal's reserve: its space comes back).
 Writes elsewhere (pytest, logs, MLflow) pass through. Linux (``/proc/self/fd``).
 """
 
@@ -17,9 +18,16 @@ import pytest
 class FillingDisk:
     """Patches ``os.write``; count the writes under ``folder`` and fail from the Nth."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, folder: Path, fail_at: int):
+    def __init__(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        folder: Path,
+        fail_at: int,
+        freed_by: Path | None = None,
+    ):
         self.folder = folder.resolve()
         self.fail_at = fail_at
+        self.freed_by = freed_by
         self.writes = 0
         self.full = False
         self._real_write = os.write
@@ -35,6 +43,8 @@ class FillingDisk:
     def _write(self, descriptor: int, data: bytes) -> int:
         if not self._under_folder(descriptor):
             return self._real_write(descriptor, data)
+        if self.full and self.freed_by is not None and not self.freed_by.exists():
+            self.free()
         if self.full:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         self.writes += 1

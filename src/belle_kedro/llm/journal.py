@@ -10,13 +10,23 @@ write and nothing else, or a file edited by hand) is kept: its answer was paid f
 A write that fails (a full disk: ENOSPC, a quota) cuts the file back to where the
 record began before raising :class:`JournalWriteError`, which names the file: the
 journal never holds a torn record, and once space is freed a rerun appends again.
+
+While a runner uses it, the journal holds a *reserve* (:meth:`ResponseJournal.reserved`):
+a preallocated file beside it, as large as the answers the runner may have in flight.
+An append that meets a full disk releases the reserve and writes again, and the journal
+is then :attr:`~ResponseJournal.on_reserve`: the runner sends nothing more, journals the
+answers still in flight into the freed space and stops (:meth:`~ResponseJournal.full_error`),
+so no answer that was paid for is lost to a full disk.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +82,55 @@ def check_record(
             )
 
 
+# Room set aside for each answer in flight when the disk fills. A record holds its
+# answer once as UTF-8 JSON (a CJK token is 3 to 6 bytes) beside its params, meta and
+# usage: 256 KiB keeps an answer of 16K tokens at 8 bytes each, many times the
+# generator's (128) and the judge's (256) default max_tokens. A larger record makes the
+# write after the release fail like any other (cut back, JournalWriteError).
+RESERVE_PER_ANSWER = 256 * 1024
+
+# The errors that say the disk (or the user's quota) is full: the reserve helps with these.
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+# What posix_fallocate raises where the file system cannot preallocate: write zeros.
+NO_FALLOCATE = frozenset({errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS})
+
+
 class JournalWriteError(OSError):
     """A record could not be appended (disk full...); the file is as it was before."""
+
+
+def _append_whole(descriptor: int, line: bytes, sync: bool) -> None:
+    """Write ``line`` at the end; on failure cut the file back to where it began."""
+    start = os.lseek(descriptor, 0, os.SEEK_END)
+    try:
+        written = 0
+        while written < len(line):  # a write may be short before it fails
+            written += os.write(descriptor, line[written:])
+        if sync:
+            os.fsync(descriptor)
+    except OSError:
+        # Not acknowledged, so not kept: cut back to the last whole record.
+        os.ftruncate(descriptor, start)
+        raise
+
+
+def _preallocate(path: Path, size: int) -> None:
+    """Make ``path`` hold ``size`` bytes of real disk blocks (blocks it has count)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        try:
+            os.posix_fallocate(descriptor, 0, size)
+        except OSError as error:
+            if error.errno not in NO_FALLOCATE:
+                raise
+            os.lseek(descriptor, 0, os.SEEK_SET)
+            written = 0
+            while written < size:
+                written += os.write(descriptor, bytes(min(size - written, 1 << 20)))
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 class ResponseJournal:
@@ -90,6 +147,66 @@ class ResponseJournal:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._handle: Any = None
+        self.reserve_path = self.path.with_name(f".{self.path.name}.reserve")
+        self._reserve_bytes = 0
+        # The error that used up the reserve, and the records appended since then.
+        self._full: OSError | None = None
+        self.kept_on_reserve = 0
+
+    @property
+    def on_reserve(self) -> bool:
+        """Whether the disk filled and appends now use the reserve (send nothing more)."""
+        return self._full is not None
+
+    @contextmanager
+    def reserved(self, size: int) -> Iterator[None]:
+        """Set ``size`` bytes aside beside the journal for the ``with`` body.
+
+        Raises :class:`JournalWriteError` (nothing written) when the disk lacks them. A
+        reserve left by a killed run is reused, and the file is removed on the way out
+        (``size`` 0 holds nothing and only removes such a leftover).
+        """
+        try:
+            if size > 0:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                _preallocate(self.reserve_path, size)
+        except OSError as error:
+            self.reserve_path.unlink(missing_ok=True)
+            raise JournalWriteError(
+                error.errno,
+                f"{self.path}: cannot set aside {size} bytes beside it ({error.strerror}) "
+                f"for the answers in flight should the disk fill; nothing was sent. Free "
+                f"at least {size} bytes on its disk and rerun",
+            ) from error
+        with self._lock:
+            self._reserve_bytes, self._full, self.kept_on_reserve = size, None, 0
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._reserve_bytes = 0
+            self.reserve_path.unlink(missing_ok=True)
+
+    def _release_reserve(self) -> bool:
+        """Give the reserve's space back to the disk; False when none is held."""
+        if not self._reserve_bytes:
+            return False
+        self._reserve_bytes = 0
+        self.reserve_path.unlink(missing_ok=True)
+        return True
+
+    def full_error(self) -> JournalWriteError:
+        """The error a runner ends with once the answers it had in flight are journaled."""
+        full = self._full
+        if full is None:
+            raise ValueError("the journal's disk has not filled")
+        return JournalWriteError(
+            full.errno,
+            f"{self.path}: disk full ({full.strerror}); nothing more was sent, and the "
+            f"{self.kept_on_reserve} answer(s) in flight when it filled were journaled "
+            "in the space set aside for them. Free space and rerun: nothing the journal "
+            "holds is asked for (or paid) again",
+        )
 
     def _open_for_append(self) -> Any:
         if self._handle is None:
@@ -134,22 +251,26 @@ class ResponseJournal:
         )
         with self._lock:
             descriptor = self._open_for_append().fileno()
-            start = os.lseek(descriptor, 0, os.SEEK_END)
             try:
-                written = 0
-                while written < len(line):  # a write may be short before it fails
-                    written += os.write(descriptor, line[written:])
-                if sync:
-                    os.fsync(descriptor)
+                _append_whole(descriptor, line, sync)
             except OSError as error:
-                # Not acknowledged, so not kept: cut back to the last whole record.
-                os.ftruncate(descriptor, start)
-                raise JournalWriteError(
-                    error.errno,
-                    f"{self.path}: could not append a record ({error.strerror}); the "
-                    "journal was cut back to its last whole record. Free space and "
-                    "rerun: what it holds is not asked for (or paid) again",
-                ) from error
+                if error.errno not in DISK_FULL or not self._release_reserve():
+                    raise self._write_error(error) from error
+                self._full = error
+                try:
+                    _append_whole(descriptor, line, sync)
+                except OSError as again:
+                    raise self._write_error(again) from again
+            if self._full is not None:
+                self.kept_on_reserve += 1
+
+    def _write_error(self, error: OSError) -> JournalWriteError:
+        return JournalWriteError(
+            error.errno,
+            f"{self.path}: could not append a record ({error.strerror}); the "
+            "journal was cut back to its last whole record. Free space and "
+            "rerun: what it holds is not asked for (or paid) again",
+        )
 
     def sync(self) -> None:
         """fsync everything appended so far (safe to call from any thread)."""

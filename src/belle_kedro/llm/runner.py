@@ -10,7 +10,9 @@
 * retryable failures (429 with ``Retry-After``, 5xx, connection errors, timeouts,
   malformed bodies) are retried with exponential backoff and jitter;
 * each answer is appended to the journal (fsynced) the moment it arrives, so a killed
-  run loses nothing it received, and ids already in the journal are never sent again.
+  run loses nothing it received, and ids already in the journal are never sent again;
+* the journal holds disk space for the answers in flight: when its disk fills, nothing
+  more is sent, those answers are journaled and the run ends (``JournalWriteError``).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from belle_kedro.llm.base import (
     LLMResponse,
     RetryPolicy,
 )
-from belle_kedro.llm.journal import ResponseJournal
+from belle_kedro.llm.journal import RESERVE_PER_ANSWER, ResponseJournal
 
 logger = logging.getLogger(__name__)
 
@@ -403,7 +405,8 @@ async def collect_responses(
     rng = random.Random()
 
     async def worker() -> None:
-        while True:
+        # On reserve the disk is full: send nothing more, journal what is in flight.
+        while not journal.on_reserve:
             try:
                 request = queue.get_nowait()
             except asyncio.QueueEmpty:
@@ -435,16 +438,22 @@ async def collect_responses(
             unsynced.clear()
             await asyncio.to_thread(journal.sync)
 
-    committer = asyncio.create_task(group_commit())
+    workers = min(max_in_flight, len(pending))
     try:
-        await asyncio.gather(
-            *(worker() for _ in range(min(max_in_flight, len(pending))))
-        )
+        # Made before anything is sent: without room for the answers in flight, the run
+        # refuses to start rather than pay for answers it may not keep.
+        with journal.reserved(workers * RESERVE_PER_ANSWER):
+            committer = asyncio.create_task(group_commit())
+            try:
+                await asyncio.gather(*(worker() for _ in range(workers)))
+            finally:
+                committer.cancel()
+                await asyncio.to_thread(journal.sync)
     finally:
-        committer.cancel()
-        await asyncio.to_thread(journal.sync)
         if owns_bar and bar is not None:
             bar.close()
+    if journal.on_reserve:
+        raise journal.full_error()
     if budget.stopped:
         held_back = sum(1 for r in results.values() if r.error == NOT_SENT_OVER_BUDGET)
         logger.warning(
