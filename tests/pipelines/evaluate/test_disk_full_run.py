@@ -2,10 +2,11 @@
 fills up while the judge journals its replies.
 
 The project's ``data/`` is a real tmpfs (tests/support/small_disk.py); a hook fills it
-just before ``small.judge_answers`` runs, leaving room for a few journal records. The run
-must fail naming the journal and the variant's judge, leave the journal with whole
-records only, and the rerun after space is freed must give the undisturbed run's table
-while paying again only the replies that arrived after the disk filled.
+just before ``small.judge_answers`` runs, leaving room for the journal's reserve and a
+few records. The run must fail naming the journal and the variant's judge, leave the
+journal with whole records only and every reply that was paid for (those in flight when
+the disk filled, journaled in the reserve's space), and the rerun after space is freed
+must give the undisturbed run's table without paying for any reply twice.
 """
 
 from __future__ import annotations
@@ -19,7 +20,11 @@ import mlflow
 import pandas as pd
 import pytest
 
-from belle_kedro.llm.journal import JournalWriteError, ResponseJournal
+from belle_kedro.llm.journal import (
+    RESERVE_PER_ANSWER,
+    JournalWriteError,
+    ResponseJournal,
+)
 from tests.pipelines.evaluate.test_pipeline import judge_responder
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.project import open_session
@@ -54,7 +59,7 @@ def eval_table(project: Path, params: dict[str, Any]) -> pd.DataFrame:
 
 
 @pytest.mark.slow
-def test_a_disk_that_fills_while_judging_loses_no_reply_and_repays_only_in_flight(
+def test_a_disk_that_fills_while_judging_loses_no_reply_and_pays_none_twice(
     registered_project: tuple[Path, dict[str, dict[str, Any]]],
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
@@ -72,7 +77,11 @@ def test_a_disk_that_fills_while_judging_loses_no_reply_and_repays_only_in_fligh
             journal = disk.folder / JOURNAL
             with open_session(project, runtime_params=params) as session:
                 session._hook_manager.register(
-                    FillBeforeNode(disk, "small.judge_answers", leave=8192)
+                    FillBeforeNode(
+                        disk,
+                        "small.judge_answers",
+                        leave=IN_FLIGHT * RESERVE_PER_ANSWER + 8192,
+                    )
                 )
                 with pytest.raises(JournalWriteError) as raised:
                     session.run(pipeline_name="evaluate")
@@ -80,22 +89,31 @@ def test_a_disk_that_fills_while_judging_loses_no_reply_and_repays_only_in_fligh
                 mlflow.end_run()
             # The journal's path and the advice; Kedro's log names the node and variant.
             assert str(raised.value).startswith(
-                f"[Errno 28] {journal}: could not append a record (No space left"
+                f"[Errno 28] {journal}: disk full (No space left on device); nothing "
+                "more was sent, and the "
             )
+            assert "in flight when it filled were journaled" in str(raised.value)
             assert "Free space and rerun" in str(raised.value)
             assert "-> [small.judgements] failed with error" in caplog.text
             lines = journal.read_bytes().split(b"\n")
             assert lines[-1] == b""  # ends on a whole record...
             journaled = ResponseJournal(journal).records()
             assert len(journaled) == len(lines) - 1 > 0  # ...and every line is one
+            # Every reply paid for is kept (variants judged before ``small`` included),
+            # those in flight when the disk filled too, and the run stopped short.
+            paid_before = Counter(r["client_request_id"] for r in server.requests)
+            kept = {
+                record["request_id"]
+                for path in journal.parent.parent.glob("*/judge_journal.jsonl")
+                for record in ResponseJournal(path).records()
+            }
+            assert kept == set(paid_before)
+            assert len(paid_before) < len(paid_by_reference)
+            assert not [name for name in disk.files() if name.endswith(".reserve")]
             disk.free()
             again = eval_table(project, params)
     pd.testing.assert_frame_equal(again, expected)
     paid = Counter(r["client_request_id"] for r in server.requests)
     assert set(paid) == set(paid_by_reference)
     repaid = {key: count for key, count in paid.items() if count > 1}
-    # Paid again: only replies that came back after the disk filled (at most the
-    # requests in flight), never one the journal holds.
-    assert 0 < len(repaid) <= IN_FLIGHT, repaid
-    assert max(repaid.values()) == 2
-    assert not {record["request_id"] for record in journaled} & set(repaid)
+    assert not repaid

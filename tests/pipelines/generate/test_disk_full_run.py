@@ -1,12 +1,13 @@
 """A whole ``kedro run --pipeline generate`` (loopback chat API) with its data folder on
 a real tmpfs that fills mid-run (tests/support/small_disk.py).
 
-Filled before ``request_responses`` with room for a few answers, the journal meets the
-full disk mid-plan (the write wrapper of test_batch_pipeline.py tries the same through
-``os.write``); filled before ``parse_responses``, every answer is journaled and the
-``generated_instructions`` Parquet save meets it. Either way: the error names the file,
-the journal holds whole records only, and the rerun after freeing gives the undisturbed
-run's table, paying again at most the answers in flight, none when the journal is whole.
+Filled before ``request_responses`` with room for the journal's reserve and a few
+answers, the journal meets the full disk mid-plan, releases its reserve, journals the
+answers in flight and stops (the write wrapper of test_batch_pipeline.py tries a full
+disk through ``os.write``); filled before ``parse_responses``, every answer is journaled
+and the ``generated_instructions`` Parquet save meets it. Either way: the error names
+the file, the journal holds whole records only and every answer paid for, and the rerun
+after freeing gives the undisturbed run's table without paying for any answer twice.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from belle_kedro.llm.journal import ResponseJournal
+from belle_kedro.llm.journal import RESERVE_PER_ANSWER, ResponseJournal
 from tests.support.loopback import GENERATED, JOURNAL, belle_reply, write_loopback_env
 from tests.support.openai_server import FakeOpenAIServer
 from tests.support.project import open_session
@@ -27,9 +28,14 @@ from tests.support.small_disk import FillBeforeNode, project_data_on_small_disk
 
 IN_FLIGHT = 4  # write_loopback_env's max_in_flight
 FULL_BEFORE = {
-    # node the disk fills before: (bytes left, the error's start, most paid twice)
-    "request_responses": (4096, "[Errno 28] {data}/01_raw/raw_responses.jsonl: ", 4),
-    "parse_responses": (0, "generated_instructions: ", 0),
+    # node the disk fills before: (bytes left, the error's start); one page beside the
+    # reserve holds a few answers, so the disk fills mid-plan
+    "request_responses": (
+        IN_FLIGHT * RESERVE_PER_ANSWER + 4096,
+        "[Errno 28] {data}/01_raw/raw_responses.jsonl: disk full (No space left on "
+        "device); nothing more was sent, and the ",
+    ),
+    "parse_responses": (0, "generated_instructions: "),
 }
 
 
@@ -49,7 +55,7 @@ def paid(server: FakeOpenAIServer) -> Counter[str]:
 def test_a_disk_that_fills_mid_generate_loses_no_answer(
     generate_project: Path, monkeypatch: pytest.MonkeyPatch, node: str
 ) -> None:
-    leave, error_start, most_repaid = FULL_BEFORE[node]
+    leave, error_start = FULL_BEFORE[node]
     monkeypatch.setenv("BELLE_TEST_KEY", "test-key")
     reference = generate_project.parent / "reference"
     with FakeOpenAIServer(belle_reply) as server:
@@ -74,8 +80,14 @@ def test_a_disk_that_fills_mid_generate_loses_no_answer(
             journal = disk.folder / JOURNAL.relative_to("data")
             lines = journal.read_bytes().split(b"\n")
             assert lines[-1] == b""  # whole records only
-            assert len(ResponseJournal(journal).records()) == len(lines) - 1 > 0
+            records = ResponseJournal(journal).records()
+            assert len(records) == len(lines) - 1 > 0
+            # Every answer paid for, those in flight when the disk filled included.
+            assert {r["request_id"] for r in records if not r.get("error")} == set(
+                paid(server)
+            )
             assert not (disk.folder / GENERATED.relative_to("data")).exists()
+            assert not [name for name in disk.files() if name.endswith(".reserve")]
             disk.free()
             generate(generate_project)
             table = pd.read_parquet(disk.folder / GENERATED.relative_to("data"))
@@ -83,4 +95,4 @@ def test_a_disk_that_fills_mid_generate_loses_no_answer(
     pd.testing.assert_frame_equal(table, pd.read_parquet(reference / GENERATED))
     assert set(paid_in_all) == set(paid_by_reference)
     repaid = {key: count for key, count in paid_in_all.items() if count > 1}
-    assert len(repaid) <= most_repaid, repaid
+    assert not repaid
