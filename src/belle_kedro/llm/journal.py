@@ -116,7 +116,7 @@ def _append_whole(descriptor: int, line: bytes, sync: bool) -> None:
 
 
 def _preallocate(path: Path, size: int) -> None:
-    """Make ``path`` hold ``size`` bytes of real disk blocks (blocks it has count)."""
+    """Give ``path`` ``size`` bytes of real disk blocks (reusing those it has)."""
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
     try:
         try:
