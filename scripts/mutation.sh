@@ -39,7 +39,7 @@ trainer) # the checkpoint checks only
 dedup) # the decision stage only
     module=$pkg/pipelines/clean/dedup.py
     names=()
-    for function in _undecided _greedy _outcome find_reference_matches; do
+    for function in _undecided _decide _greedy _outcome find_reference_matches; do
         names+=("belle_kedro.pipelines.clean.dedup.x_${function}__mutmut_*")
     done
     tests="tests/pipelines/clean/test_dedup.py" ;;
