@@ -6,6 +6,9 @@
 #
 #   bash scripts/mutation.sh CHUNK [max parallel children]
 #   CHUNK: journal | batch | token_cache | trainer | dedup
+#   ONLY="x_input_line xǁ_BatchRunǁfollow_up" bash scripts/mutation.sh batch
+#     mutates only those functions of the chunk's module (mutmut's mangled names:
+#     x_<function>, xǁ<Class>ǁ<method>), e.g. what an earlier run left unreached.
 #
 # A chunk works in build/mutation/CHUNK/ (a copy of the tracked tree whose pyproject's
 # [tool.mutmut] names the chunk's module and tests); reruns there only redo changed
@@ -45,6 +48,15 @@ dedup) # the decision stage only
     tests="tests/pipelines/clean/test_dedup.py" ;;
 *) echo "unknown chunk: $chunk" >&2; exit 2 ;;
 esac
+if [ -n "${ONLY:-}" ]; then
+    dotted=${module#src/}
+    dotted=${dotted%.py}
+    dotted=${dotted//\//.}
+    names=()
+    for function in $ONLY; do
+        names+=("$dotted.${function}__mutmut_*")
+    done
+fi
 
 work=build/mutation/$chunk
 mkdir -p "$work"
