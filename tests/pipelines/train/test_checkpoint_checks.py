@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save_file
-from transformers import TrainerState
+from transformers import TrainerCallback, TrainerState
 
 from belle_kedro.pipelines.train import trainer
 from belle_kedro.pipelines.train.trainer import (
@@ -62,7 +62,7 @@ def hf_checkpoint(folder: Path, *world_sizes: int) -> Path:
     transformers writes), optimizer and RNG zips, config JSON, and the state that
     records ``world_sizes`` (one ``WorldSizeRecord`` each; none: an older state)."""
     folder.mkdir(parents=True)
-    records = [WorldSizeRecord(size) for size in world_sizes]
+    records: list[TrainerCallback] = [WorldSizeRecord(size) for size in world_sizes]
     TrainerState(global_step=4, stateful_callbacks=records).save_to_json(
         str(folder / TRAINER_STATE_FILE)
     )
