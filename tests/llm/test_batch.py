@@ -536,3 +536,24 @@ def test_a_resumed_batch_may_hold_requests_the_new_plan_dropped(tmp_path: Path):
     assert [(a.ok, a.attempts) for a in answers.values()] == [(True, 1), (True, 1)]
     assert report.items_without_output == 1 and report.follow_up_batches == 0
     assert len(server.batches) == 1 and ledger.open_batches() == []
+
+
+def test_a_resumed_batch_counts_as_a_try_of_its_items(tmp_path: Path):
+    requests = plan(2)
+    journal = ResponseJournal(tmp_path / "raw.jsonl")
+    ledger = BatchLedger.beside(journal)
+    # req-001 fails on every try: the batch a killed run left was its first.
+    with FakeOpenAIServer(
+        batch_faults=lambda cid, n: "error" if cid == "req-001" else None
+    ) as server:
+        batch_id = submit_by_hand(server, requests, ledger)
+        ledger.append(
+            {"batch_key": "batch-killed", "event": "created", "batch_id": batch_id}
+        )
+        report = BatchReport()
+        answers = run_batch(server, requests, journal, report)
+    assert answers["req-000"].ok and answers["req-000"].attempts == 1
+    failed = answers["req-001"]
+    assert not failed.ok and failed.attempts == 1 + POLICY.max_retries
+    assert server.batch_submissions["req-001"] == 1 + POLICY.max_retries
+    assert report.follow_up_batches == POLICY.max_retries
