@@ -25,7 +25,12 @@ from belle_kedro.llm.batch import (
 )
 from belle_kedro.llm.journal import ResponseJournal
 from belle_kedro.llm.openai_backend import OpenAIBackend
-from belle_kedro.llm.runner import RequestLimits, TokenPrices, collect_responses
+from belle_kedro.llm.runner import (
+    NOT_SENT_OVER_BUDGET,
+    RequestLimits,
+    TokenPrices,
+    collect_responses,
+)
 from belle_kedro.llm.settings import BatchSettings
 from tests.support.openai_server import CHAT_PATH, FakeOpenAIServer
 
@@ -157,7 +162,7 @@ def test_failed_expired_and_malformed_items_are_answered_within_one_run(
 
 
 def test_an_item_failing_every_try_stops_after_max_retries_and_the_next_run_resumes(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
     requests = plan(6)
     journal = ResponseJournal(tmp_path / "raw.jsonl")
@@ -168,7 +173,8 @@ def test_an_item_failing_every_try_stops_after_max_retries_and_the_next_run_resu
 
     with FakeOpenAIServer(batch_faults=faults) as server:
         first = BatchReport()
-        answers = run_batch(server, requests, journal, first)
+        with caplog.at_level(logging.WARNING, logger="belle_kedro.llm.batch"):
+            answers = run_batch(server, requests, journal, first)
         tries = dict(server.batch_submissions)
         broken.clear()  # the outage ends
         second = BatchReport()
@@ -180,6 +186,13 @@ def test_an_item_failing_every_try_stops_after_max_retries_and_the_next_run_resu
     assert all(a.attempts == 3 for a in failed.values())
     assert "batch_expired" in failed["req-005"].error
     assert first.follow_up_batches == 2 and first.items_resubmitted == 4
+    assert [
+        r.getMessage() for r in caplog.records if "follow-up" in r.getMessage()
+    ] == [
+        "batch: 2 item(s) failed or expired; submitting them again "
+        f"(follow-up batch, try {n} of at most 3)"
+        for n in (2, 3)
+    ]
     assert all(a.ok for a in again.values())
     assert second.items_submitted == 2  # only the two, nothing answered is sent again
     assert not server.paid_twice()
@@ -557,3 +570,36 @@ def test_a_resumed_batch_counts_as_a_try_of_its_items(tmp_path: Path):
     assert not failed.ok and failed.attempts == 1 + POLICY.max_retries
     assert server.batch_submissions["req-001"] == 1 + POLICY.max_retries
     assert report.follow_up_batches == POLICY.max_retries
+
+
+def test_a_failed_item_the_spend_limit_holds_back_is_not_followed_up(tmp_path: Path):
+    requests = plan(6)
+    prices = TokenPrices(1.0, 1.0).scaled(0.5)
+    limits = RequestLimits(
+        max_in_flight=4,
+        requests_per_minute=None,
+        tokens_per_minute=None,
+        max_cost_usd=prices.worst_case(requests[0]) * 2.5,
+        prices=prices,
+    )
+    journal = ResponseJournal(tmp_path / "raw.jsonl")
+    # Both sent items fail; the limit already held back the other four, so once it
+    # has refused a request it sends none, follow-ups included.
+    with FakeOpenAIServer(batch_faults=lambda cid, n: "error") as server:
+        report = BatchReport()
+        answers = run_batch(server, requests, journal, report, limits)
+    assert dict(server.batch_submissions) == {"req-000": 1, "req-001": 1}
+    assert [(a.error, a.model, a.attempts) for a in answers.values()] == [
+        (NOT_SENT_OVER_BUDGET, "m", 0)
+    ] * 6
+    assert report.follow_up_batches == 0 and journal.done_ids() == set()
+
+
+def test_the_progress_bar_counts_the_items_of_the_batches_waited_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    journal = ResponseJournal(tmp_path / "raw.jsonl")
+    with FakeOpenAIServer() as server:
+        run_batch(server, plan(3), journal, BatchReport())
+    bar = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    assert any(line.startswith("batch: 100%") and "3/3" in line for line in bar)
