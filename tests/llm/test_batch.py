@@ -20,6 +20,7 @@ from belle_kedro.llm.batch import (
     BatchReport,
     SubmittedBatch,
     collect_batch_responses,
+    input_line,
     parse_output_line,
     split_into_files,
 )
@@ -603,3 +604,31 @@ def test_the_progress_bar_counts_the_items_of_the_batches_waited_for(
         run_batch(server, plan(3), journal, BatchReport())
     bar = capsys.readouterr().err.replace("\r", "\n").splitlines()
     assert any(line.startswith("batch: 100%") and "3/3" in line for line in bar)
+
+
+def test_a_file_may_fill_its_byte_limit_exactly():
+    lines = [(f"r{i}", b"x" * 10 + b"\n") for i in range(4)]
+    # 11-byte lines: two fill a 22-byte file to the byte, a third starts the next.
+    assert [len(f) for f in split_into_files(lines, 100, 22)] == [2, 2]
+    assert [len(f) for f in split_into_files(lines[:1], 100, 11)] == [1]
+
+
+def test_an_input_line_is_sorted_utf8_json_of_the_request():
+    backend = OpenAIBackend(
+        model="m",
+        api_key="k",
+        api="chat",
+        base_url="http://127.0.0.1:9",
+        timeout_s=5,
+        retry_policy=POLICY,
+    )
+    request = plan(1)[0]
+    line = input_line(backend, request, CHAT_PATH)
+    body = json.dumps(backend.request_body(request), ensure_ascii=False, sort_keys=True)
+    assert (
+        line
+        == (
+            f'{{"body": {body}, "custom_id": "req-000", "method": "POST", '
+            f'"url": "{CHAT_PATH}"}}\n'
+        ).encode()
+    )
