@@ -532,20 +532,32 @@ def test_a_run_killed_while_journaling_a_batch_journals_the_rest_on_resume(
     assert ledger.open_batches() == []
 
 
-def test_a_resumed_batch_may_hold_requests_the_new_plan_dropped(tmp_path: Path):
-    requests = plan(3)
+def resume_a_killed_run(
+    tmp_path: Path, left: list[LLMRequest], planned: list[LLMRequest], faults: Any
+) -> tuple[dict[str, LLMResponse], BatchReport, FakeOpenAIServer, BatchLedger]:
+    """Run ``planned`` where a killed run created (and recorded) a batch of ``left``
+    that it never collected; the answers, report, server and ledger."""
     journal = ResponseJournal(tmp_path / "raw.jsonl")
     ledger = BatchLedger.beside(journal)
-    # The dropped request's line comes back unreadable: no answer to journal for it.
-    with FakeOpenAIServer(
-        batch_faults=lambda cid, n: "malformed" if cid == "req-002" else None
-    ) as server:
-        batch_id = submit_by_hand(server, requests, ledger)
+    with FakeOpenAIServer(batch_faults=faults) as server:
+        batch_id = submit_by_hand(server, left, ledger)
         ledger.append(
             {"batch_key": "batch-killed", "event": "created", "batch_id": batch_id}
         )
         report = BatchReport()
-        answers = run_batch(server, requests[:2], journal, report)
+        answers = run_batch(server, planned, journal, report)
+    return answers, report, server, ledger
+
+
+def test_a_resumed_batch_may_hold_requests_the_new_plan_dropped(tmp_path: Path):
+    requests = plan(3)
+    # The dropped request's line comes back unreadable: no answer to journal for it.
+    answers, report, server, ledger = resume_a_killed_run(
+        tmp_path,
+        requests,
+        requests[:2],
+        lambda cid, n: "malformed" if cid == "req-002" else None,
+    )
     assert list(answers) == ["req-000", "req-001"]
     assert [(a.ok, a.attempts) for a in answers.values()] == [(True, 1), (True, 1)]
     assert report.items_without_output == 1 and report.follow_up_batches == 0
@@ -554,18 +566,13 @@ def test_a_resumed_batch_may_hold_requests_the_new_plan_dropped(tmp_path: Path):
 
 def test_a_resumed_batch_counts_as_a_try_of_its_items(tmp_path: Path):
     requests = plan(2)
-    journal = ResponseJournal(tmp_path / "raw.jsonl")
-    ledger = BatchLedger.beside(journal)
     # req-001 fails on every try: the batch a killed run left was its first.
-    with FakeOpenAIServer(
-        batch_faults=lambda cid, n: "error" if cid == "req-001" else None
-    ) as server:
-        batch_id = submit_by_hand(server, requests, ledger)
-        ledger.append(
-            {"batch_key": "batch-killed", "event": "created", "batch_id": batch_id}
-        )
-        report = BatchReport()
-        answers = run_batch(server, requests, journal, report)
+    answers, report, server, _ = resume_a_killed_run(
+        tmp_path,
+        requests,
+        requests,
+        lambda cid, n: "error" if cid == "req-001" else None,
+    )
     assert answers["req-000"].ok and answers["req-000"].attempts == 1
     failed = answers["req-001"]
     assert not failed.ok and failed.attempts == 1 + POLICY.max_retries
