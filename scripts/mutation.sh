@@ -6,6 +6,9 @@
 #
 #   bash scripts/mutation.sh CHUNK [max parallel children]
 #   CHUNK: journal | batch | token_cache | trainer | dedup
+#   ONLY="x_input_line xǁ_BatchRunǁfollow_up" bash scripts/mutation.sh batch
+#     mutates only those functions of the chunk's module (mutmut's mangled names:
+#     x_<function>, xǁ<Class>ǁ<method>), e.g. what an earlier run left unreached.
 #
 # A chunk works in build/mutation/CHUNK/ (a copy of the tracked tree whose pyproject's
 # [tool.mutmut] names the chunk's module and tests); reruns there only redo changed
@@ -39,12 +42,21 @@ trainer) # the checkpoint checks only
 dedup) # the decision stage only
     module=$pkg/pipelines/clean/dedup.py
     names=()
-    for function in _undecided _greedy _outcome find_reference_matches; do
+    for function in _undecided _decide _greedy _outcome find_reference_matches; do
         names+=("belle_kedro.pipelines.clean.dedup.x_${function}__mutmut_*")
     done
     tests="tests/pipelines/clean/test_dedup.py" ;;
 *) echo "unknown chunk: $chunk" >&2; exit 2 ;;
 esac
+if [ -n "${ONLY:-}" ]; then
+    dotted=${module#src/}
+    dotted=${dotted%.py}
+    dotted=${dotted//\//.}
+    names=()
+    for function in $ONLY; do
+        names+=("$dotted.${function}__mutmut_*")
+    done
+fi
 
 work=build/mutation/$chunk
 mkdir -p "$work"

@@ -20,12 +20,18 @@ from belle_kedro.llm.batch import (
     BatchReport,
     SubmittedBatch,
     collect_batch_responses,
+    input_line,
     parse_output_line,
     split_into_files,
 )
 from belle_kedro.llm.journal import ResponseJournal
 from belle_kedro.llm.openai_backend import OpenAIBackend
-from belle_kedro.llm.runner import RequestLimits, TokenPrices, collect_responses
+from belle_kedro.llm.runner import (
+    NOT_SENT_OVER_BUDGET,
+    RequestLimits,
+    TokenPrices,
+    collect_responses,
+)
 from belle_kedro.llm.settings import BatchSettings
 from tests.support.openai_server import CHAT_PATH, FakeOpenAIServer
 
@@ -157,7 +163,7 @@ def test_failed_expired_and_malformed_items_are_answered_within_one_run(
 
 
 def test_an_item_failing_every_try_stops_after_max_retries_and_the_next_run_resumes(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
     requests = plan(6)
     journal = ResponseJournal(tmp_path / "raw.jsonl")
@@ -168,7 +174,8 @@ def test_an_item_failing_every_try_stops_after_max_retries_and_the_next_run_resu
 
     with FakeOpenAIServer(batch_faults=faults) as server:
         first = BatchReport()
-        answers = run_batch(server, requests, journal, first)
+        with caplog.at_level(logging.WARNING, logger="belle_kedro.llm.batch"):
+            answers = run_batch(server, requests, journal, first)
         tries = dict(server.batch_submissions)
         broken.clear()  # the outage ends
         second = BatchReport()
@@ -180,6 +187,13 @@ def test_an_item_failing_every_try_stops_after_max_retries_and_the_next_run_resu
     assert all(a.attempts == 3 for a in failed.values())
     assert "batch_expired" in failed["req-005"].error
     assert first.follow_up_batches == 2 and first.items_resubmitted == 4
+    assert [
+        r.getMessage() for r in caplog.records if "follow-up" in r.getMessage()
+    ] == [
+        "batch: 2 item(s) failed or expired; submitting them again "
+        f"(follow-up batch, try {n} of at most 3)"
+        for n in (2, 3)
+    ]
     assert all(a.ok for a in again.values())
     assert second.items_submitted == 2  # only the two, nothing answered is sent again
     assert not server.paid_twice()
@@ -518,21 +532,110 @@ def test_a_run_killed_while_journaling_a_batch_journals_the_rest_on_resume(
     assert ledger.open_batches() == []
 
 
-def test_a_resumed_batch_may_hold_requests_the_new_plan_dropped(tmp_path: Path):
-    requests = plan(3)
+def resume_a_killed_run(
+    tmp_path: Path, left: list[LLMRequest], planned: list[LLMRequest], faults: Any
+) -> tuple[dict[str, LLMResponse], BatchReport, FakeOpenAIServer, BatchLedger]:
+    """Run ``planned`` where a killed run created (and recorded) a batch of ``left``
+    that it never collected; the answers, report, server and ledger."""
     journal = ResponseJournal(tmp_path / "raw.jsonl")
     ledger = BatchLedger.beside(journal)
-    # The dropped request's line comes back unreadable: no answer to journal for it.
-    with FakeOpenAIServer(
-        batch_faults=lambda cid, n: "malformed" if cid == "req-002" else None
-    ) as server:
-        batch_id = submit_by_hand(server, requests, ledger)
+    with FakeOpenAIServer(batch_faults=faults) as server:
+        batch_id = submit_by_hand(server, left, ledger)
         ledger.append(
             {"batch_key": "batch-killed", "event": "created", "batch_id": batch_id}
         )
         report = BatchReport()
-        answers = run_batch(server, requests[:2], journal, report)
+        answers = run_batch(server, planned, journal, report)
+    return answers, report, server, ledger
+
+
+def test_a_resumed_batch_may_hold_requests_the_new_plan_dropped(tmp_path: Path):
+    requests = plan(3)
+    # The dropped request's line comes back unreadable: no answer to journal for it.
+    answers, report, server, ledger = resume_a_killed_run(
+        tmp_path,
+        requests,
+        requests[:2],
+        lambda cid, n: "malformed" if cid == "req-002" else None,
+    )
     assert list(answers) == ["req-000", "req-001"]
     assert [(a.ok, a.attempts) for a in answers.values()] == [(True, 1), (True, 1)]
     assert report.items_without_output == 1 and report.follow_up_batches == 0
     assert len(server.batches) == 1 and ledger.open_batches() == []
+
+
+def test_a_resumed_batch_counts_as_a_try_of_its_items(tmp_path: Path):
+    requests = plan(2)
+    # req-001 fails on every try: the batch a killed run left was its first.
+    answers, report, server, _ = resume_a_killed_run(
+        tmp_path,
+        requests,
+        requests,
+        lambda cid, n: "error" if cid == "req-001" else None,
+    )
+    assert answers["req-000"].ok and answers["req-000"].attempts == 1
+    failed = answers["req-001"]
+    assert not failed.ok and failed.attempts == 1 + POLICY.max_retries
+    assert server.batch_submissions["req-001"] == 1 + POLICY.max_retries
+    assert report.follow_up_batches == POLICY.max_retries
+
+
+def test_a_failed_item_the_spend_limit_holds_back_is_not_followed_up(tmp_path: Path):
+    requests = plan(6)
+    prices = TokenPrices(1.0, 1.0).scaled(0.5)
+    limits = RequestLimits(
+        max_in_flight=4,
+        requests_per_minute=None,
+        tokens_per_minute=None,
+        max_cost_usd=prices.worst_case(requests[0]) * 2.5,
+        prices=prices,
+    )
+    journal = ResponseJournal(tmp_path / "raw.jsonl")
+    # Both sent items fail; the limit already held back the other four, so once it
+    # has refused a request it sends none, follow-ups included.
+    with FakeOpenAIServer(batch_faults=lambda cid, n: "error") as server:
+        report = BatchReport()
+        answers = run_batch(server, requests, journal, report, limits)
+    assert dict(server.batch_submissions) == {"req-000": 1, "req-001": 1}
+    assert [(a.error, a.model, a.attempts) for a in answers.values()] == [
+        (NOT_SENT_OVER_BUDGET, "m", 0)
+    ] * 6
+    assert report.follow_up_batches == 0 and journal.done_ids() == set()
+
+
+def test_the_progress_bar_counts_the_items_of_the_batches_waited_for(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    journal = ResponseJournal(tmp_path / "raw.jsonl")
+    with FakeOpenAIServer() as server:
+        run_batch(server, plan(3), journal, BatchReport())
+    bar = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    assert any(line.startswith("batch: 100%") and "3/3" in line for line in bar)
+
+
+def test_a_file_may_fill_its_byte_limit_exactly():
+    lines = [(f"r{i}", b"x" * 10 + b"\n") for i in range(4)]
+    # 11-byte lines: two fill a 22-byte file to the byte, a third starts the next.
+    assert [len(f) for f in split_into_files(lines, 100, 22)] == [2, 2]
+    assert [len(f) for f in split_into_files(lines[:1], 100, 11)] == [1]
+
+
+def test_an_input_line_is_sorted_utf8_json_of_the_request():
+    backend = OpenAIBackend(
+        model="m",
+        api_key="k",
+        api="chat",
+        base_url="http://127.0.0.1:9",
+        timeout_s=5,
+        retry_policy=POLICY,
+    )
+    request = plan(1)[0]
+    line = input_line(backend, request, CHAT_PATH)
+    body = json.dumps(backend.request_body(request), ensure_ascii=False, sort_keys=True)
+    assert (
+        line
+        == (
+            f'{{"body": {body}, "custom_id": "req-000", "method": "POST", '
+            f'"url": "{CHAT_PATH}"}}\n'
+        ).encode()
+    )

@@ -15,8 +15,9 @@ a finished batch, so a test can assert none is paid twice.
 
 Uploads and batches are refused (400) where the real API refuses them: an unknown
 purpose, a batch input not named ``.jsonl``, a batch on a file not uploaded for
-``batch``, an unknown endpoint, a window other than ``24h``, a list ``limit`` outside
-1-100.
+``batch``, an unknown endpoint, a window other than ``24h``, an input line whose
+``method`` is not ``POST`` or whose ``url`` is not the batch's endpoint, a list
+``limit`` outside 1-100.
 
     def responder(body: dict, endpoint: str) -> Reply:
         return Reply(text="得分: 1")
@@ -251,6 +252,12 @@ class FakeOpenAIServer:
             for line in self.files[input_file_id]["data"].splitlines()
             if line.strip()
         ]
+        for number, line in enumerate(lines, 1):
+            if line.get("method") != "POST" or line.get("url") != body.get("endpoint"):
+                raise Refused(
+                    f"input line {number}: method must be 'POST' and url the batch's "
+                    "endpoint"
+                )
         with self._lock:
             batch_id = self._new_id("batch")
             for line in lines:

@@ -424,7 +424,9 @@ class _BatchRun:
                 answered[request_id] = response
         done = self.journal.done_ids()
         for request_id in submitted.request_ids:
-            tries = self.tries.get(request_id, 1)
+            # A batch resumed from the ledger was this item's try too: recorded, so its
+            # follow-ups count on from it (at most 1 + max_retries in all).
+            tries = self.tries.setdefault(request_id, 1)
             if request_id not in answered:
                 self.report.items_without_output += 1
                 self.unanswered(requests.get(request_id), tries, results)
@@ -484,7 +486,7 @@ class _BatchRun:
             request = requests.get(request_id)
             if request is None or results[request_id].ok:
                 continue
-            if self.tries.get(request_id, 1) >= max_tries:
+            if self.tries[request_id] >= max_tries:
                 continue
             if not self.budget.reserve(request):
                 results[request_id] = not_sent_over_budget(request, self.backend.model)
@@ -498,7 +500,7 @@ class _BatchRun:
             "batch: %d item(s) failed or expired; submitting them again "
             "(follow-up batch, try %d of at most %d)",
             len(lines),
-            max(self.tries.get(rid, 1) for rid, _ in lines) + 1,
+            max(self.tries[rid] for rid, _ in lines) + 1,
             max_tries,
         )
         batches = [

@@ -15,7 +15,7 @@ from belle_kedro.common.config import ParameterError, build
 from belle_kedro.common.text import rouge_l, rouge_l_f
 from belle_kedro.pipelines.clean import dedup
 from belle_kedro.pipelines.clean.settings import MinHashSettings
-from tests.support.brute_force import exhaustive_near_duplicates
+from tests.support.brute_force import exhaustive_matches, exhaustive_near_duplicates
 
 MINHASH = MinHashSettings(
     permutations=512, rows_per_band=5, bucket_neighbours=8, seed=0
@@ -265,3 +265,130 @@ def test_first_copies_match_pandas_duplicated():
     repeats = first != np.arange(len(keys))
     assert repeats.tolist() == pd.Series(keys).duplicated(keep="first").tolist()
     assert len(dedup.first_copies(dedup.as_texts([]))) == 0
+
+
+# One minhash a band and every bucket member paired: on a few dozen keys the
+# candidates are every pair the exact bound lets through, so the outcome must equal
+# the exhaustive one pair for pair (matches and scores, not only what is kept).
+EVERY_PAIR = MinHashSettings(
+    permutations=256, rows_per_band=1, bucket_neighbours=64, seed=0
+)
+
+
+def decision_fixture() -> tuple[list[str], list[str]]:
+    """Distinct non-empty keys with many near duplicates, and references, with three
+    shapes of pair the greedy rule must get right (each ROUGE-L F 0.8 or 0.6):
+
+    - ``uvcdefghij`` and ``abcdefghxy`` stay (0.6 apart); ``abcdefghij`` is 0.8 from
+      both: its match is the earlier one;
+    - ``klmnopqrst`` is 0.8 from two references 0.6 apart;
+    - reference ``αβγδεζηθλμ`` is 0.8 from the earlier reference ``αβγδεζηθικ``, yet
+      references are never dropped: ``αβγδεζλμνξ`` (0.8 from it, 0.6 from the
+      other) is its duplicate;
+    - the first key is a duplicate of a reference too.
+    """
+    keys = ["στυφχψωαβγ", *builtin_fixture(90)] + [
+        "uvcdefghij",
+        "abcdefghxy",
+        "abcdefghij",
+        "klmnopqrst",
+        "αβγδεζλμνξ",
+    ]
+    references = [
+        "写一首短诗描写春天的公园",
+        "αβγδεζηθικ",
+        "αβγδεζηθλμ",
+        "klmnopqrwz",
+        "12mnopqrst",
+        "στυφχψωαβδ",
+    ]
+    keys = list(dict.fromkeys(dedup.comparison_keys(keys).to_pylist()))
+    return [key for key in keys if key], dedup.comparison_keys(references).to_pylist()
+
+
+def assert_outcome(
+    found: dedup.NearDuplicates,
+    keep: list[bool],
+    duplicate_of: list[int],
+    score: list[float],
+) -> None:
+    """``found`` is the exhaustive outcome, in the dtypes the clean pass relies on."""
+    assert found.keep.tolist() == keep
+    assert found.duplicate_of.tolist() == duplicate_of
+    assert found.score.tolist() == pytest.approx(score, abs=1e-12)
+    assert (found.keep.dtype, found.duplicate_of.dtype, found.score.dtype) == (
+        np.dtype(bool),
+        np.dtype(np.int64),
+        np.dtype(np.float64),
+    )
+
+
+def test_each_drop_names_its_best_kept_partner_as_the_exhaustive_rule_does():
+    keys, references = decision_fixture()
+    found = dedup.find_near_duplicates(
+        keys, references, threshold=0.7, minhash=EVERY_PAIR, workers=1
+    )
+    keep, duplicate_of, score = exhaustive_matches(keys, references, threshold=0.7)
+    assert 0 < sum(keep) < len(keys) - 10  # many drops, some to a reference
+    assert any(match >= len(keys) for match in duplicate_of)
+    assert_outcome(found, keep, duplicate_of, score)
+    every = references + keys
+    assert found.verified == sum(
+        rouge_l_f(a, b) >= 0.7
+        for position, a in enumerate(every)
+        for b in every[position + 1 :]
+    )
+    # The bound lets through pairs that verification then rejects.
+    assert found.candidates > found.verified
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 7])
+def test_the_decision_is_the_same_whatever_its_block_of_pairs(
+    monkeypatch: pytest.MonkeyPatch, block: int
+):
+    keys, references = decision_fixture()
+    whole = dedup.find_near_duplicates(
+        keys, references, threshold=0.7, minhash=EVERY_PAIR, workers=1
+    )
+    # The greedy decision walks the verified pairs in blocks (1M at a time); a block
+    # must end with a whole group of one record's partners at any size.
+    monkeypatch.setattr(dedup, "_DECIDE_PAIRS", block)
+    blocked = dedup.find_near_duplicates(
+        keys, references, threshold=0.7, minhash=EVERY_PAIR, workers=1
+    )
+    assert blocked.keep.tolist() == whole.keep.tolist()
+    assert blocked.duplicate_of.tolist() == whole.duplicate_of.tolist()
+    assert blocked.score.tolist() == whole.score.tolist()
+
+
+def test_reference_matches_drop_keys_near_a_reference_and_never_near_each_other():
+    keys, references = decision_fixture()
+    keys += keys[:3]  # repeats of keys: still only references count
+    found = dedup.find_reference_matches(
+        keys,
+        references,
+        threshold=0.7,
+        minhash=EVERY_PAIR,
+        workers=1,
+        progress=None,
+        engine="local",
+    )
+    keep, duplicate_of, score = exhaustive_matches(
+        keys, references, threshold=0.7, references_only=True
+    )
+    assert 0 < keep.count(False) < 20  # some keys meet a reference, most do not
+    assert_outcome(found, keep, duplicate_of, score)
+    assert found.verified == sum(
+        rouge_l_f(key, reference) >= 0.7 for key in keys for reference in references
+    )
+    assert found.candidates > found.verified
+    with pytest.raises(ValueError, match="threshold"):
+        dedup.find_reference_matches(
+            keys,
+            references,
+            threshold=0.0,
+            minhash=EVERY_PAIR,
+            workers=1,
+            progress=None,
+            engine="local",
+        )

@@ -707,9 +707,9 @@ def find_reference_matches(
 ) -> NearDuplicates:
     """Drop each key that matches one of ``reference_keys``; keys never match each other.
 
-    The outcome reads as for :func:`find_near_duplicates` (a match is always
-    ``n + k``, the reference with the highest score). Its callers are the clean and
-    review stages, which pass every search setting from ``clean``'s block.
+    The outcome reads as for :func:`find_near_duplicates` (a match is always ``n + k``,
+    the reference with the highest score, the last of equals). Its callers are the
+    clean and review stages, which pass every search setting from ``clean``'s block.
     """
     references = len(reference_keys)
     search = _Search.of(threshold, minhash, workers, progress, engine)
