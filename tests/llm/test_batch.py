@@ -12,7 +12,12 @@ from typing import Any
 import openai
 import pytest
 
-from belle_kedro.llm.base import LLMRequest, LLMResponse, RetryPolicy
+from belle_kedro.llm.base import (
+    BATCH_ITEM_PREFIX,
+    LLMRequest,
+    LLMResponse,
+    RetryPolicy,
+)
 from belle_kedro.llm.batch import (
     NO_OUTPUT,
     NOT_SUBMITTED,
@@ -371,12 +376,37 @@ def test_output_lines_parse_to_answers_failures_or_none():
         },
     }
     assert parsed(json.dumps(ok).encode()).text == "好"
+    # A body that names no model: the answer is the run's model's.
+    body = {"choices": [{"message": {"content": "好"}}]}
+    no_model = {"custom_id": "a", "response": {"status_code": 200, "body": body}}
+    assert parsed(json.dumps(no_model).encode()).model == "m"
     error = {"custom_id": "b", "response": {"status_code": 429, "body": {}}}
     failed = parsed(json.dumps(error).encode())
-    assert not failed.ok and failed.error is not None and "HTTP 429" in failed.error
+    assert not failed.ok and failed.error == f"{BATCH_ITEM_PREFIX}HTTP 429: None"
+    # The body's error message is kept, under the HTTP status unless it names a code.
+    refused = {"message": "bad model", "type": "invalid_request_error"}
+    for body_error, expected in [
+        (refused, "HTTP 400: bad model"),
+        ({**refused, "code": "model_not_found"}, "model_not_found: bad model"),
+    ]:
+        line = {
+            "custom_id": "e",
+            "response": {"status_code": 400, "body": {"error": body_error}},
+        }
+        assert parsed(json.dumps(line).encode()).error == BATCH_ITEM_PREFIX + expected
+    # An error line (expired, or never run) says why.
+    expired = {"code": "batch_expired", "message": "window ended"}
+    for response in [None, {"status_code": 500, "body": {}}]:
+        line = {"custom_id": "f", "response": response, "error": expired}
+        assert parsed(json.dumps(line).encode()).error == (
+            f"{BATCH_ITEM_PREFIX}batch_expired: window ended"
+        )
     broken_body = {"custom_id": "c", "response": {"status_code": 200, "body": {}}}
     broken = parsed(json.dumps(broken_body).encode())
-    assert broken.error is not None and "malformed" in broken.error
+    assert broken.error is not None
+    assert broken.error.startswith(
+        f"{BATCH_ITEM_PREFIX}malformed_body: malformed response body"
+    )
     assert parse_output_line(b'{"custom_id": "d", "resp', "chat", "m") is None
     assert parse_output_line(b'{"response": {}}', "chat", "m") is None
 

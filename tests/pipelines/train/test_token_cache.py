@@ -617,3 +617,24 @@ def test_a_shard_no_view_used_yet_ages_from_when_it_was_written(
     assert token_cache.last_used(shard) == written
     assert token_cache.prune(tmp_path, cache_at(tmp_path, 8, max_age_days=1)) == []
     assert shard.is_dir()
+
+
+def test_a_cleanup_ages_shards_by_the_time_it_is_given(tmp_path, byte_tokenizer):
+    shard = write_shard_of(tmp_path, make_records(4), byte_tokenizer)
+    week = cache_at(tmp_path, 8, max_age_days=7)
+    assert token_cache.prune(tmp_path, week, now=time.time() + 6 * 86400) == []
+    assert token_cache.prune(tmp_path, week, now=time.time() + 8 * 86400) == [shard]
+    # No cache folder at all: nothing to remove.
+    assert (
+        token_cache.prune(tmp_path / "none", cache_at(tmp_path, 8, max_bytes=0)) == []
+    )
+
+
+def test_a_shard_still_being_written_is_never_pruned(tmp_path, byte_tokenizer):
+    shard = write_shard_of(tmp_path, make_records(4), byte_tokenizer)
+    # Another build's shard before its meta.json (written last) and its rename.
+    staging = shard.with_name(".tmp-0123456789abcdef-01234567")
+    staging.mkdir()
+    (staging / token_cache.TOKENS_FILE).write_bytes(bytes(4096))
+    assert token_cache.prune(tmp_path, cache_at(tmp_path, 8, max_bytes=0)) == [shard]
+    assert staging.is_dir()
