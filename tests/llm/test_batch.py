@@ -383,6 +383,10 @@ def test_output_lines_parse_to_answers_failures_or_none():
     error = {"custom_id": "b", "response": {"status_code": 429, "body": {}}}
     failed = parsed(json.dumps(error).encode())
     assert not failed.ok and failed.error == f"{BATCH_ITEM_PREFIX}HTTP 429: None"
+    gateway = {"custom_id": "g", "response": {"status_code": 502, "body": "<html>"}}
+    assert parsed(json.dumps(gateway).encode()).error == (
+        f"{BATCH_ITEM_PREFIX}HTTP 502: None"
+    )
     # The body's error message is kept, under the HTTP status unless it names a code.
     refused = {"message": "bad model", "type": "invalid_request_error"}
     for body_error, expected in [

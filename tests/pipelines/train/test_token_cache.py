@@ -615,15 +615,19 @@ def test_a_shard_no_view_used_yet_ages_from_when_it_was_written(
     assert not (shard / token_cache.USED_FILE).exists()
     written = (shard / token_cache.META_FILE).stat().st_mtime
     assert token_cache.last_used(shard) == written
+    assert token_cache.last_used(tmp_path / "removed") == 0.0  # neither file: never
     assert token_cache.prune(tmp_path, cache_at(tmp_path, 8, max_age_days=1)) == []
     assert shard.is_dir()
 
 
 def test_a_cleanup_ages_shards_by_the_time_it_is_given(tmp_path, byte_tokenizer):
     shard = write_shard_of(tmp_path, make_records(4), byte_tokenizer)
+    written = 1_700_000_000  # whole seconds: exact sums below
+    os.utime(shard / token_cache.META_FILE, (written, written))
     week = cache_at(tmp_path, 8, max_age_days=7)
-    assert token_cache.prune(tmp_path, week, now=time.time() + 6 * 86400) == []
-    assert token_cache.prune(tmp_path, week, now=time.time() + 8 * 86400) == [shard]
+    # Exactly a week unused is not past the limit; a second more is.
+    assert token_cache.prune(tmp_path, week, now=written + 7 * 86400) == []
+    assert token_cache.prune(tmp_path, week, now=written + 7 * 86400 + 1) == [shard]
     # No cache folder at all: nothing to remove.
     assert (
         token_cache.prune(tmp_path / "none", cache_at(tmp_path, 8, max_bytes=0)) == []
@@ -638,3 +642,19 @@ def test_a_shard_still_being_written_is_never_pruned(tmp_path, byte_tokenizer):
     (staging / token_cache.TOKENS_FILE).write_bytes(bytes(4096))
     assert token_cache.prune(tmp_path, cache_at(tmp_path, 8, max_bytes=0)) == [shard]
     assert staging.is_dir()
+
+
+def test_a_size_cap_removes_the_least_recently_used_until_the_rest_fit(
+    tmp_path, byte_tokenizer, caplog
+):
+    root = tmp_path / "cache"
+    shards = build_shards(root, byte_tokenizer, 3)
+    for shard in shards:
+        os.close(token_cache._held.pop(shard))
+    sizes = [sum(f.stat().st_size for f in s.rglob("*") if f.is_file()) for s in shards]
+    with caplog.at_level(logging.INFO, logger=token_cache.__name__):
+        removed = token_cache.prune(root, cache_at(root, 8, max_bytes=max(sizes)))
+    assert removed == shards[:2]
+    assert [record.getMessage() for record in caplog.records] == [
+        f"Token cache {root.resolve()}: removed 2 unused shard(s); {sizes[2]} bytes left"
+    ]
