@@ -383,6 +383,9 @@ def test_output_lines_parse_to_answers_failures_or_none():
     error = {"custom_id": "b", "response": {"status_code": 429, "body": {}}}
     failed = parsed(json.dumps(error).encode())
     assert not failed.ok and failed.error == f"{BATCH_ITEM_PREFIX}HTTP 429: None"
+    # A line with neither a response nor an error object is a failure, not a crash.
+    bare = parsed(b'{"custom_id": "h", "response": null, "error": "?"}')
+    assert bare.error == f"{BATCH_ITEM_PREFIX}None: None"
     gateway = {"custom_id": "g", "response": {"status_code": 502, "body": "<html>"}}
     assert parsed(json.dumps(gateway).encode()).error == (
         f"{BATCH_ITEM_PREFIX}HTTP 502: None"
@@ -401,8 +404,9 @@ def test_output_lines_parse_to_answers_failures_or_none():
     # An error line (expired, or never run) says why.
     expired = {"code": "batch_expired", "message": "window ended"}
     for response in [None, {"status_code": 500, "body": {}}]:
-        line = {"custom_id": "f", "response": response, "error": expired}
-        assert parsed(json.dumps(line).encode()).error == (
+        error_line: dict[str, Any] = {"custom_id": "f", "response": response}
+        error_line["error"] = expired
+        assert parsed(json.dumps(error_line).encode()).error == (
             f"{BATCH_ITEM_PREFIX}batch_expired: window ended"
         )
     broken_body = {"custom_id": "c", "response": {"status_code": 200, "body": {}}}
