@@ -34,6 +34,7 @@ from belle_kedro.llm.openai_backend import OpenAIBackend
 from belle_kedro.llm.runner import (
     NOT_SENT_OVER_BUDGET,
     RequestLimits,
+    RunProgress,
     TokenPrices,
     collect_responses,
 )
@@ -600,6 +601,36 @@ def test_a_resumed_batch_may_hold_requests_the_new_plan_dropped(tmp_path: Path):
     assert [(a.ok, a.attempts) for a in answers.values()] == [(True, 1), (True, 1)]
     assert report.items_without_output == 1 and report.follow_up_batches == 0
     assert len(server.batches) == 1 and ledger.open_batches() == []
+
+
+def test_an_answer_to_a_request_the_new_plan_dropped_is_journaled_as_is(
+    tmp_path: Path,
+):
+    requests = plan(3)
+    answers, _, _, _ = resume_a_killed_run(tmp_path, requests, requests[:2], None)
+    assert list(answers) == ["req-000", "req-001"]
+    # Paid for, so kept: its request is not at hand, so no params, but its API.
+    records = ResponseJournal(tmp_path / "raw.jsonl").records()
+    dropped = [r for r in records if r["request_id"] == "req-002"]
+    assert len(dropped) == 1 and "params" not in dropped[0]
+    assert dropped[0]["api"] == "chat" and dropped[0]["batch_id"]
+
+
+def test_a_batch_run_counts_each_answer_once_in_the_run_progress(tmp_path: Path):
+    progress = RunProgress("generate", total=3)
+    with FakeOpenAIServer() as server:
+        asyncio.run(
+            collect_batch_responses(
+                backend_for(server),
+                plan(3),
+                ResponseJournal(tmp_path / "raw.jsonl"),
+                LIMITS,
+                settings=settings(),
+                report=BatchReport(),
+                progress=progress,
+            )
+        )
+    assert progress.bar.n == 3 and progress.errors == 0
 
 
 def test_a_resumed_batch_counts_as_a_try_of_its_items(tmp_path: Path):
