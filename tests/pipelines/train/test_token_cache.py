@@ -485,16 +485,7 @@ def test_a_view_over_two_shards_reads_each_records_own_shard(tmp_path, byte_toke
 def test_a_shard_a_killed_build_never_held_is_still_pruned(tmp_path, byte_tokenizer):
     """Killed between writing a shard and holding it: no .lock file yet."""
     root = tmp_path / "cache"
-    fingerprint = token_cache.cache_fingerprint(byte_tokenizer, 128)
-    records = make_records(4)
-    shard = token_cache.write_shard(
-        root / fingerprint["id"],
-        records,
-        token_cache.record_keys(records),
-        byte_tokenizer,
-        fingerprint=fingerprint,
-        batch_size=8,
-    )
+    shard = write_shard_of(root, make_records(4), byte_tokenizer)
     assert not (shard / token_cache.LOCK_FILE).exists()
     assert token_cache.prune(root, cache_at(root, 8, max_bytes=0)) == [shard]
     assert not shard.exists()
