@@ -12,7 +12,12 @@ from typing import Any
 import openai
 import pytest
 
-from belle_kedro.llm.base import LLMRequest, LLMResponse, RetryPolicy
+from belle_kedro.llm.base import (
+    BATCH_ITEM_PREFIX,
+    LLMRequest,
+    LLMResponse,
+    RetryPolicy,
+)
 from belle_kedro.llm.batch import (
     NO_OUTPUT,
     NOT_SUBMITTED,
@@ -29,6 +34,7 @@ from belle_kedro.llm.openai_backend import OpenAIBackend
 from belle_kedro.llm.runner import (
     NOT_SENT_OVER_BUDGET,
     RequestLimits,
+    RunProgress,
     TokenPrices,
     collect_responses,
 )
@@ -371,12 +377,45 @@ def test_output_lines_parse_to_answers_failures_or_none():
         },
     }
     assert parsed(json.dumps(ok).encode()).text == "好"
+    # A body that names no model: the answer is the run's model's.
+    body = {"choices": [{"message": {"content": "好"}}]}
+    no_model = {"custom_id": "a", "response": {"status_code": 200, "body": body}}
+    assert parsed(json.dumps(no_model).encode()).model == "m"
     error = {"custom_id": "b", "response": {"status_code": 429, "body": {}}}
     failed = parsed(json.dumps(error).encode())
-    assert not failed.ok and failed.error is not None and "HTTP 429" in failed.error
+    assert not failed.ok and failed.error == f"{BATCH_ITEM_PREFIX}HTTP 429: None"
+    # A line with neither a response nor an error object is a failure, not a crash.
+    bare = parsed(b'{"custom_id": "h", "response": null, "error": "?"}')
+    assert bare.error == f"{BATCH_ITEM_PREFIX}None: None"
+    gateway = {"custom_id": "g", "response": {"status_code": 502, "body": "<html>"}}
+    assert parsed(json.dumps(gateway).encode()).error == (
+        f"{BATCH_ITEM_PREFIX}HTTP 502: None"
+    )
+    # The body's error message is kept, under the HTTP status unless it names a code.
+    refused = {"message": "bad model", "type": "invalid_request_error"}
+    for body_error, expected in [
+        (refused, "HTTP 400: bad model"),
+        ({**refused, "code": "model_not_found"}, "model_not_found: bad model"),
+    ]:
+        line = {
+            "custom_id": "e",
+            "response": {"status_code": 400, "body": {"error": body_error}},
+        }
+        assert parsed(json.dumps(line).encode()).error == BATCH_ITEM_PREFIX + expected
+    # An error line (expired, or never run) says why.
+    expired = {"code": "batch_expired", "message": "window ended"}
+    for response in [None, {"status_code": 500, "body": {}}]:
+        error_line: dict[str, Any] = {"custom_id": "f", "response": response}
+        error_line["error"] = expired
+        assert parsed(json.dumps(error_line).encode()).error == (
+            f"{BATCH_ITEM_PREFIX}batch_expired: window ended"
+        )
     broken_body = {"custom_id": "c", "response": {"status_code": 200, "body": {}}}
     broken = parsed(json.dumps(broken_body).encode())
-    assert broken.error is not None and "malformed" in broken.error
+    assert broken.error is not None
+    assert broken.error.startswith(
+        f"{BATCH_ITEM_PREFIX}malformed_body: malformed response body"
+    )
     assert parse_output_line(b'{"custom_id": "d", "resp', "chat", "m") is None
     assert parse_output_line(b'{"response": {}}', "chat", "m") is None
 
@@ -562,6 +601,36 @@ def test_a_resumed_batch_may_hold_requests_the_new_plan_dropped(tmp_path: Path):
     assert [(a.ok, a.attempts) for a in answers.values()] == [(True, 1), (True, 1)]
     assert report.items_without_output == 1 and report.follow_up_batches == 0
     assert len(server.batches) == 1 and ledger.open_batches() == []
+
+
+def test_an_answer_to_a_request_the_new_plan_dropped_is_journaled_as_is(
+    tmp_path: Path,
+):
+    requests = plan(3)
+    answers, _, _, _ = resume_a_killed_run(tmp_path, requests, requests[:2], None)
+    assert list(answers) == ["req-000", "req-001"]
+    # Paid for, so kept: its request is not at hand, so no params, but its API.
+    records = ResponseJournal(tmp_path / "raw.jsonl").records()
+    dropped = [r for r in records if r["request_id"] == "req-002"]
+    assert len(dropped) == 1 and "params" not in dropped[0]
+    assert dropped[0]["api"] == "chat" and dropped[0]["batch_id"]
+
+
+def test_a_batch_run_counts_each_answer_once_in_the_run_progress(tmp_path: Path):
+    progress = RunProgress("generate", total=3)
+    with FakeOpenAIServer() as server:
+        asyncio.run(
+            collect_batch_responses(
+                backend_for(server),
+                plan(3),
+                ResponseJournal(tmp_path / "raw.jsonl"),
+                LIMITS,
+                settings=settings(),
+                report=BatchReport(),
+                progress=progress,
+            )
+        )
+    assert progress.bar.n == 3 and progress.errors == 0
 
 
 def test_a_resumed_batch_counts_as_a_try_of_its_items(tmp_path: Path):

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import gc
 import hashlib
 import json
+import logging
 import os
 import pickle
 import re
+import resource
 import shutil
+import signal
 import time
+from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
@@ -145,7 +150,7 @@ def test_a_token_file_shorter_than_its_offsets_names_the_file(tmp_path, byte_tok
 
 
 def test_a_changed_fingerprint_rebuilds_and_an_unchanged_one_reuses(
-    tmp_path, byte_tokenizer, monkeypatch
+    tmp_path, byte_tokenizer, monkeypatch, caplog
 ):
     records, root = make_records(12), tmp_path / "cache"
 
@@ -154,14 +159,25 @@ def test_a_changed_fingerprint_rebuilds_and_an_unchanged_one_reuses(
             cache_at(root, 5), frame, byte_tokenizer, max_length
         )
 
-    first = build(records)
-    assert first.tokenized == 12
-    assert build(records).tokenized == 0  # same fingerprint: reused
+    with caplog.at_level(logging.INFO, logger=token_cache.__name__):
+        first = build(records)
+        assert first.tokenized == 12
+        assert build(records).tokenized == 0  # same fingerprint: reused
+    folder = first.shards[0].parent
+    assert [record.getMessage() for record in caplog.records] == [
+        f"Token cache {folder}: 12 of 12 records are new; tokenising them",
+        f"Token cache {folder}: all 12 records already tokenised",
+    ]
     assert build(records, max_length=64).tokenized == 12  # max_length changed
     assert build(records, max_length=64).fingerprint_id != first.fingerprint_id
     changed = records.copy()
     changed.loc[3, "output"] = "一个改过的回答。"
-    assert build(changed).tokenized == 1  # only the changed record is new
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger=token_cache.__name__):
+        assert build(changed).tokenized == 1  # only the changed record is new
+    assert caplog.records[0].getMessage() == (
+        f"Token cache {folder}: 1 of 12 records are new; tokenising them"
+    )
     monkeypatch.setattr(template, "ASSISTANT_PREFIX", "\n\n助手：")
     rebuilt = build(records)
     assert rebuilt.tokenized == 12  # the template changed
@@ -172,7 +188,7 @@ def test_a_changed_fingerprint_rebuilds_and_an_unchanged_one_reuses(
     assert meta["records"] == 12
 
 
-def test_a_torn_or_foreign_shard_is_ignored(tmp_path, byte_tokenizer):
+def test_a_torn_or_foreign_shard_is_ignored(tmp_path, byte_tokenizer, caplog):
     records, root = make_records(10), tmp_path / "cache"
     view = token_cache.build_view(cache_at(root, 4), records, byte_tokenizer, 128)
     shard = view.shards[0]
@@ -194,10 +210,19 @@ def test_a_torn_or_foreign_shard_is_ignored(tmp_path, byte_tokenizer):
     torn = folder / f".tmp-{shard.name}-dead"
     torn.mkdir()
     (torn / token_cache.TOKENS_FILE).write_bytes(b"\x01\x02")
+    # Killed after meta.json but before the rename: whole, yet never renamed into place.
+    staged = folder / f".tmp-{shard.name}-killed"
+    shutil.copytree(shard, staged)
     (shard / token_cache.META_FILE).unlink()
-    again = token_cache.build_view(cache_at(root, 4), records, byte_tokenizer, 128)
+    with caplog.at_level(logging.WARNING, logger=token_cache.__name__):
+        again = token_cache.build_view(cache_at(root, 4), records, byte_tokenizer, 128)
     assert again.tokenized == 10
-    assert not {foreign, unnamed, torn} & set(again.shards)
+    assert not {foreign, unnamed, torn, staged} & set(again.shards)
+    # The same records' shard, damaged after its rename, is replaced (and said so).
+    assert again.shards == [shard]
+    assert [record.getMessage() for record in caplog.records] == [
+        f"Replacing the damaged token cache shard {shard}"
+    ]
     token_cache.save_view(again, tmp_path / "view")
     dataset = cached_examples(tmp_path / "view", byte_tokenizer, 128)
     expected, _ = per_record_examples(records, byte_tokenizer, 128)
@@ -460,16 +485,167 @@ def test_a_view_over_two_shards_reads_each_records_own_shard(tmp_path, byte_toke
 def test_a_shard_a_killed_build_never_held_is_still_pruned(tmp_path, byte_tokenizer):
     """Killed between writing a shard and holding it: no .lock file yet."""
     root = tmp_path / "cache"
-    fingerprint = token_cache.cache_fingerprint(byte_tokenizer, 128)
-    records = make_records(4)
-    shard = token_cache.write_shard(
-        root / fingerprint["id"],
-        records,
-        token_cache.record_keys(records),
-        byte_tokenizer,
-        fingerprint=fingerprint,
-        batch_size=8,
-    )
+    shard = write_shard_of(root, make_records(4), byte_tokenizer)
     assert not (shard / token_cache.LOCK_FILE).exists()
     assert token_cache.prune(root, cache_at(root, 8, max_bytes=0)) == [shard]
     assert not shard.exists()
+
+
+def test_a_shard_is_written_in_its_documented_format(tmp_path, byte_tokenizer, capsys):
+    records = make_records(12)
+    view = token_cache.build_view(
+        cache_at(tmp_path / "cache", 5), records, byte_tokenizer, 128
+    )
+    shard = view.shards[0]
+    keys = token_cache.record_keys(records)
+    digest = hashlib.sha256(keys.tobytes()).hexdigest()
+    meta = json.loads((shard / token_cache.META_FILE).read_text())
+    assert shard.name == digest[:16] and meta["records_digest"] == digest
+    assert meta["records"] == 12
+    offsets = np.load(shard / token_cache.OFFSETS_FILE)
+    assert offsets.dtype == np.int64 and offsets[0] == 0
+    assert offsets[-1] == meta["tokens"]
+    tokens_bytes = (shard / token_cache.TOKENS_FILE).stat().st_size
+    assert tokens_bytes == 4 * meta["tokens"]
+    assert np.load(shard / token_cache.PROMPT_LENGTHS_FILE).dtype == np.int32
+    assert np.load(shard / token_cache.KEYS_FILE).tolist() == keys.tolist()
+    assert view.shard_index.dtype == np.int32 and view.rows.dtype == np.int64
+    # The progress bar counts batches of 5: 12 records in 3.
+    progress = capsys.readouterr().err
+    assert "tokenising 12 records: 100%" in progress
+    assert re.search(r" 3/3 \[[^]]*[\d.](batch/s|s/batch)\]", progress)
+
+
+def test_a_write_error_while_tokenising_leaves_no_partial_shard(
+    tmp_path, byte_tokenizer
+):
+    """A real write error (a 4 KiB file-size limit, as a full disk gives ENOSPC)."""
+    records, root = make_records(40), tmp_path / "cache"
+    folder = root / token_cache.cache_fingerprint(byte_tokenizer, 128)["id"]
+    digest = hashlib.sha256(token_cache.record_keys(records).tobytes()).hexdigest()
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    # Past the limit a write fails with EFBIG, unless SIGXFSZ kills the process first.
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, limits[1]))
+    try:
+        with pytest.raises(OSError) as raised:
+            token_cache.build_view(cache_at(root, 8), records, byte_tokenizer, 128)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert raised.value.errno == errno.EFBIG
+    assert raised.value.strerror == (
+        f"train: could not write token cache shard {folder / digest[:16]} "
+        "(File too large); the partial shard was removed, rerun once there is space"
+    )
+    assert list(folder.iterdir()) == []
+    again = token_cache.build_view(cache_at(root, 8), records, byte_tokenizer, 128)
+    assert again.tokenized == 40
+
+
+def write_shard_of(root, records: pd.DataFrame, tokenizer) -> Path:
+    """``records`` written as one shard, as a build that looked them up missing does."""
+    fingerprint = token_cache.cache_fingerprint(tokenizer, 128)
+    return token_cache.write_shard(
+        root / fingerprint["id"],
+        records,
+        token_cache.record_keys(records),
+        tokenizer,
+        fingerprint=fingerprint,
+        batch_size=8,
+    )
+
+
+def test_a_shard_another_process_wrote_meanwhile_is_kept(
+    tmp_path, byte_tokenizer, caplog
+):
+    records = make_records(4)
+    first = write_shard_of(tmp_path, records, byte_tokenizer)
+    inode = first.stat().st_ino
+    with caplog.at_level(logging.WARNING, logger=token_cache.__name__):
+        assert write_shard_of(tmp_path, records, byte_tokenizer) == first
+    assert caplog.records == []
+    assert first.stat().st_ino == inode
+    assert [path.name for path in first.parent.iterdir()] == [first.name]
+
+
+def test_a_shard_of_other_records_under_the_name_is_an_error(tmp_path, byte_tokenizer):
+    root, records = tmp_path / "cache", make_records(4)
+    other = write_shard_of(root, make_records(3, seed=5), byte_tokenizer)
+    digest = hashlib.sha256(token_cache.record_keys(records).tobytes()).hexdigest()
+    named = other.with_name(digest[:16])
+    shutil.copytree(other, named)
+    with pytest.raises(
+        RuntimeError,
+        match=f"^token cache shard {re.escape(str(named))} lacks records just written$",
+    ):
+        token_cache.build_view(cache_at(root, 8), records, byte_tokenizer, 128)
+
+
+def test_records_two_shards_hold_are_read_from_the_first(tmp_path, byte_tokenizer):
+    """Builds that raced can both cache a record: each is read from the first shard."""
+    # More than numpy's small-array sort (which happens to be stable) handles.
+    records = make_records(300)
+    shards = sorted(
+        [
+            write_shard_of(tmp_path, records, byte_tokenizer),
+            write_shard_of(tmp_path, records.iloc[:-1], byte_tokenizer),
+        ]
+    )
+    view = token_cache.build_view(
+        cache_at(tmp_path, 8), records.iloc[:-1], byte_tokenizer, 128
+    )
+    assert view.tokenized == 0 and view.shards == shards[:1]
+
+
+def test_a_shard_no_view_used_yet_ages_from_when_it_was_written(
+    tmp_path, byte_tokenizer
+):
+    """Another build's shard between its rename and its first use: no ``.used`` yet."""
+    shard = write_shard_of(tmp_path, make_records(4), byte_tokenizer)
+    assert not (shard / token_cache.USED_FILE).exists()
+    written = (shard / token_cache.META_FILE).stat().st_mtime
+    assert token_cache.last_used(shard) == written
+    assert token_cache.last_used(tmp_path / "removed") == 0.0  # neither file: never
+    assert token_cache.prune(tmp_path, cache_at(tmp_path, 8, max_age_days=1)) == []
+    assert shard.is_dir()
+
+
+def test_a_cleanup_ages_shards_by_the_time_it_is_given(tmp_path, byte_tokenizer):
+    shard = write_shard_of(tmp_path, make_records(4), byte_tokenizer)
+    written = 1_700_000_000  # whole seconds: exact sums below
+    os.utime(shard / token_cache.META_FILE, (written, written))
+    week = cache_at(tmp_path, 8, max_age_days=7)
+    # Exactly a week unused is not past the limit; a second more is.
+    assert token_cache.prune(tmp_path, week, now=written + 7 * 86400) == []
+    assert token_cache.prune(tmp_path, week, now=written + 7 * 86400 + 1) == [shard]
+    # No cache folder at all: nothing to remove.
+    assert (
+        token_cache.prune(tmp_path / "none", cache_at(tmp_path, 8, max_bytes=0)) == []
+    )
+
+
+def test_a_shard_still_being_written_is_never_pruned(tmp_path, byte_tokenizer):
+    shard = write_shard_of(tmp_path, make_records(4), byte_tokenizer)
+    # Another build's shard before its meta.json (written last) and its rename.
+    staging = shard.with_name(".tmp-0123456789abcdef-01234567")
+    staging.mkdir()
+    (staging / token_cache.TOKENS_FILE).write_bytes(bytes(4096))
+    assert token_cache.prune(tmp_path, cache_at(tmp_path, 8, max_bytes=0)) == [shard]
+    assert staging.is_dir()
+
+
+def test_a_size_cap_removes_the_least_recently_used_until_the_rest_fit(
+    tmp_path, byte_tokenizer, caplog
+):
+    root = tmp_path / "cache"
+    shards = build_shards(root, byte_tokenizer, 3)
+    for shard in shards:
+        os.close(token_cache._held.pop(shard))
+    sizes = [sum(f.stat().st_size for f in s.rglob("*") if f.is_file()) for s in shards]
+    with caplog.at_level(logging.INFO, logger=token_cache.__name__):
+        removed = token_cache.prune(root, cache_at(root, 8, max_bytes=max(sizes)))
+    assert removed == shards[:2]
+    assert [record.getMessage() for record in caplog.records] == [
+        f"Token cache {root.resolve()}: removed 2 unused shard(s); {sizes[2]} bytes left"
+    ]
