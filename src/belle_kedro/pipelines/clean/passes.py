@@ -197,8 +197,4 @@ def decontamination_pass(
         partner_texts(records, found.duplicate_of[~found.keep], questions),
         found.score[~found.keep].round(4),
     )
-    # clean_instructions is written from these rows: pandas' indexing joins each column
-    # into one Arrow chunk (a copy, made here, well under the near-duplicate pass's
-    # peak), and pyarrow's pages follow the chunks, so the Parquet file's bytes depend
-    # on the records alone, not on how the steps before chunked them.
-    return records[found.keep].reset_index(drop=True), dropped, report
+    return select_rows(records, found.keep), dropped, report
