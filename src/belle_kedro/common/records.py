@@ -32,9 +32,9 @@ def select_rows(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
     """The rows of ``frame`` where the boolean array ``keep`` is True, index reset.
 
     An Arrow-backed column is filtered chunk by chunk. pandas' boolean indexing goes
-    through Arrow's ``take``, which first joins a column's chunks into one array: a
-    second copy of the whole column for a moment, even to pick a few rows (at 10M
-    records, 2.8 GB for the outputs).
+    through Arrow's ``take`` over the whole chunked column, which held a second copy of
+    the column for a moment (measured on 3M records: 2.93 GiB peak, against 2.11 GiB
+    chunk by chunk; at 10M the outputs alone are 2.8 GB).
     """
     keep = np.asarray(keep, dtype=bool)
     columns = {}
