@@ -7,30 +7,16 @@ from pathlib import Path
 
 import mlflow
 import pytest
-import yaml
 
 from belle_kedro.datasets.eval_set import eval_set_digest, load_eval_set
 from tests.support.project import REPO_ROOT, open_session
-
-FIXTURE = (
-    Path(__file__).resolve().parents[2] / "fixtures" / "clean_instructions_small.json"
-)
+from tests.support.review import read_the_clean_fixture
 
 
 @pytest.mark.slow
 def test_clean_pipeline_session_writes_data_report_and_mlflow(kedro_project: Path):
     # The input is chosen in the catalog: point generated_instructions at a user file.
-    (kedro_project / "conf" / "local" / "catalog_clean.yml").write_text(
-        yaml.safe_dump(
-            {
-                "generated_instructions": {
-                    "type": "belle_kedro.datasets.instructions.InstructionFileDataset",
-                    "filepath": [str(FIXTURE)],
-                }
-            }
-        ),
-        encoding="utf-8",
-    )
+    read_the_clean_fixture(kedro_project)
     with open_session(kedro_project) as session:
         session.run(pipeline_names=["clean"])
 
