@@ -7,7 +7,7 @@ A record is a row with string columns ``instruction``, ``input`` (``""`` for non
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,8 +28,10 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], what: str) -> N
         )
 
 
-def select_rows(frame: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
-    """The rows of ``frame`` where the boolean array ``keep`` is True, index reset.
+def select_rows(
+    frame: pd.DataFrame, keep: np.ndarray | Sequence[bool] | pd.Series
+) -> pd.DataFrame:
+    """The rows of ``frame`` where the booleans ``keep`` are True, index reset.
 
     An Arrow-backed column is filtered chunk by chunk. pandas' boolean indexing goes
     through Arrow's ``take`` over the whole chunked column, which held a second copy of

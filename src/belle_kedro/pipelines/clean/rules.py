@@ -55,7 +55,7 @@ def dropped_rows(
     """The records ``mask`` drops, with the rule that dropped them and, for a matching
     pass, the kept record, seed task or eval question each repeats and that pair's
     ROUGE-L F (empty and NaN for a rule)."""
-    rows = select_rows(records, np.asarray(mask, dtype=bool))
+    rows = select_rows(records, mask)
     return rows.assign(
         rule=rule,
         partner=pd.Series("", index=rows.index, dtype=STR_DTYPE)
