@@ -48,18 +48,20 @@ LOGGING = {
 }
 
 
-def _project(workdir: Path, data_entry: dict[str, Any]) -> Path:
+def _project(workdir: Path, data_entry: dict[str, Any], checkout: Path) -> Path:
+    """A Kedro project from ``checkout``'s settings and raw files (its code runs from
+    ``checkout/src``), reading ``data_entry`` as its generated instructions."""
     project = workdir / "project"
     (project / "src").mkdir(parents=True)
     for name in ("pyproject.toml", ".telemetry"):
-        if (ROOT / name).exists():
-            shutil.copy2(ROOT / name, project / name)
+        if (checkout / name).exists():
+            shutil.copy2(checkout / name, project / name)
     shutil.copytree(
-        ROOT / "conf",
+        checkout / "conf",
         project / "conf",
         ignore=shutil.ignore_patterns("credentials.yml"),
     )
-    shutil.copytree(ROOT / "data" / "01_raw", project / "data" / "01_raw")
+    shutil.copytree(checkout / "data" / "01_raw", project / "data" / "01_raw")
     (project / "conf" / "local" / "catalog_clean.yml").write_text(
         yaml.safe_dump({"generated_instructions": data_entry})
     )
@@ -130,9 +132,10 @@ def clean_run(
     runtime_params: dict[str, Any] | None = None,
     source: Path = ROOT / "src",
 ) -> dict[str, Any]:
-    """Run ``clean`` over ``data_entry`` with the package under ``source``; wall, peaks,
-    in/out/near-dup counts, the output and report files."""
-    project = _project(workdir, data_entry)
+    """Run ``clean`` over ``data_entry`` with the package under ``source`` and the
+    settings of its checkout; wall, peaks, in/out/near-dup counts, the output and
+    report files."""
+    project = _project(workdir, data_entry, source.parent)
     env = {
         **os.environ,
         "PYTHONPATH": str(source),
