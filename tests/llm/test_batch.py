@@ -708,3 +708,86 @@ def test_an_input_line_is_sorted_utf8_json_of_the_request():
             f'"url": "{CHAT_PATH}"}}\n'
         ).encode()
     )
+
+
+def test_stored_answers_count_in_the_progress_of_a_resumed_run(tmp_path: Path):
+    journal = ResponseJournal(tmp_path / "raw.jsonl")
+    with FakeOpenAIServer() as server:
+        run_batch(server, plan(3), journal, BatchReport())
+        progress = RunProgress("generate", total=4)
+        asyncio.run(
+            collect_batch_responses(
+                backend_for(server),
+                plan(4),
+                journal,
+                LIMITS,
+                settings=settings(),
+                report=BatchReport(),
+                progress=progress,
+            )
+        )
+    # Three answers from the journal, one from the new batch.
+    assert progress.bar.n == 4 and progress.errors == 0
+    assert server.batch_submissions == {f"req-{i:03d}": 1 for i in range(4)}
+
+
+def test_an_offline_run_writes_every_unanswered_request_and_resumes_no_batch(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    requests = plan(5)
+    journal = ResponseJournal(tmp_path / "raw.jsonl")
+    ledger = BatchLedger.beside(journal)
+    with FakeOpenAIServer() as server:
+        submit_by_hand(server, requests[:2], ledger)  # an online run's batch, open
+        report = BatchReport()
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="belle_kedro.llm.batch"):
+            run_batch(server, requests, journal, report, submit=False)
+    # Offline the API is never asked about the open batch: its requests go out too.
+    assert report.batches_resumed == 0 and report.items_written_offline == 5
+    written = {
+        path: [json.loads(line)["custom_id"] for line in path.read_text().splitlines()]
+        for path in ledger.inputs_dir.glob("offline-*.jsonl")
+    }
+    assert sorted(rid for ids in written.values() for rid in ids) == [
+        r.request_id for r in requests
+    ]
+    assert sorted(r.getMessage() for r in caplog.records) == sorted(
+        f"batch: {len(ids)} request(s) written to {path}"
+        for path, ids in written.items()
+    )
+
+
+def test_the_report_adds_up_over_the_calls_of_one_client(tmp_path: Path):
+    requests = plan(3)
+    answers, report, server, _ = resume_a_killed_run(tmp_path, requests, requests, None)
+    assert report.batches_resumed == 1 and report.batches_submitted == 0
+    # The client's next call (a later round) resumes nothing; the count stays.
+    with FakeOpenAIServer() as again:
+        run_batch(again, plan(4), ResponseJournal(tmp_path / "raw.jsonl"), report)
+    assert report.batches_resumed == 1 and report.batches_submitted == 1
+
+
+def test_a_resumed_batch_counts_against_the_spend_limit(tmp_path: Path):
+    requests = plan(4)
+    prices = TokenPrices(1.0, 1.0).scaled(0.5)
+    limits = RequestLimits(
+        max_in_flight=4,
+        requests_per_minute=None,
+        tokens_per_minute=None,
+        max_cost_usd=prices.worst_case(requests[0]) * 2.5,
+        prices=prices,
+    )
+    journal = ResponseJournal(tmp_path / "raw.jsonl")
+    ledger = BatchLedger.beside(journal)
+    with FakeOpenAIServer() as server:
+        batch_id = submit_by_hand(server, requests[:2], ledger)
+        ledger.append(
+            {"batch_key": "batch-killed", "event": "created", "batch_id": batch_id}
+        )
+        answers = run_batch(server, requests, journal, BatchReport(), limits)
+    # The open batch's two requests hold two of the 2.5 worst cases: no new one fits.
+    assert [a.error for a in answers.values()] == [None, None] + [
+        NOT_SENT_OVER_BUDGET
+    ] * 2
+    assert server.batch_submissions == {"req-000": 1, "req-001": 1}
