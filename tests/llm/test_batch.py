@@ -742,7 +742,10 @@ def test_an_offline_run_writes_every_unanswered_request_and_resumes_no_batch(
         report = BatchReport()
         caplog.clear()
         with caplog.at_level(logging.INFO, logger="belle_kedro.llm.batch"):
-            run_batch(server, requests, journal, report, submit=False)
+            answers = run_batch(server, requests, journal, report, submit=False)
+    assert [
+        (rid, a.request_id, a.model, a.error, a.attempts) for rid, a in answers.items()
+    ] == [(r.request_id, r.request_id, "m", NOT_SUBMITTED, 0) for r in requests]
     # Offline the API is never asked about the open batch: its requests go out too.
     assert report.batches_resumed == 0 and report.items_written_offline == 5
     written = {
