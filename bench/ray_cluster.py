@@ -55,6 +55,22 @@ def start_cluster(nodes: int, cpus: int) -> None:
         )
 
 
+def active_nodes(wait_s: float = 60) -> int:
+    """How many nodes ``ray status`` lists as active, once it reports any."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        status = subprocess.run(
+            [str(RAY), "status", f"--address=127.0.0.1:{PORT}"],
+            check=False,
+            capture_output=True,
+            text=True,
+        ).stdout
+        if "Active:" in status or time.monotonic() > deadline:
+            break
+        time.sleep(1)  # the autoscaler's first report comes a few seconds in
+    return status.partition("Active:")[2].partition("Pending:")[0].count("node_")
+
+
 def raylets() -> list[psutil.Process]:
     """Each node's raylet, in the order the nodes started."""
     found = [
@@ -112,13 +128,7 @@ def main() -> None:
     local = run(path, "local")
     start_cluster(args.nodes, args.cpus_per_node)
     try:
-        status = subprocess.run(
-            [str(RAY), "status", f"--address=127.0.0.1:{PORT}"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        alive = status.split("Active:")[1].split("Pending:")[0].count("node_")
+        alive = active_nodes()
         nodes = raylets()
         peaks, cpu = [0.0] * len(nodes), [0.0] * len(nodes)
         done = threading.Event()
