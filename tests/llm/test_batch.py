@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -794,3 +795,83 @@ def test_a_resumed_batch_counts_against_the_spend_limit(tmp_path: Path):
         NOT_SENT_OVER_BUDGET
     ] * 2
     assert server.batch_submissions == {"req-000": 1, "req-001": 1}
+
+
+def output_line(request_id: str, text: str | None, model: str | None = None) -> bytes:
+    """A Batch output line: an answer with ``text`` (its body naming ``model`` if
+    given), or, with no text, the item's failure."""
+    body: dict[str, Any] = {"choices": [{"message": {"content": text}}]}
+    if model is not None:
+        body["model"] = model
+    response = {"status_code": 200 if text else 500, "body": body if text else {}}
+    return json.dumps({"custom_id": request_id, "response": response}).encode()
+
+
+def test_an_imported_output_journals_each_new_answer_once_and_counts_the_rest(
+    tmp_path: Path,
+):
+    requests = plan(4)
+    journal = ResponseJournal(tmp_path / "raw.jsonl")
+    with FakeOpenAIServer() as server:
+        run_batch(server, requests[3:], journal, BatchReport())  # req-003 answered
+    stored = journal.records()[0]
+    output = tmp_path / "out.jsonl"
+    output.write_bytes(
+        b"\n".join(
+            [
+                b"",  # a blank line is skipped, not the end
+                b'{"custom_id": "req-000", "resp',  # malformed: counted, then on
+                b"not json",
+                output_line("req-000", "第一个答案"),  # names no model: the run's
+                output_line("req-000", "同一条的第二个答案", "m2"),  # answered already
+                output_line("req-001", None),  # a failed item is not an answer
+                output_line("req-999", "没有这个请求"),  # not in this plan
+                output_line("req-003", "已经有答案了", "m2"),  # in the journal already
+                output_line("req-002", "第三个答案", "m2"),
+            ]
+        )
+    )
+    report = BatchReport()
+    with FakeOpenAIServer() as server:
+        answers = run_batch(
+            server,
+            requests,
+            journal,
+            report,
+            submit=False,
+            import_outputs=[str(output)],
+        )
+    assert report.lines_malformed == 2 and report.items_imported == 2
+    assert [
+        (r["request_id"], r["text"], r["model"]) for r in journal.records()[1:]
+    ] == [("req-000", "第一个答案", "m"), ("req-002", "第三个答案", "m2")]
+    assert journal.records()[0] == stored
+    assert [answers[r.request_id].error for r in requests] == [
+        None,
+        NOT_SUBMITTED,
+        None,
+        None,
+    ]
+
+
+def test_a_batch_of_answers_is_fsynced_once_not_once_an_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    fsyncs: list[int] = []
+    real_fsync = os.fsync
+
+    def counted(descriptor: int) -> None:
+        fsyncs.append(descriptor)
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", counted)
+    counts = []
+    for size in (1, 4):  # one batch either way: the same ledger events
+        fsyncs.clear()
+        journal = ResponseJournal(tmp_path / f"raw-{size}.jsonl")
+        with FakeOpenAIServer() as server:
+            run_batch(server, plan(size), journal, BatchReport())
+        assert len(journal.records()) == size
+        counts.append(len(fsyncs))
+    # The answers of a batch are appended unsynced and fsynced together after it.
+    assert counts[0] == counts[1]
