@@ -680,7 +680,10 @@ def test_the_progress_bar_counts_the_items_of_the_batches_waited_for(
     with FakeOpenAIServer() as server:
         run_batch(server, plan(3), journal, BatchReport())
     bar = capsys.readouterr().err.replace("\r", "\n").splitlines()
-    assert any(line.startswith("batch: 100%") and "3/3" in line for line in bar)
+    assert any(
+        line.startswith("batch: 100%") and "3/3" in line and "req/s" in line
+        for line in bar
+    )
 
 
 def test_a_file_may_fill_its_byte_limit_exactly():
