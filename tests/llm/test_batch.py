@@ -878,3 +878,20 @@ def test_a_batch_of_answers_is_fsynced_once_not_once_an_answer(
         counts.append(len(fsyncs))
     # The answers of a batch are appended unsynced and fsynced together after it.
     assert counts[0] == counts[1]
+
+
+def test_the_bar_shows_how_many_items_of_the_open_batches_are_done(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    journal = ResponseJournal(tmp_path / "raw.jsonl")
+    with FakeOpenAIServer(polls_per_state=2) as server:
+        run_batch(server, plan(3), journal, BatchReport())
+    bar = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    done = [
+        (int(match[1]), int(match[2]))
+        for line in bar
+        if (match := re.search(r"in_open_done=(\d+), open=(\d+)", line))
+    ]
+    # While the batch is open its items finish one by one; once none is open, none.
+    assert {count for count, still_open in done if still_open} == {0, 1, 2}
+    assert done[-1] == (0, 0)
