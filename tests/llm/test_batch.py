@@ -89,16 +89,21 @@ LIMITS = RequestLimits(
 
 
 def run_batch(server, requests, journal, report, limits=LIMITS, **changes):
-    return asyncio.run(
-        collect_batch_responses(
-            backend_for(server),
-            requests,
-            journal,
-            limits,
-            settings=settings(**changes),
-            report=report,
-        )
-    )
+    async def collect() -> dict[str, LLMResponse]:
+        backend = backend_for(server)
+        try:
+            return await collect_batch_responses(
+                backend,
+                requests,
+                journal,
+                limits,
+                settings=settings(**changes),
+                report=report,
+            )
+        finally:  # as the client does: no HTTP pool left for the closed loop
+            await backend.aclose()
+
+    return asyncio.run(collect())
 
 
 def test_files_respect_both_limits_and_a_line_over_the_byte_limit_is_refused():
@@ -759,7 +764,9 @@ def test_an_offline_run_writes_every_unanswered_request_and_resumes_no_batch(
     assert sorted(rid for ids in written.values() for rid in ids) == [
         r.request_id for r in requests
     ]
-    assert sorted(r.getMessage() for r in caplog.records) == sorted(
+    assert sorted(
+        r.getMessage() for r in caplog.records if r.name == "belle_kedro.llm.batch"
+    ) == sorted(
         f"batch: {len(ids)} request(s) written to {path}"
         for path, ids in written.items()
     )
@@ -880,18 +887,38 @@ def test_a_batch_of_answers_is_fsynced_once_not_once_an_answer(
     assert counts[0] == counts[1]
 
 
+@pytest.mark.parametrize(
+    ("requests", "faults", "while_open"),
+    [
+        (3, None, {0, 1, 2}),  # a third of the items finish at a time
+        (6, None, {0, 1, 3}),  # two batches polled together (4 and 2 items): summed
+        (3, "error", {0, 1, 2}),  # failed items count as done, in every try's bar
+    ],
+)
 def test_the_bar_shows_how_many_items_of_the_open_batches_are_done(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    requests: int,
+    faults: str | None,
+    while_open: set[int],
 ):
     journal = ResponseJournal(tmp_path / "raw.jsonl")
-    with FakeOpenAIServer(polls_per_state=2) as server:
-        run_batch(server, plan(3), journal, BatchReport())
+    with FakeOpenAIServer(
+        polls_per_state=2, batch_faults=lambda cid, n: faults
+    ) as server:
+        run_batch(server, plan(requests), journal, BatchReport())
     bar = capsys.readouterr().err.replace("\r", "\n").splitlines()
     done = [
         (int(match[1]), int(match[2]))
         for line in bar
-        if (match := re.search(r"in_open_done=(\d+), open=(\d+)", line))
+        if (match := re.search(r"in_open_done=(-?\d+), open=(\d+)", line))
     ]
-    # While the batch is open its items finish one by one; once none is open, none.
-    assert {count for count, still_open in done if still_open} == {0, 1, 2}
-    assert done[-1] == (0, 0)
+    assert {count for count, still_open in done if still_open} == while_open
+    assert done[-1] == (0, 0)  # once no batch is open, none is counted
+    states = {
+        state
+        for line in bar
+        for listed in re.findall(r"states=([a-z_,]+)", line)
+        for state in listed.split(",")
+    }
+    assert states == {"validating", "in_progress", "finalizing", "completed"}

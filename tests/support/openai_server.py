@@ -275,7 +275,15 @@ class FakeOpenAIServer:
                 "error_file_id": None,
                 "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
                 "_lines": lines,
-                "_attempts": [self.batch_submissions[x["custom_id"]] for x in lines],
+                # Decided now, so the counts can show failures while the batch runs.
+                "_faults": [
+                    self.batch_faults(
+                        x["custom_id"], self.batch_submissions[x["custom_id"]]
+                    )
+                    if self.batch_faults
+                    else None
+                    for x in lines
+                ],
                 "_polls": 0,
             }
             return self._batch_object(batch_id)
@@ -297,8 +305,12 @@ class FakeOpenAIServer:
                 step = batch["_polls"] // self.polls_per_state
                 if step < len(BATCH_STATES):
                     batch["status"] = BATCH_STATES[step]
-                    total = batch["request_counts"]["total"]
-                    batch["request_counts"]["completed"] = total * step // 3
+                    # Items finish a third at a time; an erroring item counts as
+                    # failed as it finishes, as the API's counts do.
+                    failing = batch["_faults"].count("error")
+                    done = batch["request_counts"]["total"] - failing
+                    batch["request_counts"]["completed"] = done * step // 3
+                    batch["request_counts"]["failed"] = failing * step // 3
                 else:
                     self._finish(batch)
             return self._batch_object(batch_id)
@@ -316,9 +328,8 @@ class FakeOpenAIServer:
         output: list[bytes] = []
         errors: list[bytes] = []
         expired = False
-        for line, attempt in zip(batch["_lines"], batch["_attempts"], strict=True):
+        for line, fault in zip(batch["_lines"], batch["_faults"], strict=True):
             custom_id = line["custom_id"]
-            fault = self.batch_faults(custom_id, attempt) if self.batch_faults else None
             item: dict[str, Any] = {
                 "id": self._new_id("batch_req"),
                 "custom_id": custom_id,
