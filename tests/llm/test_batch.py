@@ -922,3 +922,17 @@ def test_the_bar_shows_how_many_items_of_the_open_batches_are_done(
         for state in listed.split(",")
     }
     assert states == {"validating", "in_progress", "finalizing", "completed"}
+
+
+def test_each_poll_draws_the_bar_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    journal = ResponseJournal(tmp_path / "raw.jsonl")
+    with FakeOpenAIServer(polls_per_state=2) as server:
+        run_batch(server, plan(3), journal, BatchReport())
+        polls = sum(batch["_polls"] for batch in server.batches.values())
+    lines = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    drawn = sum("in_open_done=" in line for line in lines)
+    # A log without a terminal gets every draw: once a poll, the last again at close
+    # (and at most one more when a finished batch moves the bar).
+    assert polls + 1 <= drawn <= polls + 2
