@@ -936,3 +936,58 @@ def test_each_poll_draws_the_bar_once(
     # A log without a terminal gets every draw: once a poll, the last again at close
     # (and at most one more when a finished batch moves the bar).
     assert polls + 1 <= drawn <= polls + 2
+
+
+def test_offline_input_files_go_under_a_journal_folder_not_made_yet(tmp_path: Path):
+    journal = ResponseJournal(tmp_path / "run" / "generate" / "raw.jsonl")
+    with FakeOpenAIServer() as server:
+        report = BatchReport()
+        run_batch(server, plan(2), journal, report, submit=False)
+    inputs = list(BatchLedger.beside(journal).inputs_dir.glob("offline-*.jsonl"))
+    assert report.items_written_offline == 2 and len(inputs) == 1
+
+
+def test_the_bar_lists_the_states_of_the_open_batches_together(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    requests = plan(4)
+    journal = ResponseJournal(tmp_path / "raw.jsonl")
+    ledger = BatchLedger.beside(journal)
+    with FakeOpenAIServer(polls_per_state=2) as server:
+        batch_id = submit_by_hand(server, requests[:2], ledger)
+        ledger.append(
+            {"batch_key": "batch-killed", "event": "created", "batch_id": batch_id}
+        )
+        client = openai.OpenAI(base_url=server.base_url, api_key="k")
+        for _ in range(2):  # the killed run's batch is a state ahead of the new one
+            client.batches.retrieve(batch_id)
+        run_batch(server, requests, journal, BatchReport())
+    lines = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    assert any("states=in_progress,validating" in line for line in lines)
+
+
+def test_polling_backs_off_while_nothing_moves_and_not_past_its_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    delays: list[float] = []
+    real_sleep = asyncio.sleep
+
+    async def recorded(delay: float) -> None:
+        delays.append(delay)
+        await real_sleep(0)
+
+    monkeypatch.setattr(asyncio, "sleep", recorded)
+    journal = ResponseJournal(tmp_path / "raw.jsonl")
+    with FakeOpenAIServer(polls_per_state=3) as server:
+        run_batch(
+            server,
+            plan(3),
+            journal,
+            BatchReport(),
+            poll_interval_s=1.0,
+            poll_max_interval_s=3.0,
+        )
+    # Nine polls: the state (or the count of finished items) moves at the 3rd and 6th,
+    # and the 9th finds it done. Each quiet poll doubles the wait, up to 3 s; a move
+    # sets it back to 1 s.
+    assert [d for d in delays if d >= 1] == [1, 2, 1, 2, 3, 1, 2, 3]
