@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import fcntl
 import gc
 import hashlib
 import json
@@ -484,12 +485,15 @@ def test_a_view_over_two_shards_reads_each_records_own_shard(tmp_path, byte_toke
 
 
 def test_a_shard_a_killed_build_never_held_is_still_pruned(tmp_path, byte_tokenizer):
-    """Killed between writing a shard and holding it: no .lock file yet."""
+    """Killed between writing a shard and holding it: nobody holds its lock file, or
+    (written before builds locked their folder) it has none."""
     root = tmp_path / "cache"
-    shard = write_shard_of(root, make_records(4), byte_tokenizer)
-    assert not (shard / token_cache.LOCK_FILE).exists()
-    assert token_cache.prune(root, cache_at(root, 8, max_bytes=0)) == [shard]
-    assert not shard.exists()
+    unheld = write_shard_of(root, make_records(4), byte_tokenizer)
+    unlocked = write_shard_of(root, make_records(4, seed=1), byte_tokenizer)
+    (unlocked / token_cache.LOCK_FILE).unlink()
+    removed = token_cache.prune(root, cache_at(root, 8, max_bytes=0))
+    assert sorted(removed) == sorted([unheld, unlocked])
+    assert not unheld.exists() and not unlocked.exists()
 
 
 def test_a_shard_is_written_in_its_documented_format(tmp_path, byte_tokenizer, capsys):
@@ -650,4 +654,56 @@ def test_a_size_cap_removes_the_least_recently_used_until_the_rest_fit(
     assert removed == shards[:2]
     assert [record.getMessage() for record in caplog.records] == [
         f"Token cache {root.resolve()}: removed 2 unused shard(s); {sizes[2]} bytes left"
+    ]
+
+
+def test_a_cleanup_during_a_build_never_takes_the_shard_being_written(
+    tmp_path, byte_tokenizer, monkeypatch
+):
+    write_files = token_cache._write_shard_files
+    during: list[list[Path]] = []
+
+    def then_clean_up(staging: Path, *args: Any, **kwargs: Any) -> None:
+        write_files(staging, *args, **kwargs)
+        # Another job's cleanup between meta.json and the rename, with a cap of 0.
+        assert (staging / token_cache.META_FILE).is_file()
+        during.append(token_cache.prune(tmp_path, cache_at(tmp_path, 8, max_bytes=0)))
+
+    monkeypatch.setattr(token_cache, "_write_shard_files", then_clean_up)
+    shard = write_shard_of(tmp_path, make_records(4), byte_tokenizer)
+    assert during == [[]] and token_cache.TokenShard.open(shard, shard.parent.name)
+    assert [path.name for path in shard.parent.iterdir()] == [shard.name]
+
+
+def test_a_cleanup_removes_what_killed_builds_and_cleanups_left(
+    tmp_path, byte_tokenizer, caplog
+):
+    shard = write_shard_of(tmp_path, make_records(4), byte_tokenizer)
+    folder = shard.parent
+
+    def leftover(name: str, locked: bool) -> Path:
+        path = folder / name
+        shutil.copytree(shard, path)  # whole, meta.json and all
+        if not locked:
+            (path / token_cache.LOCK_FILE).unlink(missing_ok=True)
+        return path
+
+    killed_build = leftover(".tmp-0123456789abcdef-dead", locked=True)
+    killed_removal = leftover(".removing-0123456789abcdef-dead", locked=True)
+    just_made = leftover(".tmp-0123456789abcdef-new", locked=False)  # not locked yet
+    running = leftover(".tmp-0123456789abcdef-alive", locked=True)
+    writer = os.open(running / token_cache.LOCK_FILE, os.O_RDWR)
+    fcntl.flock(writer, fcntl.LOCK_EX)  # a build still writing holds it
+    try:
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger=token_cache.__name__):
+            removed = token_cache.prune(tmp_path, cache_at(tmp_path, 8))
+    finally:
+        os.close(writer)
+    assert removed == []  # no limit: the shards stay; only the leftovers go
+    assert not killed_build.exists() and not killed_removal.exists()
+    assert just_made.is_dir() and running.is_dir() and shard.is_dir()
+    assert [record.getMessage() for record in caplog.records] == [
+        f"Token cache {tmp_path.resolve()}: removed 2 folder(s) a killed build or "
+        "cleanup left"
     ]

@@ -33,7 +33,10 @@ build :func:`prune` removes shards unused for ``max_age_days``, then the least r
 used while the cache is over ``max_bytes``. A shard's ``.used`` stamp is touched by
 every view that uses it; every process that builds or reads a view holds a shared
 ``flock`` on the shard's ``.lock`` until it exits, and a shard is removed only under
-an exclusive one, so never while a running job holds it.
+an exclusive one, so never while a running job holds it. A build holds its
+``.tmp-*`` folder's ``.lock`` exclusively until the rename, so the cleanup never takes
+a shard being written, and removes one whose writer was killed (and what a killed
+removal left, ``.removing-*``).
 """
 
 from __future__ import annotations
@@ -85,6 +88,8 @@ LOCK_FILE = (
     ".lock"  # shared flock while a process uses the shard, exclusive to remove it
 )
 USED_FILE = ".used"  # its mtime: the last time a view used the shard
+STAGING_PREFIX = ".tmp-"  # a shard being written, renamed into place once whole
+REMOVING_PREFIX = ".removing-"  # a shard being removed, renamed away first
 DAY_S = 86400.0
 # Shards this process holds a shared lock on (path -> open descriptor), until it exits.
 _held: dict[Path, int] = {}
@@ -224,36 +229,42 @@ def write_shard(
     """Tokenise ``records`` into a new shard under ``folder`` (temporary name, then renamed)."""
     records_digest = hashlib.sha256(np.ascontiguousarray(keys).tobytes()).hexdigest()
     final = folder / records_digest[:16]
-    staging = folder / f".tmp-{records_digest[:16]}-{uuid.uuid4().hex[:8]}"
+    staging = folder / f"{STAGING_PREFIX}{records_digest[:16]}-{uuid.uuid4().hex[:8]}"
     staging.mkdir(parents=True)
+    # Held until the rename: a cleanup takes a staging folder only once its writer died.
+    writing = os.open(staging / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(writing, fcntl.LOCK_EX)
     try:
-        _write_shard_files(
-            staging,
-            records,
-            keys,
-            tokenizer,
-            fingerprint=fingerprint,
-            batch_size=batch_size,
-            records_digest=records_digest,
-        )
-    except OSError as error:
-        # A full disk: no half shard stays behind to hold the space a rerun needs.
-        shutil.rmtree(staging, ignore_errors=True)
-        raise OSError(
-            error.errno,
-            f"train: could not write token cache shard {final} ({error.strerror}); "
-            "the partial shard was removed, rerun once there is space",
-        ) from error
-    if final.is_dir() and TokenShard.open(final, fingerprint["id"]) is None:
-        # Shards are renamed into place complete, so this one was damaged afterwards.
-        logger.warning("Replacing the damaged token cache shard %s", final)
-        shutil.rmtree(final)
-    try:
-        staging.rename(final)
-    except OSError:
-        # The same records were cached meanwhile (another process): keep that one.
-        shutil.rmtree(staging)
-    return final
+        try:
+            _write_shard_files(
+                staging,
+                records,
+                keys,
+                tokenizer,
+                fingerprint=fingerprint,
+                batch_size=batch_size,
+                records_digest=records_digest,
+            )
+        except OSError as error:
+            # A full disk: no half shard stays behind to hold the space a rerun needs.
+            shutil.rmtree(staging, ignore_errors=True)
+            raise OSError(
+                error.errno,
+                f"train: could not write token cache shard {final} ({error.strerror}); "
+                "the partial shard was removed, rerun once there is space",
+            ) from error
+        if final.is_dir() and TokenShard.open(final, fingerprint["id"]) is None:
+            # Shards are renamed into place complete, so this one was damaged afterwards.
+            logger.warning("Replacing the damaged token cache shard %s", final)
+            shutil.rmtree(final)
+        try:
+            staging.rename(final)
+        except OSError:
+            # The same records were cached meanwhile (another process): keep that one.
+            shutil.rmtree(staging)
+        return final
+    finally:
+        os.close(writing)
 
 
 def _write_shard_files(
@@ -377,7 +388,9 @@ def _remove_unheld(shard: Path) -> bool:
         except BlockingIOError:
             return False
         # Renamed first: a reader sees the whole shard or none of it.
-        doomed = shard.with_name(f".removing-{shard.name}-{uuid.uuid4().hex[:8]}")
+        doomed = shard.with_name(
+            f"{REMOVING_PREFIX}{shard.name}-{uuid.uuid4().hex[:8]}"
+        )
         shard.rename(doomed)
         shutil.rmtree(doomed)
         return True
@@ -395,12 +408,18 @@ def prune(
     """
     now = time.time() if now is None else now
     folder = Path(root).resolve()
-    shards = [
-        shard
+    entries_of = [
+        entry
         for fingerprint in (folder.iterdir() if folder.is_dir() else [])
         if fingerprint.is_dir()
-        for shard in fingerprint.iterdir()
-        if shard.is_dir() and (shard / META_FILE).is_file()
+        for entry in fingerprint.iterdir()
+        if entry.is_dir()
+    ]
+    _remove_leftovers(folder, entries_of)
+    shards = [
+        shard
+        for shard in entries_of
+        if not shard.name.startswith(".") and (shard / META_FILE).is_file()
     ]
     entries = sorted((last_used(shard), _size(shard), shard) for shard in shards)
     total = sum(size for _, size, _ in entries)
@@ -421,6 +440,44 @@ def prune(
             total,
         )
     return removed
+
+
+def _remove_leftovers(folder: Path, entries: list[Path]) -> None:
+    """Remove what killed processes left: builds whose writer is gone, half removals."""
+    left = [
+        entry
+        for entry in entries
+        if entry.name.startswith(REMOVING_PREFIX)
+        or (entry.name.startswith(STAGING_PREFIX) and _writer_gone(entry))
+    ]
+    for entry in left:
+        # Another cleanup may be removing the same folder: whatever is left goes.
+        shutil.rmtree(entry, ignore_errors=True)
+    if left:
+        logger.info(
+            "Token cache %s: removed %d folder(s) a killed build or cleanup left",
+            folder,
+            len(left),
+        )
+
+
+def _writer_gone(staging: Path) -> bool:
+    """Whether nothing holds ``staging``'s lock any more (its build was killed).
+
+    A folder without a lock file is left alone: its writer may be between making it
+    and locking it.
+    """
+    try:
+        descriptor = os.open(staging / LOCK_FILE, os.O_RDWR)
+    except OSError:  # no lock file yet, or renamed into place meanwhile
+        return False
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(descriptor)
+    return True
 
 
 def build_view(
