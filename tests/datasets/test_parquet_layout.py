@@ -87,3 +87,15 @@ def test_a_catalog_entry_saves_the_canonical_bytes(tmp_path, texts):
     )
     catalog.save("clean_instructions", frame_of(texts, 30_000))
     assert target.read_bytes() == pandas(frame_of(texts, len(texts)))
+
+
+def test_an_object_store_save_writes_the_same_bytes(texts):
+    import fsspec
+
+    from belle_kedro.datasets.parquet import ParquetDataset
+
+    dataset = ParquetDataset(filepath="memory:///belle/clean_instructions.parquet")
+    dataset.save(frame_of(texts, 30_000))
+    with fsspec.open("memory:///belle/clean_instructions.parquet", "rb") as saved:
+        assert saved.read() == pandas(frame_of(texts, len(texts)))
+    pd.testing.assert_frame_equal(dataset.load(), frame_of(texts, len(texts)))
