@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 
+import fsspec
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -13,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from kedro.io import DataCatalog
 
-from belle_kedro.datasets.parquet import write_parquet
+from belle_kedro.datasets.parquet import ParquetDataset, write_parquet
 
 
 def frame_of(texts: list[str], chunk: int) -> pd.DataFrame:
@@ -90,10 +91,6 @@ def test_a_catalog_entry_saves_the_canonical_bytes(tmp_path, texts):
 
 
 def test_an_object_store_save_writes_the_same_bytes(texts):
-    import fsspec
-
-    from belle_kedro.datasets.parquet import ParquetDataset
-
     dataset = ParquetDataset(filepath="memory:///belle/clean_instructions.parquet")
     dataset.save(frame_of(texts, 30_000))
     with fsspec.open("memory:///belle/clean_instructions.parquet", "rb") as saved:
