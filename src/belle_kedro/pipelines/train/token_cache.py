@@ -392,7 +392,9 @@ def _remove_unheld(shard: Path) -> bool:
             f"{REMOVING_PREFIX}{shard.name}-{uuid.uuid4().hex[:8]}"
         )
         shard.rename(doomed)
-        shutil.rmtree(doomed)
+        # Another process's cleanup may take it for a killed removal's leftover and
+        # remove files under us: whatever either leaves, the next cleanup removes.
+        shutil.rmtree(doomed, ignore_errors=True)
         return True
     finally:
         os.close(descriptor)
@@ -408,17 +410,17 @@ def prune(
     """
     now = time.time() if now is None else now
     folder = Path(root).resolve()
-    entries_of = [
+    folders = [
         entry
         for fingerprint in (folder.iterdir() if folder.is_dir() else [])
         if fingerprint.is_dir()
         for entry in fingerprint.iterdir()
         if entry.is_dir()
     ]
-    _remove_leftovers(folder, entries_of)
+    _remove_leftovers(folder, folders)
     shards = [
         shard
-        for shard in entries_of
+        for shard in folders
         if not shard.name.startswith(".") and (shard / META_FILE).is_file()
     ]
     entries = sorted((last_used(shard), _size(shard), shard) for shard in shards)
