@@ -707,3 +707,22 @@ def test_a_cleanup_removes_what_killed_builds_and_cleanups_left(
         f"Token cache {tmp_path.resolve()}: removed 2 folder(s) a killed build or "
         "cleanup left"
     ]
+
+
+def test_a_leftover_another_cleanup_removes_first_is_no_error(
+    tmp_path, byte_tokenizer, monkeypatch
+):
+    shard = write_shard_of(tmp_path, make_records(4), byte_tokenizer)
+    removing = shard.parent / ".removing-0123456789abcdef-dead"
+    staging = shard.parent / ".tmp-0123456789abcdef-dead"
+    shutil.copytree(shard, removing)
+    shutil.copytree(shard, staging)
+    writer_gone = token_cache._writer_gone
+
+    def meanwhile_another_cleanup(path: Path) -> bool:
+        shutil.rmtree(removing, ignore_errors=True)  # it got there first
+        return writer_gone(path)
+
+    monkeypatch.setattr(token_cache, "_writer_gone", meanwhile_another_cleanup)
+    assert token_cache.prune(tmp_path, cache_at(tmp_path, 8)) == []
+    assert not removing.exists() and not staging.exists() and shard.is_dir()
