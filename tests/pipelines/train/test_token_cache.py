@@ -493,7 +493,7 @@ def test_a_shard_a_killed_build_never_held_is_still_pruned(tmp_path, byte_tokeni
     (unlocked / token_cache.LOCK_FILE).unlink()
     removed = token_cache.prune(root, cache_at(root, 8, max_bytes=0))
     assert sorted(removed) == sorted([unheld, unlocked])
-    assert not unheld.exists() and not unlocked.exists()
+    assert list(unheld.parent.iterdir()) == []  # removed, not only renamed away
 
 
 def test_a_shard_is_written_in_its_documented_format(tmp_path, byte_tokenizer, capsys):
@@ -726,3 +726,26 @@ def test_a_leftover_another_cleanup_removes_first_is_no_error(
     monkeypatch.setattr(token_cache, "_writer_gone", meanwhile_another_cleanup)
     assert token_cache.prune(tmp_path, cache_at(tmp_path, 8)) == []
     assert not removing.exists() and not staging.exists() and shard.is_dir()
+
+
+def test_a_removal_raced_by_another_cleanup_is_finished_by_the_next(
+    tmp_path, byte_tokenizer, monkeypatch
+):
+    shard = write_shard_of(tmp_path, make_records(4), byte_tokenizer)
+    folder = shard.parent
+    unlink = os.unlink
+
+    def taken_first(path: Any, *args: Any, **kwargs: Any) -> None:
+        if os.fspath(path) == token_cache.META_FILE:  # rmtree unlinks by dir_fd
+            raise FileNotFoundError(errno.ENOENT, "removed by another cleanup", path)
+        unlink(path, *args, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(os, "unlink", taken_first)
+        assert token_cache.prune(tmp_path, cache_at(tmp_path, 8, max_bytes=0)) == [
+            shard
+        ]
+    assert not shard.exists()
+    assert [path.name.startswith(".removing-") for path in folder.iterdir()] == [True]
+    token_cache.prune(tmp_path, cache_at(tmp_path, 8))  # the next cleanup, any limits
+    assert list(folder.iterdir()) == []
