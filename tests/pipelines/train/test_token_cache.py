@@ -749,3 +749,12 @@ def test_a_removal_raced_by_another_cleanup_is_finished_by_the_next(
     assert [path.name.startswith(".removing-") for path in folder.iterdir()] == [True]
     token_cache.prune(tmp_path, cache_at(tmp_path, 8))  # the next cleanup, any limits
     assert list(folder.iterdir()) == []
+
+
+def test_a_folder_that_is_no_shard_is_never_pruned(tmp_path, byte_tokenizer):
+    shard = write_shard_of(tmp_path, make_records(4), byte_tokenizer)
+    stranger = shard.parent / "someone-elses-folder"  # no meta.json: not a shard
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("kept")
+    assert token_cache.prune(tmp_path, cache_at(tmp_path, 8, max_bytes=0)) == [shard]
+    assert (stranger / "notes.txt").read_text() == "kept"
