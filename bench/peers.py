@@ -15,7 +15,7 @@ Settings are each library's documented defaults for Chinese text, as in their RE
   counts when the estimated Jaccard reaches 0.7.
 - ``data_juicer`` (in its own venv: it pins its own numpy, pandas and torch):
   ``DocumentMinhashDeduplicator(tokenization="character", window_size=5,
-  num_permutations=256, jaccard_threshold=0.7, num_proc=1)``, bands chosen by data-juicer; it keeps
+  num_permutations=256, jaccard_threshold=0.7)``, bands chosen by data-juicer; it keeps
   one record of each cluster (union-find), not the earliest kept in greedy order.
 - ``ours``: :func:`belle_kedro.pipelines.clean.dedup.find_near_duplicates` with
   conf/base's ``clean.matching`` (ROUGE-L >= 0.7, every drop verified exactly).
@@ -38,7 +38,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 THRESHOLD = 0.7
 PERMUTATIONS = 128
 SHINGLE = 3
-DATA_JUICER_PROCESSES = 1
 
 
 def shingles(key: str) -> list[str]:
@@ -122,9 +121,6 @@ def data_juicer_keep(keys: list[str]) -> np.ndarray:
         window_size=5,
         num_permutations=256,
         jaccard_threshold=THRESHOLD,
-        # Its default here is a map worker a core: at 1M keys the two workers' copies
-        # beside the main process's 16 GiB were OOM-killed on this 24 GiB box.
-        num_proc=DATA_JUICER_PROCESSES,
     )
     keep = np.zeros(len(keys), dtype=bool)
     keep[deduplicator.run(rows)["row"]] = True
