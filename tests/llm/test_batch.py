@@ -88,6 +88,18 @@ LIMITS = RequestLimits(
 )
 
 
+def spend_limit_of(request: LLMRequest, worst_cases: float) -> RequestLimits:
+    """A spend limit of ``worst_cases`` times ``request``'s worst case at batch prices."""
+    prices = TokenPrices(1.0, 1.0).scaled(0.5)
+    return RequestLimits(
+        max_in_flight=4,
+        requests_per_minute=None,
+        tokens_per_minute=None,
+        max_cost_usd=prices.worst_case(request) * worst_cases,
+        prices=prices,
+    )
+
+
 def run_batch(server, requests, journal, report, limits=LIMITS, **changes):
     async def collect() -> dict[str, LLMResponse]:
         backend = backend_for(server)
@@ -657,14 +669,7 @@ def test_a_resumed_batch_counts_as_a_try_of_its_items(tmp_path: Path):
 
 def test_a_failed_item_the_spend_limit_holds_back_is_not_followed_up(tmp_path: Path):
     requests = plan(6)
-    prices = TokenPrices(1.0, 1.0).scaled(0.5)
-    limits = RequestLimits(
-        max_in_flight=4,
-        requests_per_minute=None,
-        tokens_per_minute=None,
-        max_cost_usd=prices.worst_case(requests[0]) * 2.5,
-        prices=prices,
-    )
+    limits = spend_limit_of(requests[0], worst_cases=2.5)
     journal = ResponseJournal(tmp_path / "raw.jsonl")
     # Both sent items fail; the limit already held back the other four, so once it
     # has refused a request it sends none, follow-ups included.
@@ -784,14 +789,7 @@ def test_the_report_adds_up_over_the_calls_of_one_client(tmp_path: Path):
 
 def test_a_resumed_batch_counts_against_the_spend_limit(tmp_path: Path):
     requests = plan(4)
-    prices = TokenPrices(1.0, 1.0).scaled(0.5)
-    limits = RequestLimits(
-        max_in_flight=4,
-        requests_per_minute=None,
-        tokens_per_minute=None,
-        max_cost_usd=prices.worst_case(requests[0]) * 2.5,
-        prices=prices,
-    )
+    limits = spend_limit_of(requests[0], worst_cases=2.5)
     journal = ResponseJournal(tmp_path / "raw.jsonl")
     ledger = BatchLedger.beside(journal)
     with FakeOpenAIServer() as server:
